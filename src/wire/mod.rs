@@ -3,7 +3,7 @@
 //! Nothing here does I/O or reads a clock.
 
 mod error;
-mod limits;
+pub mod limits;
 
 pub use error::{Error, ErrorCode};
 pub use limits::Limits;
