@@ -11,4 +11,6 @@
 //! ```
 
 pub mod pg;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
