@@ -1,0 +1,3 @@
+//! PostgreSQL protocol: framing, typed messages, authentication and the SQL classifier.
+
+pub mod sql;
