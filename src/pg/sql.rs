@@ -261,7 +261,10 @@ impl<'a> Lexer<'a> {
     /// `$1` is a parameter, `$tag$` opens a dollar quote, any other `$` is punctuation.
     fn dollar(&mut self, start: usize) -> Kind {
         if self.byte(start + 1).is_some_and(|b| b.is_ascii_digit()) {
-            return self.until(self.scan_while(start + 1, |b| b.is_ascii_digit()), Kind::Number);
+            return self.until(
+                self.scan_while(start + 1, |b| b.is_ascii_digit()),
+                Kind::Number,
+            );
         }
         let Some(body) = self.dollar_tag_end(start + 1) else {
             return self.until(start + 1, Kind::Punct(b'$'));
@@ -414,7 +417,8 @@ impl<'l, 'a> Statement<'l, 'a> {
     }
 
     fn peek_is_punct(&mut self, punct: u8) -> bool {
-        self.peek().is_some_and(|token| token.kind == Kind::Punct(punct))
+        self.peek()
+            .is_some_and(|token| token.kind == Kind::Punct(punct))
     }
 
     /// Consumes the next token if it is the key word `keyword`.
@@ -463,9 +467,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         pg_temp
             && match suffix.split_first() {
                 None => true,
-                Some((b'_', digits)) => {
-                    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
-                }
+                Some((b'_', digits)) => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
                 Some(_) => false,
             }
     }
@@ -572,7 +574,11 @@ impl<'l, 'a> Statement<'l, 'a> {
             last = token;
         }
         let single = first.start == last.start;
-        let value = self.lexer.sql.get(first.start..last.end).unwrap_or_default();
+        let value = self
+            .lexer
+            .sql
+            .get(first.start..last.end)
+            .unwrap_or_default();
         let resets = single
             && (self.is(first, b"default") || name == "timezone" && self.is(first, b"local"));
         if name.eq_ignore_ascii_case("role") {
@@ -628,7 +634,9 @@ impl<'l, 'a> Statement<'l, 'a> {
                 continue;
             }
             if self.is(token, b"isolation") && self.eat(b"level") {
-                let Some(level) = self.isolation_level() else { return };
+                let Some(level) = self.isolation_level() else {
+                    return;
+                };
                 isolation = Some(level);
             } else if self.is(token, b"read") {
                 let Some(mode) = self.read_mode() else { return };
@@ -747,7 +755,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         while let Some(token) = self.next() {
             let writes = |p: Token| self.is(p, b"insert") || self.is(p, b"merge");
             if self.is(token, b"into") && !previous.is_some_and(writes) {
-                if self.into_temp_table() {
+                if self.target_is_temporary() {
                     f(Effect::Pin(PinReason::TempObject));
                 }
                 return;
@@ -757,7 +765,7 @@ impl<'l, 'a> Statement<'l, 'a> {
     }
 
     /// After `SELECT ... INTO`: whether the new table is temporary.
-    fn into_temp_table(&mut self) -> bool {
+    fn target_is_temporary(&mut self) -> bool {
         let _ = self.eat(b"global") || self.eat(b"local");
         if self.eat(b"temp") || self.eat(b"temporary") {
             return match self.peek() {
@@ -773,6 +781,604 @@ impl<'l, 'a> Statement<'l, 'a> {
         match self.next() {
             Some(token) => self.is_temp_qualifier(token),
             None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set(name: &str, value: &str) -> Effect {
+        Effect::Set {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn reset(name: &str) -> Effect {
+        Effect::Reset { name: name.into() }
+    }
+
+    fn pin(reason: PinReason) -> Effect {
+        Effect::Pin(reason)
+    }
+
+    fn check(cases: &[(&str, &[Effect])]) {
+        for (sql, expected) in cases {
+            assert_eq!(effects(sql.as_bytes()), *expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn no_effects() {
+        check(&[
+            ("", &[]),
+            (";", &[]),
+            ("   \n\t", &[]),
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 4242;",
+                &[],
+            ),
+            ("UPDATE t SET a = 1 WHERE b = 2", &[]),
+            ("INSERT INTO t VALUES (1)", &[]),
+            ("ALTER ROLE r SET search_path = x", &[]),
+            ("ALTER SYSTEM SET work_mem = '1MB'", &[]),
+            (
+                "CREATE FUNCTION f() RETURNS int SET search_path = x AS 'select 1' LANGUAGE sql",
+                &[],
+            ),
+            ("EXPLAIN ANALYZE SELECT 1", &[]),
+            ("BEGIN; COMMIT", &[]),
+        ]);
+    }
+
+    #[test]
+    fn set_statements() {
+        check(&[
+            (
+                "SET search_path TO \"$user\", public",
+                &[set("search_path", "\"$user\", public")],
+            ),
+            ("set Search_Path = 'a'", &[set("search_path", "'a'")]),
+            ("sEt WoRk_MeM tO '1MB'", &[set("work_mem", "'1MB'")]),
+            (
+                "SET SESSION work_mem = '64MB'",
+                &[set("work_mem", "'64MB'")],
+            ),
+            ("SET LOCAL work_mem = '64MB'", &[]),
+            ("SET/**/x=1", &[set("x", "1")]),
+            ("SET\tx\n=\n-1 ;", &[set("x", "-1")]),
+            (
+                "SET search_path = a, /* mid */ b /* end */ ;",
+                &[set("search_path", "a, /* mid */ b")],
+            ),
+            (
+                "SET application_name = 'a;b'",
+                &[set("application_name", "'a;b'")],
+            ),
+            (
+                "SET application_name = E'it\\'s'",
+                &[set("application_name", "E'it\\'s'")],
+            ),
+            (
+                "SET application_name = $$x$$",
+                &[set("application_name", "$$x$$")],
+            ),
+            ("SET myapp.user_id = 42", &[set("myapp.user_id", "42")]),
+            ("SET MyApp.User_Id = 42", &[set("myapp.user_id", "42")]),
+            ("SET \"MyApp\".\"Key\" = on", &[set("MyApp.Key", "on")]),
+            ("SET \"a\"\"b\" = 1", &[set("a\"b", "1")]),
+            ("SET x TO DEFAULT", &[reset("x")]),
+            ("SET x = default", &[reset("x")]),
+            ("SET TIME ZONE 'UTC'", &[set("timezone", "'UTC'")]),
+            (
+                "set time zone 'Europe/Paris'",
+                &[set("timezone", "'Europe/Paris'")],
+            ),
+            ("SET TIME ZONE LOCAL", &[reset("timezone")]),
+            ("SET TIME ZONE DEFAULT", &[reset("timezone")]),
+            (
+                "SET TIME ZONE INTERVAL '+02:00' HOUR TO MINUTE",
+                &[set("timezone", "INTERVAL '+02:00' HOUR TO MINUTE")],
+            ),
+            ("SET SCHEMA 'app'", &[set("search_path", "'app'")]),
+            ("SET NAMES 'UTF8'", &[set("client_encoding", "'UTF8'")]),
+            ("SET NAMES", &[reset("client_encoding")]),
+            ("SET NAMES DEFAULT", &[reset("client_encoding")]),
+            ("SET XML OPTION DOCUMENT", &[set("xmloption", "DOCUMENT")]),
+            (
+                "SET statement_timeout = 0; SET lock_timeout TO '1s'",
+                &[set("statement_timeout", "0"), set("lock_timeout", "'1s'")],
+            ),
+            ("BEGIN; SET x = 1; COMMIT", &[set("x", "1")]),
+            ("SET x", &[]),
+            ("SET x =", &[]),
+            ("SET x FROM CURRENT", &[]),
+        ]);
+    }
+
+    #[test]
+    fn transaction_scoped_set() {
+        check(&[
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", &[]),
+            ("SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", &[]),
+            ("SET CONSTRAINTS ALL DEFERRED", &[]),
+            ("SET LOCAL TIME ZONE 'UTC'", &[]),
+            ("SET LOCAL ROLE admin", &[]),
+            ("SET LOCAL SESSION AUTHORIZATION bob", &[]),
+        ]);
+    }
+
+    #[test]
+    fn session_characteristics() {
+        check(&[
+            (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                &[
+                    set("default_transaction_isolation", "'repeatable read'"),
+                    set("default_transaction_read_only", "on"),
+                ],
+            ),
+            (
+                "set session characteristics as transaction read write not deferrable \
+                 isolation level read committed",
+                &[
+                    set("default_transaction_isolation", "'read committed'"),
+                    set("default_transaction_read_only", "off"),
+                    set("default_transaction_deferrable", "off"),
+                ],
+            ),
+            (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED DEFERRABLE",
+                &[
+                    set("default_transaction_isolation", "'read uncommitted'"),
+                    set("default_transaction_deferrable", "on"),
+                ],
+            ),
+            (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                &[set("default_transaction_isolation", "'serializable'")],
+            ),
+            ("SET SESSION CHARACTERISTICS AS TRANSACTION READ SIDEWAYS", &[]),
+            ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL BOGUS", &[]),
+        ]);
+    }
+
+    #[test]
+    fn roles_and_authorization() {
+        check(&[
+            ("SET ROLE admin", &[pin(PinReason::SetRole)]),
+            ("SET SESSION ROLE admin", &[pin(PinReason::SetRole)]),
+            ("SET role TO admin", &[pin(PinReason::SetRole)]),
+            ("SET \"role\" = 'admin'", &[pin(PinReason::SetRole)]),
+            ("SET ROLE NONE", &[reset("role")]),
+            ("SET ROLE 'none'", &[reset("role")]),
+            ("SET role TO DEFAULT", &[reset("role")]),
+            (
+                "SET SESSION AUTHORIZATION bob",
+                &[pin(PinReason::SessionAuthorization)],
+            ),
+            (
+                "SET SESSION SESSION AUTHORIZATION 'bob'",
+                &[pin(PinReason::SessionAuthorization)],
+            ),
+            (
+                "SET session_authorization = bob",
+                &[pin(PinReason::SessionAuthorization)],
+            ),
+            (
+                "SET SESSION AUTHORIZATION DEFAULT",
+                &[reset("session_authorization")],
+            ),
+            ("RESET ROLE", &[reset("role")]),
+            (
+                "RESET SESSION AUTHORIZATION",
+                &[reset("session_authorization")],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn reset_and_discard() {
+        check(&[
+            ("RESET ALL", &[Effect::ResetAll]),
+            ("reset all;", &[Effect::ResetAll]),
+            ("reset Work_Mem", &[reset("work_mem")]),
+            ("RESET myapp.\"Key\"", &[reset("myapp.Key")]),
+            ("RESET TIME ZONE", &[reset("timezone")]),
+            ("RESET TRANSACTION ISOLATION LEVEL", &[]),
+            ("RESET", &[]),
+            ("DISCARD ALL", &[Effect::DiscardAll]),
+            ("discard all", &[Effect::DiscardAll]),
+            ("DISCARD PLANS", &[]),
+            ("DISCARD SEQUENCES", &[]),
+            ("DISCARD TEMP", &[]),
+            ("DISCARD TEMPORARY", &[]),
+        ]);
+    }
+
+    #[test]
+    fn pinning_statements() {
+        use PinReason::*;
+        check(&[
+            ("LISTEN ch", &[pin(Listen)]),
+            ("listen \"Ch\";", &[pin(Listen)]),
+            ("UNLISTEN *", &[]),
+            ("PREPARE q(int) AS SELECT $1", &[pin(Prepare)]),
+            ("prepare q as select 1", &[pin(Prepare)]),
+            ("PREPARE TRANSACTION 'gid'", &[]),
+            ("DEALLOCATE q", &[]),
+            ("DEALLOCATE ALL", &[]),
+            (
+                "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                &[pin(HoldCursor)],
+            ),
+            (
+                "DECLARE c NO SCROLL CURSOR WITH /* x */ HOLD FOR SELECT 1",
+                &[pin(HoldCursor)],
+            ),
+            (
+                "declare c binary insensitive scroll cursor with hold for select 1",
+                &[pin(HoldCursor)],
+            ),
+            ("DECLARE c CURSOR FOR SELECT 1", &[]),
+            ("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1", &[]),
+            (
+                "DECLARE c CURSOR FOR WITH hold AS (SELECT 1) SELECT * FROM hold",
+                &[],
+            ),
+            ("DECLARE c CURSOR FOR SELECT 'WITH HOLD'", &[]),
+            ("LOAD 'auto_explain'", &[pin(Load)]),
+        ]);
+    }
+
+    #[test]
+    fn temporary_objects() {
+        use PinReason::TempObject;
+        check(&[
+            ("CREATE TEMP TABLE t (a int)", &[pin(TempObject)]),
+            ("create temporary table t (a int)", &[pin(TempObject)]),
+            ("CREATE GLOBAL TEMPORARY TABLE t ()", &[pin(TempObject)]),
+            ("CREATE LOCAL TEMP SEQUENCE s", &[pin(TempObject)]),
+            ("CREATE TEMP VIEW v AS SELECT 1", &[pin(TempObject)]),
+            (
+                "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+                &[pin(TempObject)],
+            ),
+            ("CREATE TEMP TABLE t AS SELECT 1", &[pin(TempObject)]),
+            ("CREATE TABLE pg_temp.t (a int)", &[pin(TempObject)]),
+            ("CREATE TABLE PG_TEMP . t (a int)", &[pin(TempObject)]),
+            ("CREATE VIEW \"pg_temp\".v AS SELECT 1", &[pin(TempObject)]),
+            (
+                "CREATE FUNCTION pg_temp.f() RETURNS int AS 'select 1' LANGUAGE sql",
+                &[pin(TempObject)],
+            ),
+            ("CREATE TABLE pg_temp_3.t ()", &[pin(TempObject)]),
+            ("CREATE TABLE \"PG_TEMP\".t ()", &[]),
+            ("CREATE TABLE pg_temporary.t ()", &[]),
+            ("CREATE TABLE pg_temp_x.t ()", &[]),
+            ("CREATE TABLE pg_temp ()", &[]),
+            ("CREATE TABLE t (a int)", &[]),
+            ("CREATE TABLE temp (a int)", &[]),
+            ("CREATE UNLOGGED TABLE t ()", &[]),
+            (
+                "CREATE FUNCTION f() RETURNS void AS $$ CREATE TEMP TABLE x () $$ LANGUAGE sql",
+                &[],
+            ),
+            ("SELECT * INTO TEMP t FROM x", &[pin(TempObject)]),
+            ("SELECT 1 AS a INTO TEMPORARY TABLE t", &[pin(TempObject)]),
+            ("SELECT 1 INTO LOCAL TEMP t", &[pin(TempObject)]),
+            ("SELECT 1 INTO TEMP \"T\"", &[pin(TempObject)]),
+            ("SELECT 1 INTO pg_temp.t", &[pin(TempObject)]),
+            ("SELECT 1 INTO TABLE pg_temp.t", &[pin(TempObject)]),
+            (
+                "WITH a AS (SELECT 1) SELECT * INTO TEMP t FROM a",
+                &[pin(TempObject)],
+            ),
+            ("(SELECT 1 INTO TEMP t)", &[pin(TempObject)]),
+            ("SELECT 1 INTO t", &[]),
+            ("SELECT 1 INTO UNLOGGED t", &[]),
+            ("SELECT 1 INTO temp FROM x", &[]),
+            ("SELECT 1 INTO temp", &[]),
+            ("INSERT INTO temp VALUES (1)", &[]),
+            ("WITH a AS (SELECT 1) INSERT INTO temp SELECT * FROM a", &[]),
+            (
+                "WITH a AS (INSERT INTO temp VALUES (1) RETURNING *) SELECT * FROM a",
+                &[],
+            ),
+            (
+                "WITH a AS (SELECT 1) MERGE INTO temp USING a ON true WHEN MATCHED THEN DO NOTHING",
+                &[],
+            ),
+            ("SELECT 'INTO TEMP t'", &[]),
+        ]);
+    }
+
+    #[test]
+    fn advisory_locks() {
+        use PinReason::AdvisoryLock;
+        check(&[
+            ("SELECT pg_advisory_lock(1)", &[pin(AdvisoryLock)]),
+            ("select PG_ADVISORY_LOCK_SHARED(1)", &[pin(AdvisoryLock)]),
+            (
+                "SELECT pg_catalog.pg_try_advisory_lock(1)",
+                &[pin(AdvisoryLock)],
+            ),
+            (
+                "SELECT pg_catalog.\"pg_try_advisory_lock_shared\"(1)",
+                &[pin(AdvisoryLock)],
+            ),
+            (
+                "SELECT pg_advisory_lock /* c */ (1), pg_advisory_lock(2)",
+                &[pin(AdvisoryLock)],
+            ),
+            ("SELECT * FROM pg_advisory_lock(1, 2)", &[pin(AdvisoryLock)]),
+            (
+                "UPDATE t SET a = 1 WHERE pg_try_advisory_lock(id)",
+                &[pin(AdvisoryLock)],
+            ),
+            (
+                "EXPLAIN ANALYZE SELECT pg_advisory_lock(1)",
+                &[pin(AdvisoryLock)],
+            ),
+            ("SELECT pg_advisory_xact_lock(1)", &[]),
+            ("SELECT pg_advisory_xact_lock_shared(1)", &[]),
+            ("SELECT pg_try_advisory_xact_lock(1)", &[]),
+            ("SELECT pg_advisory_unlock(1)", &[]),
+            ("SELECT pg_advisory_unlock_all()", &[]),
+            ("SELECT pg_advisory_lock FROM t", &[]),
+            ("SELECT \"PG_ADVISORY_LOCK\"(1)", &[]),
+            ("SELECT pg_advisory_locks(1)", &[]),
+            (
+                "SELECT pg_advisory_lock(1); LISTEN c",
+                &[pin(AdvisoryLock), pin(PinReason::Listen)],
+            ),
+            (
+                "CREATE TEMP TABLE t AS SELECT pg_advisory_lock(1)",
+                &[pin(PinReason::TempObject), pin(AdvisoryLock)],
+            ),
+            (
+                "DECLARE c CURSOR WITH HOLD FOR SELECT pg_advisory_lock(1)",
+                &[pin(PinReason::HoldCursor), pin(AdvisoryLock)],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn lexical_traps() {
+        let listen = &[pin(PinReason::Listen)][..];
+        check(&[
+            ("SELECT 'LISTEN x'", &[]),
+            ("SELECT $$ pg_advisory_lock(1) $$", &[]),
+            ("/* SET x=1 */ SELECT 1", &[]),
+            ("-- SET x=1\nSELECT 1", &[]),
+            ("SELECT 'a;SET x=1'", &[]),
+            ("SELECT 'it''s'; LISTEN c", listen),
+            ("SELECT 'it'';LISTEN c'", &[]),
+            ("SELECT '\\'; LISTEN c", listen),
+            ("SELECT E'\\'; LISTEN c'", &[]),
+            ("SELECT e'\\\\'; LISTEN c", listen),
+            ("SELECT E'a''; LISTEN c'", &[]),
+            ("SELECT E'x'\n'\\'; LISTEN c'", &[]),
+            ("SELECT E'x' -- c\n  'y\\'; LISTEN c'", &[]),
+            ("SELECT E'x' '\\'; LISTEN c", listen),
+            ("SELECT 'x'\n'\\'; LISTEN c", listen),
+            ("SELECT U&'d\\0061t'; LISTEN c", listen),
+            ("SELECT U&\"a;b\"; LISTEN c", listen),
+            ("SELECT u&'\\'; LISTEN c", listen),
+            ("SELECT B'1010', X'ff', N'x;y'; LISTEN c", listen),
+            ("SELECT b'1;0'", &[]),
+            ("SELECT 'a' FROM t WHERE name = 'SET x = 1'", &[]),
+            ("/* /* nested */ LISTEN c */ SELECT 1", &[]),
+            ("/* /* nested */ */ LISTEN c", listen),
+            ("/*/ LISTEN c */ SELECT 1", &[]),
+            ("SELECT 1 */ LISTEN c", &[]),
+            ("SELECT 2 /**/; LISTEN c", listen),
+            ("SELECT 1 -- ; LISTEN c\n; LISTEN c", listen),
+            ("SELECT 1 --; LISTEN c", &[]),
+            ("SELECT 1 - - 1; LISTEN c", listen),
+            (
+                "SELECT $tag$ ; LISTEN c $notag$ $TAG$ $tag$; LISTEN c",
+                listen,
+            ),
+            ("SELECT $a$ $b$ ; $a$; LISTEN c", listen),
+            ("SELECT $_1$ ; $_1$; LISTEN c", listen),
+            ("SELECT $$;LISTEN c", &[]),
+            ("SELECT $1; LISTEN c", listen),
+            ("SELECT $12$; LISTEN c", listen),
+            ("SELECT a$$b; LISTEN c", listen),
+            ("SELECT a$b$ ; LISTEN c", listen),
+            ("SELECT \"SET\"; SELECT \"a;b\"; LISTEN c", listen),
+            ("SELECT \"a\"\";LISTEN c\"", &[]),
+            ("\"LISTEN\" c", &[]),
+            ("SELECT 1;;; LISTEN c", listen),
+            ("SELECT 1.5e3;LISTEN c", listen),
+            (
+                "CREATE RULE r AS ON INSERT TO t DO ALSO (NOTIFY c; LISTEN c)",
+                &[],
+            ),
+            ("SELECT (1)); LISTEN c", listen),
+            ("LiStEn c", listen),
+            ("\u{feff}LISTEN c", &[]),
+            ("SELECT 'é'; LISTEN ç", listen),
+        ]);
+    }
+
+    #[test]
+    fn unterminated_input() {
+        check(&[
+            ("SELECT 'unterminated; LISTEN c", &[]),
+            ("SELECT E'unterminated\\", &[]),
+            ("SELECT \"unterminated; LISTEN c", &[]),
+            ("SELECT $q$ unterminated; LISTEN c", &[]),
+            ("SELECT 1 /* unterminated /* */ ; LISTEN c", &[]),
+            ("SET x = 1; SELECT /* oops", &[set("x", "1")]),
+            ("LISTEN c; SELECT 'oops", &[pin(PinReason::Listen)]),
+            ("SET \"x", &[]),
+            ("SET x.", &[]),
+            ("SET", &[]),
+            ("SET SESSION", &[]),
+            ("PREPARE", &[]),
+            ("SELECT 1 INTO", &[]),
+            ("CREATE TEMP", &[pin(PinReason::TempObject)]),
+            ("$", &[]),
+            ("E", &[]),
+            ("U&", &[]),
+        ]);
+    }
+
+    /// Text that may contain anything a classifier could trip on.
+    fn nasty_text() -> impl Strategy<Value = String> {
+        let fragments = prop::sample::select(vec![
+            "SET x = 1",
+            "LISTEN c",
+            "RESET ALL",
+            "DISCARD ALL",
+            "pg_advisory_lock(1)",
+            "CREATE TEMP TABLE t()",
+            "INTO TEMP t",
+            "PREPARE p AS SELECT 1",
+            ";",
+            "'",
+            "''",
+            "\"",
+            "$",
+            "$$",
+            "$q$",
+            "$1",
+            "/*",
+            "*/",
+            "--",
+            "\n",
+            "\r",
+            "\\",
+            "E'",
+            "U&'",
+            " ",
+            "(",
+            ")",
+            "a",
+            "é",
+            "\u{0}",
+        ]);
+        prop::collection::vec(fragments, 0..24).prop_map(|parts| parts.concat())
+    }
+
+    /// Ways to make `text` inert: string constants, a quoted identifier, comments.
+    fn wrap(text: &str, how: usize) -> Option<String> {
+        if how == 3 && text.contains("$q$") {
+            return None;
+        }
+        Some(match how {
+            0 => format!("'{}'", text.replace('\'', "''")),
+            1 => format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")),
+            2 => format!("\"{}\"", text.replace('"', "\"\"")),
+            3 => format!("$q$ {text} $q$"),
+            4 => format!("--{}\n", text.replace(['\n', '\r'], " ")),
+            5 => format!("/* {} */", text.replace('*', " * ")),
+            6 => format!("/* /* */ {} */", text.replace('*', " * ")),
+            _ => format!("U&'{}'", text.replace('\'', "''")),
+        })
+    }
+
+    /// Randomly upper-cases the ASCII letters of `text`.
+    fn mixed_case(text: &str, mask: u64) -> String {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| match (mask >> (i % 64)) & 1 {
+                1 => c.to_ascii_uppercase(),
+                _ => c,
+            })
+            .collect()
+    }
+
+    fn separator() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            " ",
+            "\n",
+            "\t",
+            "  \r\n ",
+            "/* c */",
+            "/* /* n */ ; */",
+            "-- ; c\n",
+            " /**/ ",
+        ])
+    }
+
+    fn value() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "1",
+            "-1",
+            "1.5",
+            "on",
+            "public",
+            "\"$user\"",
+            "'UTC'",
+            "'a;b'",
+            "'it''s'",
+            "E'x\\'y'",
+            "$$v;v$$",
+            "$t$a$t$",
+            "U&'d\\0061t'",
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_bytes(sql in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = effects(&sql);
+        }
+
+        #[test]
+        fn never_panics_on_nasty_text(sql in nasty_text()) {
+            let _ = effects(sql.as_bytes());
+        }
+
+        #[test]
+        fn inert_text_has_no_effect(text in nasty_text(), how in 0usize..8) {
+            let Some(wrapped) = wrap(&text, how) else { return Ok(()) };
+            let sql = format!("SELECT {wrapped} AS x; SET y = 2");
+            prop_assert_eq!(effects(sql.as_bytes()), vec![set("y", "2")], "{}", sql);
+        }
+
+        #[test]
+        fn generated_set_is_reported(
+            name in "[a-z_][a-z0-9_]{0,8}(\\.[a-z_][a-z0-9_]{0,8})?",
+            values in prop::collection::vec((value(), separator(), separator()), 1..4),
+            seps in prop::collection::vec(separator(), 4),
+            equals in any::<bool>(),
+            session in any::<bool>(),
+            mask in any::<u64>(),
+        ) {
+            let special = ["local", "session", "transaction", "time", "schema", "names", "role",
+                "xml", "constraints", "session_authorization", "timezone"];
+            prop_assume!(!special.contains(&name.as_str()));
+            let value = values
+                .iter()
+                .enumerate()
+                .map(|(i, (v, before, after))| match i {
+                    0 => v.to_string(),
+                    _ => format!("{before},{after}{v}"),
+                })
+                .collect::<String>();
+            let keyword = match session {
+                true => format!("set{}session", seps[0]),
+                false => "set".to_string(),
+            };
+            let assign = if equals { "=" } else { "to" };
+            let sql = format!(
+                "{}{}{}{}{}{}{};",
+                mixed_case(&keyword, mask),
+                seps[1],
+                mixed_case(&name, mask.rotate_left(17)),
+                seps[2],
+                mixed_case(assign, mask.rotate_left(31)),
+                seps[3],
+                value,
+            );
+            prop_assert_eq!(effects(sql.as_bytes()), vec![set(&name, &value)], "{}", sql);
         }
     }
 }
