@@ -124,6 +124,7 @@ enum Kind {
     Punct(u8),
 }
 
+/// A token: its kind and its byte span in the source.
 #[derive(Debug, Clone, Copy)]
 struct Token {
     kind: Kind,
@@ -458,11 +459,9 @@ impl<'l, 'a> Statement<'l, 'a> {
         let Some((prefix, suffix)) = name.split_at_checked(7) else {
             return false;
         };
-        let folded = token.kind == Kind::Word;
-        let pg_temp = if folded {
-            prefix.eq_ignore_ascii_case(b"pg_temp")
-        } else {
-            prefix == b"pg_temp"
+        let pg_temp = match token.kind {
+            Kind::Word => prefix.eq_ignore_ascii_case(b"pg_temp"),
+            _ => prefix == b"pg_temp",
         };
         pg_temp
             && match suffix.split_first() {
@@ -497,7 +496,7 @@ impl<'l, 'a> Statement<'l, 'a> {
             if self.eat(b"all") {
                 f(Effect::DiscardAll);
             }
-        } else if keyword(b"listen") {
+        } else if keyword(b"listen") && self.next().is_some() {
             f(Effect::Pin(PinReason::Listen));
         } else if keyword(b"prepare") {
             self.prepare(f);
@@ -505,8 +504,26 @@ impl<'l, 'a> Statement<'l, 'a> {
             self.declare(f);
         } else if keyword(b"create") {
             self.create(f);
-        } else if keyword(b"load") {
+        } else if keyword(b"load") && self.next().is_some() {
             f(Effect::Pin(PinReason::Load));
+        } else if keyword(b"explain") {
+            self.explain(f);
+        }
+    }
+
+    /// `EXPLAIN [(options)] [ANALYZE] [VERBOSE] statement`: with ANALYZE the statement runs,
+    /// so one creating a temporary table pins (harmlessly, also without ANALYZE).
+    fn explain(&mut self, f: &mut dyn FnMut(Effect)) {
+        if self.eat_punct(b'(') {
+            while self.depth > 0 && self.next().is_some() {}
+        }
+        let _ = self.eat(b"analyze") || self.eat(b"analyse");
+        self.eat(b"verbose");
+        let Some(token) = self.next() else { return };
+        if self.is(token, b"create") {
+            self.create(f);
+        } else if self.is(token, b"select") || self.is(token, b"with") {
+            self.select_into(f);
         }
     }
 
@@ -830,6 +847,14 @@ mod tests {
                 &[],
             ),
             ("EXPLAIN ANALYZE SELECT 1", &[]),
+            ("EXPLAIN (ANALYZE, BUFFERS) SELECT 1 INTO t", &[]),
+            (
+                "EXPLAIN ANALYZE DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                &[],
+            ),
+            ("EXPLAIN ANALYZE LISTEN c", &[]),
+            ("EXPLAIN", &[]),
+            ("EXPLAIN (ANALYZE", &[]),
             ("BEGIN; COMMIT", &[]),
         ]);
     }
@@ -1093,6 +1118,22 @@ mod tests {
                 &[],
             ),
             ("SELECT 'INTO TEMP t'", &[]),
+            (
+                "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1",
+                &[pin(TempObject)],
+            ),
+            (
+                "explain analyse verbose create table pg_temp.t as select 1",
+                &[pin(TempObject)],
+            ),
+            (
+                "EXPLAIN (ANALYZE, COSTS off) SELECT 1 INTO TEMP t",
+                &[pin(TempObject)],
+            ),
+            (
+                "EXPLAIN (FORMAT json) WITH a AS (SELECT 1) SELECT * INTO TEMP t FROM a",
+                &[pin(TempObject)],
+            ),
         ]);
     }
 
@@ -1221,6 +1262,8 @@ mod tests {
             ("SET", &[]),
             ("SET SESSION", &[]),
             ("PREPARE", &[]),
+            ("LISTEN", &[]),
+            ("LOAD", &[]),
             ("SELECT 1 INTO", &[]),
             ("CREATE TEMP", &[pin(PinReason::TempObject)]),
             ("$", &[]),
