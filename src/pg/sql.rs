@@ -338,12 +338,16 @@ fn quoted_inner(text: &[u8]) -> &[u8] {
     }
 }
 
-/// The tokens of one statement, up to a `;` outside parentheses, with one token of lookahead.
-/// Every token is also checked for a session advisory lock call.
+/// The tokens of one statement, up to a `;` outside parentheses (and, in a routine, outside
+/// `BEGIN ATOMIC ... END`), with one token of lookahead. Every token is also checked for a
+/// session advisory lock call.
 struct Statement<'l, 'a> {
     lexer: &'l mut Lexer<'a>,
     peeked: Option<Option<Token>>,
     depth: usize,
+    /// Set for `CREATE FUNCTION`/`PROCEDURE`, whose SQL body may hold `;` (as psql does it).
+    routine: bool,
+    block_depth: usize,
     done: bool,
     after_lock_name: bool,
     locks: bool,
@@ -355,6 +359,8 @@ impl<'l, 'a> Statement<'l, 'a> {
             lexer,
             peeked: None,
             depth: 0,
+            routine: false,
+            block_depth: 0,
             done: false,
             after_lock_name: false,
             locks: false,
@@ -370,7 +376,7 @@ impl<'l, 'a> Statement<'l, 'a> {
             return None;
         };
         match token.kind {
-            Kind::Punct(b';') if self.depth == 0 => {
+            Kind::Punct(b';') if self.depth == 0 && self.block_depth == 0 => {
                 self.done = true;
                 return None;
             }
@@ -379,10 +385,20 @@ impl<'l, 'a> Statement<'l, 'a> {
                 self.depth += 1;
             }
             Kind::Punct(b')') => self.depth = self.depth.saturating_sub(1),
+            Kind::Word if self.routine => self.track_blocks(token),
             _ => {}
         }
         self.after_lock_name = self.is_lock_name(token);
         Some(token)
+    }
+
+    /// `BEGIN ... END` and `CASE ... END` nesting in a routine body.
+    fn track_blocks(&mut self, token: Token) {
+        if self.is(token, b"begin") || self.is(token, b"case") {
+            self.block_depth += 1;
+        } else if self.is(token, b"end") {
+            self.block_depth = self.block_depth.saturating_sub(1);
+        }
     }
 
     fn next(&mut self) -> Option<Token> {
@@ -755,6 +771,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         if self.eat(b"or") {
             self.eat(b"replace");
         }
+        self.routine = self.peek_is(b"function") || self.peek_is(b"procedure");
         let _ = self.eat(b"global") || self.eat(b"local");
         if self.eat(b"temp") || self.eat(b"temporary") {
             return f(Effect::Pin(PinReason::TempObject));
@@ -1241,6 +1258,18 @@ mod tests {
                 &[],
             ),
             ("SELECT (1)); LISTEN c", listen),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; LISTEN x; END; LISTEN c",
+                listen,
+            ),
+            (
+                "create or replace procedure p() language sql begin atomic \
+                 insert into t values (case when true then 1 end); listen x; end; listen c",
+                listen,
+            ),
+            ("CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN 1; LISTEN c", listen),
+            ("CREATE TABLE t (a int); END; LISTEN c", listen),
+            ("SELECT CASE WHEN true THEN 1 END; BEGIN; LISTEN c", listen),
             ("LiStEn c", listen),
             ("\u{feff}LISTEN c", &[]),
             ("SELECT 'é'; LISTEN ç", listen),
