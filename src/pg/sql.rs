@@ -12,6 +12,11 @@
 //! `$tag$...$tag$`), 4.1.4 positional parameters (`$1`) and 4.1.5 comments (`--` and nested
 //! `/* */`). `standard_conforming_strings` is assumed on. It works on bytes, so any
 //! ASCII-compatible client encoding is fine.
+//!
+//! What it cannot see: statements run inside functions and `DO` blocks (their bodies are string
+//! constants) and `set_config(name, value, false)`. Client encodings whose multibyte characters
+//! may contain the byte `\` (SJIS, BIG5, GBK, GB18030, UHC) can hide the end of an `E'...'`
+//! constant. Names and values are decoded as UTF-8, lossily.
 
 /// A statement effect that outlives the transaction it runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +72,9 @@ pub enum PinReason {
 
 /// Calls `f` for every effect in `sql` (which may hold many `;`-separated statements), in order.
 ///
-/// Within one statement, a session advisory lock call is reported once, after the statement's
-/// other effects. Malformed SQL never panics; the server rejects it anyway.
+/// Effects are what the statements do if they succeed. Within one statement, a session advisory
+/// lock call is reported once, after the statement's other effects. Malformed SQL never panics;
+/// the server rejects it anyway, and nothing of a simple Query runs when any of it fails to parse.
 pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     let mut lexer = Lexer { sql, pos: 0 };
     while lexer.pos < sql.len() {
@@ -324,8 +330,12 @@ fn is_number_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
 }
 
+/// Position of the first `needle` in `haystack`; an empty `needle` is never found.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    match needle.len() {
+        0 => None,
+        len => haystack.windows(len).position(|w| w == needle),
+    }
 }
 
 /// The text between the quotes of a quoted identifier (`"..."` or `U&"..."`), still escaped.
@@ -492,6 +502,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         self.is_temp_schema(token) && self.peek_is_punct(b'.')
     }
 
+    /// Reports the effects announced by the statement's first key word.
     fn classify(&mut self, f: &mut dyn FnMut(Effect)) {
         let Some(first) = self.next() else { return };
         if first.kind == Kind::Punct(b'(') {
@@ -551,6 +562,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         }
     }
 
+    /// `SET [SESSION | LOCAL] ...`; `SET LOCAL` lasts until the end of the transaction.
     fn set(&mut self, f: &mut dyn FnMut(Effect)) {
         let Some(mut token) = self.next() else { return };
         if self.is(token, b"local") {
@@ -697,6 +709,7 @@ impl<'l, 'a> Statement<'l, 'a> {
         }
     }
 
+    /// After `ISOLATION LEVEL`: the level as a `default_transaction_isolation` value.
     fn isolation_level(&mut self) -> Option<&'static str> {
         let token = self.next()?;
         if self.is(token, b"serializable") {
@@ -723,11 +736,14 @@ impl<'l, 'a> Statement<'l, 'a> {
         }
     }
 
+    /// `RESET name`, `RESET ALL`, `RESET TIME ZONE`, `RESET SESSION AUTHORIZATION`.
     fn reset(&mut self, f: &mut dyn FnMut(Effect)) {
         let Some(token) = self.next() else { return };
-        let name = if self.is(token, b"all") {
+        if self.is(token, b"all") {
             return f(Effect::ResetAll);
-        } else if self.is(token, b"transaction") {
+        }
+        let name = if self.is(token, b"transaction") {
+            // `RESET TRANSACTION ISOLATION LEVEL` lasts until the end of the transaction.
             return;
         } else if self.is(token, b"time") && self.eat(b"zone") {
             "timezone".into()
