@@ -26,7 +26,8 @@ pub enum Effect {
     /// (name "xmloption"). `name` is lower-cased (unless it was a quoted identifier, then as
     /// written; dotted custom names like `myapp.x` kept whole), `value` is the exact SQL source
     /// text of the value list (e.g. `'$user', public`, `'UTC'`), which `SET name TO value`
-    /// replays. `SET SESSION CHARACTERISTICS AS TRANSACTION ...` is reported as the equivalent
+    /// replays (except a `SET TIME ZONE INTERVAL ...` value: replay it with `SET TIME ZONE`).
+    /// `SET SESSION CHARACTERISTICS AS TRANSACTION ...` is reported as the equivalent
     /// `default_transaction_isolation`, `default_transaction_read_only` and
     /// `default_transaction_deferrable` settings, with values such as `'repeatable read'`, `on`.
     Set {
