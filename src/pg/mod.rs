@@ -1,4 +1,10 @@
 //! PostgreSQL frontend/backend protocol (3.0 and 3.2): framing, typed messages, authentication.
 
+#[cfg(test)]
+mod arbitrary;
+pub mod backend;
 pub mod frame;
+pub mod frontend;
+mod reader;
 pub mod startup;
+mod writer;
