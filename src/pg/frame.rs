@@ -42,6 +42,17 @@ impl Frame {
         Frame { bytes }
     }
 
+    /// Builds a frame of type `tag` around a copy of `body`, for messages muxql synthesizes.
+    /// The tag is not checked against a direction.
+    pub fn from_parts(tag: u8, body: &[u8]) -> Result<Self, Error> {
+        let mut dst = BytesMut::with_capacity(HEADER_LEN + body.len());
+        encode_frame(&mut dst, tag, |d| {
+            d.extend_from_slice(body);
+            Ok(())
+        })?;
+        Ok(Frame::new(dst.freeze()))
+    }
+
     /// The message type byte.
     pub fn tag(&self) -> u8 {
         self.bytes[0]
@@ -173,6 +184,7 @@ pub fn split_frame(
 }
 
 /// Appends a frame with type `tag` whose body is written by `body`, filling in the length.
+/// On error `dst` is left as it was.
 pub fn encode_frame(
     dst: &mut BytesMut,
     tag: u8,
@@ -180,13 +192,19 @@ pub fn encode_frame(
 ) -> Result<(), Error> {
     let start = dst.len();
     dst.extend_from_slice(&[tag, 0, 0, 0, 0]);
-    body(dst)?;
-    let len = u32::try_from(dst.len() - start - 1).map_err(|_| {
-        dst.truncate(start);
-        Error::EncodeOverflow("message length")
-    })?;
-    dst[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-    Ok(())
+    let len = body(dst).and_then(|()| {
+        u32::try_from(dst.len() - start - 1).map_err(|_| Error::EncodeOverflow("message length"))
+    });
+    match len {
+        Ok(len) => {
+            dst[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            dst.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
