@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod arbitrary;
+pub mod auth;
 pub mod backend;
 pub mod frame;
 pub mod frontend;
