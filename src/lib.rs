@@ -10,5 +10,6 @@
 //! server    tokio driver and the `muxql` command         (feature "server")
 //! ```
 
+pub mod mux;
 pub mod pg;
 pub mod wire;

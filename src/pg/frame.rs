@@ -37,8 +37,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Wraps bytes already validated as exactly one frame.
-    fn new(bytes: Bytes) -> Self {
+    /// Wraps bytes already validated as exactly one frame (by [`peek_header`]).
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
         Frame { bytes }
     }
 
@@ -50,7 +50,7 @@ impl Frame {
             d.extend_from_slice(body);
             Ok(())
         })?;
-        Ok(Frame::new(dst.freeze()))
+        Ok(Frame::from_validated(dst.freeze()))
     }
 
     /// The message type byte.
@@ -176,9 +176,9 @@ pub fn split_frame(
     limits: &Limits,
 ) -> Result<Option<Frame>, Error> {
     match peek_header(buf, dir, limits)? {
-        Some(h) if buf.len() >= h.frame_len => {
-            Ok(Some(Frame::new(buf.split_to(h.frame_len).freeze())))
-        }
+        Some(h) if buf.len() >= h.frame_len => Ok(Some(Frame::from_validated(
+            buf.split_to(h.frame_len).freeze(),
+        ))),
         _ => Ok(None),
     }
 }
