@@ -264,7 +264,8 @@ fn start_own() -> Result<Dbs, String> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("muxql-dbs.{}-{nanos}", std::process::id()));
+    // Under /tmp rather than $TMPDIR: the postgres OS user must be able to reach it.
+    let dir = Path::new("/tmp").join(format!("muxql-dbs.{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
 
