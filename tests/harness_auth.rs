@@ -263,10 +263,13 @@ async fn mariadb_server_settings_and_socket() {
         .expect("one row");
     assert!(max_conn >= 1000, "max_connections = {max_conn}");
     assert_eq!(max_packet, 64 << 20);
-    conn.query_drop("CREATE TABLE IF NOT EXISTS harness_t (id INT PRIMARY KEY)")
+    let table = common::unique_name("harness_t");
+    conn.query_drop(format!("CREATE TABLE {table} (id INT PRIMARY KEY)"))
         .await
         .expect("native user creates tables in the muxql database");
-    conn.query_drop("DROP TABLE harness_t").await.expect("drop");
+    conn.query_drop(format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
     conn.disconnect().await.expect("disconnect");
 }
 
@@ -287,4 +290,12 @@ fn mariadb_cli_login() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{}@%", my.user)
     );
+}
+
+#[test]
+fn free_port_is_bindable() {
+    let port = common::free_port();
+    assert_ne!(port, 0);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the free port can be bound");
+    assert_ne!(common::unique_name("x"), common::unique_name("x"));
 }

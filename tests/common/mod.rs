@@ -382,3 +382,26 @@ pub async fn pg_connect(
     });
     Ok(client)
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a proxy listener in a test).
+///
+/// Prefer binding `127.0.0.1:0` directly when the code under test accepts a listener; this
+/// is for configs that need a number up front. Another process may take the port meanwhile.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// A name unique within this machine run, for tables or objects shared test databases hold:
+/// `prefix_<pid>_<counter>`.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
