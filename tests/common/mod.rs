@@ -242,7 +242,15 @@ pub fn repo_root() -> &'static Path {
 fn init() -> Result<Dbs, String> {
     if std::env::var_os("MUXQL_PG_PORT").is_some() {
         let vars: HashMap<String, String> = std::env::vars().collect();
-        return from_vars(&vars, false);
+        let dbs = from_vars(&vars, false)?;
+        if !dbs.dir.join("env").exists() {
+            return Err(format!(
+                "stale MUXQL_* environment: {} has no env file (servers stopped?); \
+                 run `scripts/dbs up` again or unset the MUXQL_* variables",
+                dbs.dir.display()
+            ));
+        }
+        return Ok(dbs);
     }
     if let Some(dir) = std::env::var_os("MUXQL_DBS_DIR") {
         let file = Path::new(&dir).join("env");
