@@ -37,9 +37,20 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Wraps bytes already validated as exactly one frame.
-    fn new(bytes: Bytes) -> Self {
+    /// Wraps bytes already validated as exactly one frame (by [`peek_header`]).
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
         Frame { bytes }
+    }
+
+    /// Builds a frame of type `tag` around a copy of `body`, for messages muxql synthesizes.
+    /// The tag is not checked against a direction.
+    pub fn from_parts(tag: u8, body: &[u8]) -> Result<Self, Error> {
+        let mut dst = BytesMut::with_capacity(HEADER_LEN + body.len());
+        encode_frame(&mut dst, tag, |d| {
+            d.extend_from_slice(body);
+            Ok(())
+        })?;
+        Ok(Frame::from_validated(dst.freeze()))
     }
 
     /// The message type byte.
@@ -165,14 +176,15 @@ pub fn split_frame(
     limits: &Limits,
 ) -> Result<Option<Frame>, Error> {
     match peek_header(buf, dir, limits)? {
-        Some(h) if buf.len() >= h.frame_len => {
-            Ok(Some(Frame::new(buf.split_to(h.frame_len).freeze())))
-        }
+        Some(h) if buf.len() >= h.frame_len => Ok(Some(Frame::from_validated(
+            buf.split_to(h.frame_len).freeze(),
+        ))),
         _ => Ok(None),
     }
 }
 
 /// Appends a frame with type `tag` whose body is written by `body`, filling in the length.
+/// On error `dst` is left as it was.
 pub fn encode_frame(
     dst: &mut BytesMut,
     tag: u8,
@@ -180,13 +192,19 @@ pub fn encode_frame(
 ) -> Result<(), Error> {
     let start = dst.len();
     dst.extend_from_slice(&[tag, 0, 0, 0, 0]);
-    body(dst)?;
-    let len = u32::try_from(dst.len() - start - 1).map_err(|_| {
-        dst.truncate(start);
-        Error::EncodeOverflow("message length")
-    })?;
-    dst[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-    Ok(())
+    let len = body(dst).and_then(|()| {
+        u32::try_from(dst.len() - start - 1).map_err(|_| Error::EncodeOverflow("message length"))
+    });
+    match len {
+        Ok(len) => {
+            dst[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            dst.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -602,7 +602,7 @@ impl Driver {
     fn rearm_timer(&self) {
         let next = self.engine.borrow().poll_timeout();
         if let Some(d) = next {
-            if self.armed.get().map_or(true, |a| d < a) {
+            if self.armed.get().is_none_or(|a| d < a) {
                 self.armed.set(Some(d));
                 self.timer.notify_one();
             }
