@@ -94,7 +94,10 @@ INI
   chmod 644 "$dir"/*
   if ((EUID == 0)); then
     chown postgres "$dir"
-    runuser -u postgres -- pgbouncer "$dir/pgbouncer.ini" >/dev/null 2>&1 &
+    # runuser's PAM session resets the descriptor limit: raise it again as postgres.
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    runuser -u postgres -- bash -c 'ulimit -n "$1" 2>/dev/null; exec pgbouncer "$2"' _ \
+      "$(ulimit -n)" "$dir/pgbouncer.ini" >/dev/null 2>&1 &
   else
     pgbouncer "$dir/pgbouncer.ini" >/dev/null 2>&1 &
   fi
