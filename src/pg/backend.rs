@@ -221,7 +221,9 @@ pub enum BackendMessage {
     FunctionCallResponse(Option<Bytes>),
     /// NegotiateProtocolVersion.
     NegotiateProtocolVersion {
-        /// Newest minor protocol version the server supports for the requested major.
+        /// Newest protocol version the server supports for the requested major. The docs say
+        /// "minor version", but PostgreSQL sends the whole version code (`major << 16 |
+        /// minor`, 196608 for 3.0): read it with [`ProtocolVersion`](super::startup::ProtocolVersion).
         newest_minor: u32,
         /// Protocol options (`_pq_.*`) the server did not recognise.
         unsupported: Vec<Bytes>,
@@ -261,8 +263,18 @@ pub enum BackendMessage {
 impl BackendMessage {
     /// Parses a frame read in the backend direction.
     pub fn parse(frame: &Frame) -> Result<Self, Error> {
-        let body = frame.body();
-        match frame.tag() {
+        Self::parse_body(frame.tag(), frame.body())
+    }
+
+    /// Parses a frame read in the backend direction, consuming it (the cheapest path).
+    pub fn from_frame(frame: Frame) -> Result<Self, Error> {
+        let tag = frame.tag();
+        Self::parse_body(tag, frame.into_body())
+    }
+
+    /// Parses the body of a message of type `tag`.
+    pub fn parse_body(tag: u8, body: Bytes) -> Result<Self, Error> {
+        match tag {
             tag::AUTHENTICATION => parse_authentication(body).map(BackendMessage::Authentication),
             tag::BACKEND_KEY_DATA => parse_backend_key_data(body),
             tag::BIND_COMPLETE => empty(body, "BindComplete", BackendMessage::BindComplete),

@@ -4,7 +4,7 @@
 //! byte, so every valid length is at least 4. Headers are validated (type byte first, then
 //! length against [`Limits`]) before any byte of a body is buffered.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::wire::limits::MAX_SMALL_MESSAGE;
 use crate::wire::{Error, Limits};
@@ -72,6 +72,73 @@ impl Frame {
     pub fn into_bytes(self) -> Bytes {
         self.bytes
     }
+
+    /// The body, consuming the frame (no reference-count traffic).
+    pub fn into_body(self) -> Bytes {
+        let mut bytes = self.bytes;
+        bytes.advance(HEADER_LEN);
+        bytes
+    }
+}
+
+/// A run of complete frames cut from a read buffer as one [`Bytes`]: forward it whole with
+/// [`as_bytes`](Self::as_bytes), or iterate its frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameRun {
+    bytes: Bytes,
+    pos: usize,
+}
+
+impl FrameRun {
+    /// The frames not yet iterated, as they were on the wire.
+    pub fn as_bytes(&self) -> Bytes {
+        self.bytes.slice(self.pos..)
+    }
+
+    /// Whether no frame is left.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+}
+
+impl Iterator for FrameRun {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        let len = self.bytes.get(self.pos + 1..self.pos + HEADER_LEN)?;
+        let declared = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let end = usize::try_from(declared)
+            .ok()?
+            .checked_add(self.pos + 1)
+            .filter(|&e| e <= self.bytes.len())?;
+        let frame = Frame::new(self.bytes.slice(self.pos..end));
+        self.pos = end;
+        Some(frame)
+    }
+}
+
+/// Cuts every complete frame at the front of `buf` as one run, in one split.
+///
+/// Headers are validated as in [`split_frame`]. A bad header after at least one good frame
+/// ends the run; it is reported by the next call, when it is first in `buf`.
+pub fn split_frames(
+    buf: &mut BytesMut,
+    dir: Direction,
+    limits: &Limits,
+) -> Result<FrameRun, Error> {
+    let mut end = 0;
+    while let Some(rest) = buf.get(end..) {
+        match peek_header(rest, dir, limits) {
+            Ok(Some(h)) if rest.len() >= h.frame_len => end += h.frame_len,
+            Ok(_) => break,
+            Err(e) if end == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(FrameRun {
+        bytes: buf.split_to(end).freeze(),
+        pos: 0,
+    })
 }
 
 /// Whether `tag` is a message type the frontend may send (protocol 3.0 and 3.2).
@@ -270,6 +337,35 @@ mod tests {
                 "{bytes:?}"
             );
         }
+    }
+
+    #[test]
+    fn split_frames_cuts_complete_frames_in_one_run() {
+        let mut buf = BytesMut::from(&b"S\0\0\0\x04Q\0\0\0\x05xH\0\0\0\x04Q\0\0"[..]);
+        let run = split_frames(&mut buf, Direction::Frontend, &limits()).unwrap();
+        assert_eq!(&run.as_bytes()[..], b"S\0\0\0\x04Q\0\0\0\x05xH\0\0\0\x04");
+        let tags: Vec<_> = run.map(|f| (f.tag(), f.into_body())).collect();
+        assert_eq!(
+            tags,
+            vec![
+                (b'S', Bytes::new()),
+                (b'Q', Bytes::from_static(b"x")),
+                (b'H', Bytes::new())
+            ]
+        );
+        assert_eq!(&buf[..], b"Q\0\0");
+        // A bad header ends the run and is reported once it comes first.
+        let mut buf = BytesMut::from(&b"S\0\0\0\x04Z\0\0\0\x04"[..]);
+        assert_eq!(
+            split_frames(&mut buf, Direction::Frontend, &limits())
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(
+            split_frames(&mut buf, Direction::Frontend, &limits()),
+            Err(Error::UnknownMessageType(b'Z'))
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::pg::frame::encode_frame;
-use crate::pg::reader::Reader;
 use crate::pg::writer::{put_count, put_value};
 use crate::wire::Error;
 
@@ -23,13 +22,7 @@ impl DataRow {
     /// Validates a DataRow body: the column count, then each Int32 length (-1 for NULL) and
     /// value, with no byte left over. No allocation.
     pub fn parse(body: Bytes) -> Result<Self, Error> {
-        let mut r = Reader::new(body.clone(), "DataRow");
-        let n = r.count()?;
-        for _ in 0..n {
-            r.value()?;
-        }
-        r.finish()?;
-        let len = u16::try_from(n).map_err(|_| Error::InvalidValue("DataRow column count"))?;
+        let len = validate(&body)?;
         Ok(DataRow { body, len })
     }
 
@@ -85,6 +78,29 @@ impl DataRow {
             Ok(())
         })
     }
+}
+
+/// Walks a DataRow body without slicing it (the hot path: no reference-count traffic).
+fn validate(body: &[u8]) -> Result<u16, Error> {
+    const MSG: &str = "DataRow";
+    let (count, mut rest) = body
+        .split_first_chunk::<COUNT_LEN>()
+        .ok_or(Error::Truncated(MSG))?;
+    let n = u16::from_be_bytes(*count);
+    for _ in 0..n {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or(Error::Truncated(MSG))?;
+        rest = match i32::from_be_bytes(*len) {
+            -1 => tail,
+            len => {
+                let len = usize::try_from(len).map_err(|_| Error::InvalidValue("value length"))?;
+                tail.get(len..).ok_or(Error::Truncated(MSG))?
+            }
+        };
+    }
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(MSG));
+    }
+    Ok(n)
 }
 
 /// Iterator over the columns of a [`DataRow`].
