@@ -1,12 +1,16 @@
 //! PostgreSQL backend framing: muxql against postgres-protocol on the same stream.
 //!
 //! The stream is mostly DataRows, with a RowDescription, CommandComplete and ReadyForQuery per
-//! result set. Both sides cut every frame and build a typed view of it; `scripts/bench-codec-pg`
-//! turns criterion's estimates into GB/s.
+//! result set. Every side cuts every frame and builds a validated typed view of it:
+//! `muxql` as the Engine does (DataRows borrowed in place), `muxql_owned` with an owned
+//! `BackendMessage` per frame, `postgres-protocol` with `Message::parse`.
+//! `scripts/bench-codec-pg` turns criterion's estimates into GB/s.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_main, Criterion, Throughput};
-use muxql::pg::backend::{BackendMessage, DataRow, FieldDescription, TransactionStatus};
+use muxql::pg::backend::{
+    tag, BackendMessage, DataRow, DataRowRef, FieldDescription, TransactionStatus,
+};
 use muxql::pg::frame::{split_frames, Direction};
 use muxql::wire::Limits;
 
@@ -54,6 +58,8 @@ fn stream() -> BytesMut {
     out
 }
 
+/// The Engine's path: one split per read, frames borrowed from the run, DataRows inspected in
+/// place, every other message as an owned typed view.
 fn muxql_views(buf: &mut BytesMut) -> usize {
     let limits = Limits::default();
     let mut n = 0;
@@ -61,11 +67,32 @@ fn muxql_views(buf: &mut BytesMut) -> usize {
         if run.is_empty() {
             break;
         }
+        for frame in run.iter() {
+            let ok = if frame.tag() == tag::DATA_ROW {
+                DataRowRef::parse(frame.body())
+                    .map(|r| black_box(r).len())
+                    .is_ok()
+            } else {
+                run.to_frame(&frame)
+                    .map(BackendMessage::from_frame)
+                    .is_some_and(|m| black_box(m).is_ok())
+            };
+            n += usize::from(ok);
+        }
+    }
+    n
+}
+
+/// Every message as an owned typed view.
+fn muxql_owned_views(buf: &mut BytesMut) -> usize {
+    let limits = Limits::default();
+    let mut n = 0;
+    while let Ok(run) = split_frames(buf, Direction::Backend, &limits) {
+        if run.is_empty() {
+            break;
+        }
         for frame in run {
-            if let Ok(m) = BackendMessage::from_frame(frame) {
-                black_box(&m);
-                n += 1;
-            }
+            n += usize::from(black_box(BackendMessage::from_frame(frame)).is_ok());
         }
     }
     n
@@ -85,6 +112,7 @@ fn framing(c: &mut Criterion) {
     let data = stream();
     let total = RESULT_SETS * (ROWS + 3);
     assert_eq!(muxql_views(&mut data.clone()), total);
+    assert_eq!(muxql_owned_views(&mut data.clone()), total);
     assert_eq!(peer_views(&mut data.clone()), total);
     let mut g = c.benchmark_group("pg_framing");
     g.throughput(Throughput::Bytes(data.len() as u64));
@@ -92,6 +120,13 @@ fn framing(c: &mut Criterion) {
         b.iter_batched_ref(
             || data.clone(),
             muxql_views,
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("muxql_owned", |b| {
+        b.iter_batched_ref(
+            || data.clone(),
+            muxql_owned_views,
             criterion::BatchSize::LargeInput,
         )
     });

@@ -13,7 +13,7 @@ use crate::wire::Error;
 mod data_row;
 mod fields;
 
-pub use data_row::{DataRow, DataRowIter};
+pub use data_row::{DataRow, DataRowIter, DataRowRef};
 pub use fields::{code as field, Fields};
 
 /// Backend message type bytes.
@@ -917,13 +917,20 @@ mod tests {
             proptest::option::of(arbitrary::bytes()), 0..10)) {
             let row = DataRow::from_values(cols.iter().map(|c| c.as_deref())).unwrap();
             prop_assert_eq!(row.len(), cols.len());
-            prop_assert_eq!(row.iter().collect::<Vec<_>>(), cols);
+            prop_assert_eq!(row.iter().collect::<Vec<_>>(), cols.clone());
+            let borrowed = DataRowRef::parse(row.body()).unwrap();
+            prop_assert_eq!(borrowed.len(), cols.len());
+            let want: Vec<Option<&[u8]>> = cols.iter().map(|c| c.as_deref()).collect();
+            prop_assert_eq!(borrowed.iter().collect::<Vec<_>>(), want);
         }
 
         #[test]
         fn never_panics(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(f) = Frame::from_parts(tag, &body) {
                 if let Ok(BackendMessage::DataRow(row)) = BackendMessage::parse(&f) {
+                    row.iter().for_each(drop);
+                }
+                if let Ok(row) = DataRowRef::parse(&body) {
                     row.iter().for_each(drop);
                 }
                 let _ = ready_for_query_status(&f);

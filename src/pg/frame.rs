@@ -101,6 +101,79 @@ impl FrameRun {
     }
 }
 
+impl FrameRun {
+    /// Borrowed views of the frames not yet iterated, with no reference-count traffic.
+    pub fn iter(&self) -> FrameRefs<'_> {
+        FrameRefs {
+            rest: self.bytes.get(self.pos..).unwrap_or_default(),
+            offset: self.pos,
+        }
+    }
+
+    /// The owned frame behind a borrowed one taken from this run's [`iter`](Self::iter);
+    /// `None` for a view of another buffer.
+    pub fn to_frame(&self, frame: &FrameRef<'_>) -> Option<Frame> {
+        let end = frame.offset.checked_add(frame.bytes.len())?;
+        let same = self.bytes.get(frame.offset..end)?;
+        std::ptr::eq(same.as_ptr(), frame.bytes.as_ptr())
+            .then(|| Frame::new(self.bytes.slice(frame.offset..end)))
+    }
+}
+
+/// A frame borrowed from a [`FrameRun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> FrameRef<'a> {
+    /// The message type byte.
+    pub fn tag(&self) -> u8 {
+        self.bytes.first().copied().unwrap_or_default()
+    }
+
+    /// The body after the length field.
+    pub fn body(&self) -> &'a [u8] {
+        self.bytes.get(HEADER_LEN..).unwrap_or_default()
+    }
+
+    /// The whole frame as it was on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+/// Iterator over the frames of a [`FrameRun`], borrowed.
+#[derive(Debug, Clone)]
+pub struct FrameRefs<'a> {
+    rest: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Iterator for FrameRefs<'a> {
+    type Item = FrameRef<'a>;
+
+    fn next(&mut self) -> Option<FrameRef<'a>> {
+        let (_, after_tag) = self.rest.split_first()?;
+        let (len, _) = after_tag.split_first_chunk::<4>()?;
+        let frame_len = usize::try_from(u32::from_be_bytes(*len))
+            .ok()?
+            .checked_add(1)?;
+        if frame_len > self.rest.len() {
+            return None;
+        }
+        let (bytes, rest) = self.rest.split_at(frame_len);
+        let frame = FrameRef {
+            bytes,
+            offset: self.offset,
+        };
+        self.rest = rest;
+        self.offset += frame_len;
+        Some(frame)
+    }
+}
+
 impl Iterator for FrameRun {
     type Item = Frame;
 
@@ -344,6 +417,24 @@ mod tests {
         let mut buf = BytesMut::from(&b"S\0\0\0\x04Q\0\0\0\x05xH\0\0\0\x04Q\0\0"[..]);
         let run = split_frames(&mut buf, Direction::Frontend, &limits()).unwrap();
         assert_eq!(&run.as_bytes()[..], b"S\0\0\0\x04Q\0\0\0\x05xH\0\0\0\x04");
+        let borrowed: Vec<_> = run.iter().map(|f| (f.tag(), f.body())).collect();
+        assert_eq!(
+            borrowed,
+            vec![(b'S', &b""[..]), (b'Q', &b"x"[..]), (b'H', &b""[..])]
+        );
+        let q = run.iter().nth(1).unwrap();
+        assert_eq!(
+            run.to_frame(&q).map(|f| f.into_body()),
+            Some(Bytes::from_static(b"x"))
+        );
+        let other = BytesMut::from(&run.as_bytes()[..]);
+        let foreign = FrameRefs {
+            rest: &other,
+            offset: 0,
+        }
+        .next()
+        .unwrap();
+        assert_eq!(run.to_frame(&foreign), None);
         let tags: Vec<_> = run.map(|f| (f.tag(), f.into_body())).collect();
         assert_eq!(
             tags,
