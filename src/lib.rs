@@ -10,5 +10,8 @@
 //! server    tokio driver and the `muxql` command         (feature "server")
 //! ```
 
+pub mod mux;
 pub mod pg;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;

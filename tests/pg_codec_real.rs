@@ -2,7 +2,7 @@
 //! logs in with trust, md5 and SCRAM, runs simple and extended queries, COPY in and out,
 //! LISTEN/NOTIFY and a function call, and parses every byte the server sends.
 //!
-//! Server parameters come from the `MUXQL_PG_*` variables that `scripts/dbs env` prints.
+//! The server comes from the shared harness (`tests/common`, `scripts/dbs`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -19,35 +19,9 @@ use muxql::pg::frontend::{
 use muxql::pg::startup::{ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0, PROTOCOL_3_2};
 use muxql::wire::Limits;
 
-/// The `MUXQL_PG_*` connection parameters.
-struct PgEnv {
-    addr: String,
-    db: String,
-    trust_user: String,
-    md5_user: String,
-    scram_user: String,
-    password: String,
-}
+mod common;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is unset: install the databases with scripts/setup and start them with \
-             `eval \"$(scripts/dbs up)\"` (or `scripts/dbs env`)"
-        )
-    })
-}
-
-fn pg() -> PgEnv {
-    PgEnv {
-        addr: format!("{}:{}", var("MUXQL_PG_HOST"), var("MUXQL_PG_PORT")),
-        db: var("MUXQL_PG_DB"),
-        trust_user: var("MUXQL_PG_TRUST_USER"),
-        md5_user: var("MUXQL_PG_MD5_USER"),
-        scram_user: var("MUXQL_PG_SCRAM_USER"),
-        password: var("MUXQL_PG_PASSWORD"),
-    }
-}
+use common::{pg, PgEnv};
 
 /// How a login was authenticated.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,7 +40,7 @@ struct Conn {
 
 impl Conn {
     fn open(env: &PgEnv) -> Conn {
-        let sock = TcpStream::connect(&env.addr).expect("connect");
+        let sock = TcpStream::connect(env.addr()).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         Conn {
@@ -262,7 +236,7 @@ fn logs_in_with_trust_md5_and_scram() {
         (&env.md5_user, Method::Md5),
         (&env.scram_user, Method::Scram),
     ] {
-        let (mut c, startup) = Conn::connect_with(&env, user, PROTOCOL_3_0, &[]);
+        let (mut c, startup) = Conn::connect_with(env, user, PROTOCOL_3_0, &[]);
         assert_eq!(c.method, method, "{user}");
         assert!(startup.iter().any(|m| matches!(
             m,
@@ -279,7 +253,7 @@ fn wrong_password_is_an_error_response_with_a_code() {
     let env = pg();
     let bad = PgEnv {
         password: "not-the-password".into(),
-        ..pg()
+        ..env.clone()
     };
     for user in [&env.md5_user, &env.scram_user] {
         let mut c = Conn::open(&bad);
@@ -327,7 +301,7 @@ fn wrong_password_is_an_error_response_with_a_code() {
 #[test]
 fn simple_queries_transactions_errors_and_notices() {
     let env = pg();
-    let mut c = Conn::connect(&env, &env.scram_user);
+    let mut c = Conn::connect(env, &env.scram_user);
     let r = c.query("SELECT 1 AS a, NULL::text AS b, ''::text AS c; SELECT 2");
     let BackendMessage::RowDescription(fields) = &r[0] else {
         panic!("{r:?}")
@@ -373,7 +347,7 @@ fn simple_queries_transactions_errors_and_notices() {
 #[test]
 fn extended_protocol_with_a_renamed_statement() {
     let env = pg();
-    let mut c = Conn::connect(&env, &env.md5_user);
+    let mut c = Conn::connect(env, &env.md5_user);
     c.send(&[
         FrontendMessage::Parse(Parse {
             name: b("muxql_1"),
@@ -473,7 +447,7 @@ fn extended_protocol_with_a_renamed_statement() {
 #[test]
 fn copy_in_and_out() {
     let env = pg();
-    let mut c = Conn::connect(&env, &env.trust_user);
+    let mut c = Conn::connect(env, &env.trust_user);
     c.query("CREATE TEMP TABLE t (a int, b text)");
     c.send(&[FrontendMessage::Query(b("COPY t FROM STDIN"))]);
     assert!(matches!(c.recv(), BackendMessage::CopyInResponse(r) if r.column_formats.len() == 2));
@@ -502,8 +476,8 @@ fn copy_in_and_out() {
 #[test]
 fn listen_notify_delivers_a_notification() {
     let env = pg();
-    let mut listener = Conn::connect(&env, &env.scram_user);
-    let mut notifier = Conn::connect(&env, &env.md5_user);
+    let mut listener = Conn::connect(env, &env.scram_user);
+    let mut notifier = Conn::connect(env, &env.md5_user);
     listener.query("LISTEN muxql_chan");
     notifier.query("NOTIFY muxql_chan, 'hello'");
     let m = listener.recv();
@@ -520,7 +494,7 @@ fn listen_notify_delivers_a_notification() {
 #[test]
 fn function_call_fast_path() {
     let env = pg();
-    let mut c = Conn::connect(&env, &env.trust_user);
+    let mut c = Conn::connect(env, &env.trust_user);
     let r = c.query("SELECT 'int4pl'::regproc::oid");
     let oid: u32 = std::str::from_utf8(rows(&r)[0][0].as_ref().unwrap())
         .unwrap()

@@ -37,8 +37,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Wraps bytes already validated as exactly one frame.
-    fn new(bytes: Bytes) -> Self {
+    /// Wraps bytes already validated as exactly one frame (by [`peek_header`]).
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
         Frame { bytes }
     }
 
@@ -50,7 +50,7 @@ impl Frame {
             d.extend_from_slice(body);
             Ok(())
         })?;
-        Ok(Frame::new(dst.freeze()))
+        Ok(Frame::from_validated(dst.freeze()))
     }
 
     /// The message type byte.
@@ -99,9 +99,7 @@ impl FrameRun {
     pub fn is_empty(&self) -> bool {
         self.pos >= self.bytes.len()
     }
-}
 
-impl FrameRun {
     /// Borrowed views of the frames not yet iterated, with no reference-count traffic.
     pub fn iter(&self) -> FrameRefs<'_> {
         FrameRefs {
@@ -116,7 +114,7 @@ impl FrameRun {
         let end = frame.offset.checked_add(frame.bytes.len())?;
         let same = self.bytes.get(frame.offset..end)?;
         std::ptr::eq(same.as_ptr(), frame.bytes.as_ptr())
-            .then(|| Frame::new(self.bytes.slice(frame.offset..end)))
+            .then(|| Frame::from_validated(self.bytes.slice(frame.offset..end)))
     }
 }
 
@@ -184,7 +182,7 @@ impl Iterator for FrameRun {
             .ok()?
             .checked_add(self.pos + 1)
             .filter(|&e| e <= self.bytes.len())?;
-        let frame = Frame::new(self.bytes.slice(self.pos..end));
+        let frame = Frame::from_validated(self.bytes.slice(self.pos..end));
         self.pos = end;
         Some(frame)
     }
@@ -316,9 +314,9 @@ pub fn split_frame(
     limits: &Limits,
 ) -> Result<Option<Frame>, Error> {
     match peek_header(buf, dir, limits)? {
-        Some(h) if buf.len() >= h.frame_len => {
-            Ok(Some(Frame::new(buf.split_to(h.frame_len).freeze())))
-        }
+        Some(h) if buf.len() >= h.frame_len => Ok(Some(Frame::from_validated(
+            buf.split_to(h.frame_len).freeze(),
+        ))),
         _ => Ok(None),
     }
 }

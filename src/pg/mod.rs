@@ -1,4 +1,5 @@
-//! PostgreSQL frontend/backend protocol (3.0 and 3.2): framing, typed messages, authentication.
+//! PostgreSQL frontend/backend protocol (3.0 and 3.2): framing, typed messages, authentication,
+//! and the SQL lexer that finds session effects.
 
 #[cfg(test)]
 mod arbitrary;
@@ -9,5 +10,6 @@ mod differential;
 pub mod frame;
 pub mod frontend;
 mod reader;
+pub mod sql;
 pub mod startup;
 mod writer;
