@@ -522,7 +522,7 @@ fn protocol_negotiation_is_parsed() {
     // A 3.2 request with an unknown protocol option: servers before 18 answer with
     // NegotiateProtocolVersion, PostgreSQL 18 at least lists the unknown option.
     let (_, startup) = Conn::connect_with(
-        &env,
+        env,
         &env.trust_user,
         PROTOCOL_3_2,
         &[("_pq_.muxql_test", "1")],
