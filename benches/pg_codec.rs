@@ -4,10 +4,14 @@
 //! result set. Every side cuts every frame and builds a validated typed view of it:
 //! `muxql` as the Engine does (DataRows borrowed in place), `muxql_owned` with an owned
 //! `BackendMessage` per frame, `postgres-protocol` with `Message::parse`.
-//! `scripts/bench-codec-pg` turns criterion's estimates into GB/s.
+//! `cargo bench --bench pg_codec` gives criterion's report; with `MUXQL_BENCH_LINE=1` the
+//! bench instead interleaves the variants and prints the `pg_framing` lines that
+//! `scripts/bench-codec-pg` shows.
 
 use bytes::{Bytes, BytesMut};
-use criterion::{black_box, criterion_main, Criterion, Throughput};
+use std::time::Instant;
+
+use criterion::{black_box, Criterion, Throughput};
 use muxql::pg::backend::{
     tag, BackendMessage, DataRow, DataRowRef, FieldDescription, TransactionStatus,
 };
@@ -73,9 +77,8 @@ fn muxql_views(buf: &mut BytesMut) -> usize {
                     .map(|r| black_box(r).len())
                     .is_ok()
             } else {
-                run.to_frame(&frame)
-                    .map(BackendMessage::from_frame)
-                    .is_some_and(|m| black_box(m).is_ok())
+                let m = run.to_frame(&frame).map(BackendMessage::from_frame);
+                black_box(&m).as_ref().is_some_and(Result::is_ok)
             };
             n += usize::from(ok);
         }
@@ -92,7 +95,8 @@ fn muxql_owned_views(buf: &mut BytesMut) -> usize {
             break;
         }
         for frame in run {
-            n += usize::from(black_box(BackendMessage::from_frame(frame)).is_ok());
+            let m = BackendMessage::from_frame(frame);
+            n += usize::from(black_box(&m).is_ok());
         }
     }
     n
@@ -144,4 +148,53 @@ fn framing(c: &mut Criterion) {
 mod group {
     criterion::criterion_group!(benches, super::framing);
 }
-criterion_main!(group::benches);
+
+/// One way of framing the stream; returns the number of typed views built.
+type Variant = fn(&mut BytesMut) -> usize;
+
+/// Rounds of the interleaved measurement.
+const ROUNDS: usize = 300;
+
+/// Runs every variant in turn, round after round, and prints GB/s from the median of each:
+/// on a shared machine, interleaving exposes all variants to the same load.
+fn interleaved() {
+    let data = stream();
+    let variants: [(&str, Variant); 3] = [
+        ("muxql", muxql_views),
+        ("muxql_owned", muxql_owned_views),
+        ("postgres-protocol", peer_views),
+    ];
+    let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    for round in 0..ROUNDS {
+        for i in 0..variants.len() {
+            let k = (round + i) % variants.len();
+            let mut input = data.clone();
+            let start = Instant::now();
+            black_box(variants[k].1(&mut input));
+            times[k].push(start.elapsed());
+        }
+    }
+    let gbps: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            data.len() as f64 / t[t.len() / 2].as_nanos().max(1) as f64
+        })
+        .collect();
+    for (line, ours) in [("pg_framing", gbps[0]), ("pg_framing_owned", gbps[1])] {
+        println!(
+            "{line} muxql_gbps={ours:.2} peer_gbps={:.2} ratio={:.2}",
+            gbps[2],
+            ours / gbps[2]
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("MUXQL_BENCH_LINE").is_some() {
+        interleaved();
+    } else {
+        group::benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}

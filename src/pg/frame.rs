@@ -212,65 +212,48 @@ pub fn split_frames(
     })
 }
 
+/// Message types the frontend may send (protocol 3.0 and 3.2).
+const FRONTEND_TAGS: &[u8] = b"BCdcfDEHFPpQSX";
+/// Message types the backend may send (protocol 3.0 and 3.2).
+const BACKEND_TAGS: &[u8] = b"RK23CdcGHWDIEVvnNAtS1sZT";
+/// Frontend messages PostgreSQL caps at [`MAX_SMALL_MESSAGE`].
+const SMALL_FRONTEND_TAGS: &[u8] = b"SHCDEXcf";
+
+/// A 256-entry membership table, so a header check is one load.
+const fn table(tags: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < tags.len() {
+        t[tags[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static FRONTEND: [bool; 256] = table(FRONTEND_TAGS);
+static BACKEND: [bool; 256] = table(BACKEND_TAGS);
+static SMALL_FRONTEND: [bool; 256] = table(SMALL_FRONTEND_TAGS);
+
 /// Whether `tag` is a message type the frontend may send (protocol 3.0 and 3.2).
 pub fn is_frontend_tag(tag: u8) -> bool {
-    matches!(
-        tag,
-        b'B' | b'C'
-            | b'd'
-            | b'c'
-            | b'f'
-            | b'D'
-            | b'E'
-            | b'H'
-            | b'F'
-            | b'P'
-            | b'p'
-            | b'Q'
-            | b'S'
-            | b'X'
-    )
+    FRONTEND[usize::from(tag)]
 }
 
 /// Whether `tag` is a message type the backend may send (protocol 3.0 and 3.2).
 pub fn is_backend_tag(tag: u8) -> bool {
-    matches!(
-        tag,
-        b'R' | b'K'
-            | b'2'
-            | b'3'
-            | b'C'
-            | b'd'
-            | b'c'
-            | b'G'
-            | b'H'
-            | b'W'
-            | b'D'
-            | b'I'
-            | b'E'
-            | b'V'
-            | b'v'
-            | b'n'
-            | b'N'
-            | b'A'
-            | b't'
-            | b'S'
-            | b'1'
-            | b's'
-            | b'Z'
-            | b'T'
-    )
+    BACKEND[usize::from(tag)]
 }
 
 /// Whether a frontend message of type `tag` is one PostgreSQL caps at [`MAX_SMALL_MESSAGE`].
 fn is_small_frontend_tag(tag: u8) -> bool {
-    matches!(tag, b'S' | b'H' | b'C' | b'D' | b'E' | b'X' | b'c' | b'f')
+    SMALL_FRONTEND[usize::from(tag)]
 }
 
 /// Reads and validates the header at the start of `buf`.
 ///
 /// Returns `Ok(None)` when fewer than [`HEADER_LEN`] bytes are present. The type byte is
 /// checked before the length is trusted.
+#[inline]
 pub fn peek_header(buf: &[u8], dir: Direction, limits: &Limits) -> Result<Option<Header>, Error> {
     let Some(&tag) = buf.first() else {
         return Ok(None);
@@ -455,6 +438,16 @@ mod tests {
             split_frames(&mut buf, Direction::Frontend, &limits()),
             Err(Error::UnknownMessageType(b'Z'))
         );
+    }
+
+    #[test]
+    fn tag_tables_match_the_tag_lists() {
+        for b in 0..=255u8 {
+            assert_eq!(is_frontend_tag(b), FRONTEND_TAGS.contains(&b), "{b}");
+            assert_eq!(is_backend_tag(b), BACKEND_TAGS.contains(&b), "{b}");
+            assert_eq!(is_small_frontend_tag(b), SMALL_FRONTEND_TAGS.contains(&b), "{b}");
+        }
+        assert_eq!((FRONTEND_TAGS.len(), BACKEND_TAGS.len()), (14, 24));
     }
 
     #[test]
