@@ -2,8 +2,8 @@
 //!
 //! Backend: the same byte stream is parsed by both; every message both accept must agree
 //! field by field, and on mutated streams anything muxql accepts the peer must accept too
-//! (muxql is the stricter parser). Frontend: both encoders must produce identical bytes, and
-//! muxql must parse the peer's bytes back to the original message.
+//! (muxql is the stricter parser). Frontend and startup: both encoders must produce identical
+//! bytes, and muxql must parse the peer's bytes back to the original message.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -319,4 +319,30 @@ fn sasl_sub_formats_agree() {
     .unwrap();
     super::frontend::encode_password_message(&mut ours, b"md5abc").unwrap();
     assert_eq!(ours, theirs);
+}
+
+proptest! {
+    #[test]
+    fn startup_packets_agree(params in vec(("[a-z_]{1,12}", "[ -~]{0,16}"), 0..6),
+                             pid in any::<i32>(), key in any::<i32>()) {
+        use super::startup::{CancelRequest, ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
+        let mut theirs = BytesMut::new();
+        peer_fe::startup_message(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut theirs)
+            .unwrap();
+        peer_fe::cancel_request(pid, key, &mut theirs);
+        let mut ours = BytesMut::new();
+        StartupRequest::Startup(Startup {
+            version: ProtocolVersion(PROTOCOL_3_0),
+            params: params.iter().map(|(k, v)| (b(k.as_bytes()), b(v.as_bytes()))).collect(),
+        })
+        .encode(&mut ours)
+        .unwrap();
+        StartupRequest::Cancel(CancelRequest {
+            pid: u32::from_be_bytes(pid.to_be_bytes()),
+            key: b(&key.to_be_bytes()),
+        })
+        .encode(&mut ours)
+        .unwrap();
+        prop_assert_eq!(ours, theirs);
+    }
 }

@@ -445,7 +445,11 @@ mod tests {
         for b in 0..=255u8 {
             assert_eq!(is_frontend_tag(b), FRONTEND_TAGS.contains(&b), "{b}");
             assert_eq!(is_backend_tag(b), BACKEND_TAGS.contains(&b), "{b}");
-            assert_eq!(is_small_frontend_tag(b), SMALL_FRONTEND_TAGS.contains(&b), "{b}");
+            assert_eq!(
+                is_small_frontend_tag(b),
+                SMALL_FRONTEND_TAGS.contains(&b),
+                "{b}"
+            );
         }
         assert_eq!((FRONTEND_TAGS.len(), BACKEND_TAGS.len()), (14, 24));
     }
