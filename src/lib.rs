@@ -10,4 +10,5 @@
 //! server    tokio driver and the `muxql` command         (feature "server")
 //! ```
 
+pub mod mysql;
 pub mod wire;
