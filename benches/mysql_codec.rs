@@ -1,1 +1,2 @@
+//! MySQL codec benchmark (see scripts/bench).
 fn main() {}

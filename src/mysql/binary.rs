@@ -331,15 +331,44 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn any_value() -> impl Strategy<Value = Value> {
-        let dt = (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>())
+        let dt = (
+            any::<u16>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u32>(),
+        )
             .prop_map(|(year, month, day, hour, minute, second, micros)| {
-                Value::DateTime(DateTime { year, month, day, hour, minute, second, micros })
+                Value::DateTime(DateTime {
+                    year,
+                    month,
+                    day,
+                    hour,
+                    minute,
+                    second,
+                    micros,
+                })
             });
-        let t = (any::<bool>(), any::<u32>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>()).prop_map(
-            |(negative, days, hours, minutes, seconds, micros)| {
-                Value::Time(Time { negative, days, hours, minutes, seconds, micros })
-            },
-        );
+        let t = (
+            any::<bool>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u32>(),
+        )
+            .prop_map(|(negative, days, hours, minutes, seconds, micros)| {
+                Value::Time(Time {
+                    negative,
+                    days,
+                    hours,
+                    minutes,
+                    seconds,
+                    micros,
+                })
+            });
         prop_oneof![
             Just(Value::Null),
             any::<u8>().prop_map(Value::Tiny),
@@ -350,7 +379,8 @@ pub(crate) mod tests {
             (-1e300f64..1e300).prop_map(Value::Double),
             dt,
             t,
-            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| Value::Bytes(Bytes::from(v))),
+            proptest::collection::vec(any::<u8>(), 0..300)
+                .prop_map(|v| Value::Bytes(Bytes::from(v))),
         ]
     }
 

@@ -192,7 +192,11 @@ fn read_params(
         let (param_type, unsigned, name) = if types_sent {
             let t = c.u8()?;
             let f = c.u8()?;
-            let name = if with_names { c.lenenc_bytes()? } else { Bytes::new() };
+            let name = if with_names {
+                c.lenenc_bytes()?
+            } else {
+                Bytes::new()
+            };
             (t, f & PARAM_UNSIGNED != 0, name)
         } else {
             let &(t, u) = previous
@@ -415,10 +419,7 @@ impl Command {
     pub fn encode(&self, out: &mut BytesMut, caps: CapabilityFlags) -> Result<(), Error> {
         out.put_u8(self.code());
         match self {
-            Command::Quit
-            | Command::Ping
-            | Command::Statistics
-            | Command::ResetConnection => {}
+            Command::Quit | Command::Ping | Command::Statistics | Command::ResetConnection => {}
             Command::InitDb(s) | Command::StmtPrepare(s) => out.put_slice(s),
             Command::Query(q) => {
                 if caps.contains(CapabilityFlags::CLIENT_QUERY_ATTRIBUTES) {
@@ -428,7 +429,9 @@ impl Command {
                         put_params(out, &q.attributes, true, true);
                     }
                 } else if !q.attributes.is_empty() {
-                    return Err(Error::InvalidValue("query attributes without CLIENT_QUERY_ATTRIBUTES"));
+                    return Err(Error::InvalidValue(
+                        "query attributes without CLIENT_QUERY_ATTRIBUTES",
+                    ));
                 }
                 out.put_slice(&q.sql);
             }
@@ -479,11 +482,17 @@ impl Command {
                         match (&cu.auth_plugin_name, plugin) {
                             (Some(p), true) => lenenc::put_null_str(out, p, "auth plugin name")?,
                             (None, _) if !attrs || cu.connect_attrs.is_empty() => {}
-                            _ => return Err(Error::InvalidValue("COM_CHANGE_USER plugin vs capabilities")),
+                            _ => {
+                                return Err(Error::InvalidValue(
+                                    "COM_CHANGE_USER plugin vs capabilities",
+                                ))
+                            }
                         }
                         if !cu.connect_attrs.is_empty() {
                             if !attrs {
-                                return Err(Error::InvalidValue("connection attributes without CLIENT_CONNECT_ATTRS"));
+                                return Err(Error::InvalidValue(
+                                    "connection attributes without CLIENT_CONNECT_ATTRS",
+                                ));
                             }
                             let mut block = BytesMut::new();
                             for (k, v) in &cu.connect_attrs {
@@ -494,7 +503,11 @@ impl Command {
                         }
                     }
                     None if cu.auth_plugin_name.is_none() && cu.connect_attrs.is_empty() => {}
-                    None => return Err(Error::InvalidValue("COM_CHANGE_USER fields without a charset")),
+                    None => {
+                        return Err(Error::InvalidValue(
+                            "COM_CHANGE_USER fields without a charset",
+                        ))
+                    }
                 }
             }
             Command::Other { payload, .. } => out.put_slice(payload),
@@ -513,7 +526,8 @@ mod tests {
     fn spec_example_com_query() {
         // COM_QUERY example: "select @@version_comment limit 1".
         let p = Bytes::from_static(b"\x03select @@version_comment limit 1");
-        let Command::Query(q) = Command::parse(&p, CapabilityFlags::CLIENT_PROTOCOL_41).unwrap() else {
+        let Command::Query(q) = Command::parse(&p, CapabilityFlags::CLIENT_PROTOCOL_41).unwrap()
+        else {
             panic!()
         };
         assert_eq!(&q.sql[..], b"select @@version_comment limit 1");
@@ -522,13 +536,24 @@ mod tests {
     #[test]
     fn spec_example_stmt_execute() {
         // COM_STMT_EXECUTE example: statement 1, no cursor, one string param "foo".
-        let p = Bytes::from_static(b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\x0f\x00\x03\x66\x6f\x6f");
-        let Command::StmtExecute(e) = Command::parse(&p, CapabilityFlags::CLIENT_PROTOCOL_41).unwrap() else {
+        let p = Bytes::from_static(
+            b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\x0f\x00\x03\x66\x6f\x6f",
+        );
+        let Command::StmtExecute(e) =
+            Command::parse(&p, CapabilityFlags::CLIENT_PROTOCOL_41).unwrap()
+        else {
             panic!()
         };
-        let params = e.params(1, CapabilityFlags::CLIENT_PROTOCOL_41, None).unwrap();
-        assert_eq!(params.params[0].value, Value::Bytes(Bytes::from_static(b"foo")));
-        assert!(e.params(1, CapabilityFlags::CLIENT_PROTOCOL_41, Some(&[])).is_ok());
+        let params = e
+            .params(1, CapabilityFlags::CLIENT_PROTOCOL_41, None)
+            .unwrap();
+        assert_eq!(
+            params.params[0].value,
+            Value::Bytes(Bytes::from_static(b"foo"))
+        );
+        assert!(e
+            .params(1, CapabilityFlags::CLIENT_PROTOCOL_41, Some(&[]))
+            .is_ok());
     }
 
     fn b(max: usize) -> impl Strategy<Value = Bytes> {
@@ -563,13 +588,37 @@ mod tests {
             any::<u32>().prop_map(Command::StmtClose),
             any::<u32>().prop_map(Command::StmtReset),
             any::<u16>().prop_map(Command::SetOption),
-            (any::<u32>(), any::<u32>()).prop_map(|(statement_id, num_rows)| Command::StmtFetch { statement_id, num_rows }),
-            (any::<u32>(), any::<u16>(), b(50)).prop_map(|(statement_id, param_id, data)| Command::StmtSendLongData { statement_id, param_id, data }),
-            (nz(10), b(30), nz(10), any::<u16>(), nz(20), proptest::collection::vec((b(5), b(5)), 0..3)).prop_map(
-                |(user, auth_response, database, cs, plugin, connect_attrs)| Command::ChangeUser(ChangeUser {
-                    user, auth_response, database, character_set: Some(cs), auth_plugin_name: Some(plugin), connect_attrs,
-                })
-            ),
+            (any::<u32>(), any::<u32>()).prop_map(|(statement_id, num_rows)| Command::StmtFetch {
+                statement_id,
+                num_rows
+            }),
+            (any::<u32>(), any::<u16>(), b(50)).prop_map(|(statement_id, param_id, data)| {
+                Command::StmtSendLongData {
+                    statement_id,
+                    param_id,
+                    data,
+                }
+            }),
+            (
+                nz(10),
+                b(30),
+                nz(10),
+                any::<u16>(),
+                nz(20),
+                proptest::collection::vec((b(5), b(5)), 0..3)
+            )
+                .prop_map(
+                    |(user, auth_response, database, cs, plugin, connect_attrs)| {
+                        Command::ChangeUser(ChangeUser {
+                            user,
+                            auth_response,
+                            database,
+                            character_set: Some(cs),
+                            auth_plugin_name: Some(plugin),
+                            connect_attrs,
+                        })
+                    }
+                ),
             (0x20u8..0xFA, b(30)).prop_map(|(code, payload)| Command::Other { code, payload }),
         ]
     }

@@ -115,9 +115,17 @@ impl HandshakeV10 {
         out.put_u16_le((caps.lower() >> 16) as u16);
         let secure = caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION);
         let plugin = caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH);
-        out.put_u8(if plugin { lenenc::narrow(data.len() + 1, "scramble")? } else { 0 });
+        out.put_u8(if plugin {
+            lenenc::narrow(data.len() + 1, "scramble")?
+        } else {
+            0
+        });
         out.put_slice(&[0; 6]);
-        out.put_u32_le(if caps.has_mariadb_extended() { caps.upper() } else { 0 });
+        out.put_u32_le(if caps.has_mariadb_extended() {
+            caps.upper()
+        } else {
+            0
+        });
         if secure {
             out.put_slice(part2);
             out.put_bytes(0, 13 - part2.len());
@@ -168,7 +176,11 @@ fn put_client_prefix(out: &mut BytesMut, caps: CapabilityFlags, max_packet: u32,
     out.put_u32_le(max_packet);
     out.put_u8(charset);
     out.put_bytes(0, 19);
-    out.put_u32_le(if caps.has_mariadb_extended() { caps.upper() } else { 0 });
+    out.put_u32_le(if caps.has_mariadb_extended() {
+        caps.upper()
+    } else {
+        0
+    });
 }
 
 /// The client's request to switch to TLS (a truncated HandshakeResponse41).
@@ -295,7 +307,9 @@ impl HandshakeResponse41 {
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), Error> {
         let caps = self.capabilities;
         if !caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
-            return Err(Error::InvalidValue("HandshakeResponse41 without CLIENT_PROTOCOL_41"));
+            return Err(Error::InvalidValue(
+                "HandshakeResponse41 without CLIENT_PROTOCOL_41",
+            ));
         }
         let has = |f| caps.contains(f);
         if self.database.is_some() != has(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
@@ -304,7 +318,9 @@ impl HandshakeResponse41 {
                 != has(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
             || (!self.connect_attrs.is_empty() && !has(CapabilityFlags::CLIENT_CONNECT_ATTRS))
         {
-            return Err(Error::InvalidValue("HandshakeResponse41 fields vs capabilities"));
+            return Err(Error::InvalidValue(
+                "HandshakeResponse41 fields vs capabilities",
+            ));
         }
         put_client_prefix(out, caps, self.max_packet_size, self.character_set);
         lenenc::put_null_str(out, &self.username, "user name")?;
@@ -445,7 +461,10 @@ mod tests {
         assert_eq!(&r.username[..], b"pam");
         assert_eq!(r.auth_response.len(), 20);
         assert_eq!(r.database.as_deref(), Some(&b"test"[..]));
-        assert_eq!(r.auth_plugin_name.as_deref(), Some(&b"mysql_native_password"[..]));
+        assert_eq!(
+            r.auth_plugin_name.as_deref(),
+            Some(&b"mysql_native_password"[..])
+        );
         let mut out = BytesMut::new();
         r.encode(&mut out).unwrap();
         assert_eq!(&out[..], &p[..]);
@@ -484,7 +503,10 @@ mod tests {
         let mut out = BytesMut::new();
         req.encode(&mut out);
         assert_eq!(out.len(), SSL_REQUEST_LEN);
-        assert_eq!(ClientHello::parse(&out.freeze()).unwrap(), ClientHello::Ssl(req));
+        assert_eq!(
+            ClientHello::parse(&out.freeze()).unwrap(),
+            ClientHello::Ssl(req)
+        );
     }
 
     fn bytes_no_nul(max: usize) -> impl Strategy<Value = Bytes> {

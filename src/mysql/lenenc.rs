@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(decode_int(&[0xFA]).unwrap(), Some((250, 1)));
         assert_eq!(decode_int(&[0xFC, 0xFB, 0x00]).unwrap(), Some((251, 3)));
         assert_eq!(decode_int(&[0xFD, 1, 2, 3]).unwrap(), Some((0x030201, 4)));
-        assert_eq!(decode_int(&[0xFE, 1, 0, 0, 0, 0, 0, 0, 0]).unwrap(), Some((1, 9)));
+        assert_eq!(
+            decode_int(&[0xFE, 1, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
+            Some((1, 9))
+        );
         assert_eq!(decode_int(&[0xFE, 1, 0]).unwrap(), None);
         assert_eq!(decode_int(&[]).unwrap(), None);
         assert!(decode_int(&[0xFB]).is_err());

@@ -13,6 +13,8 @@ mod cursor;
 pub mod flags;
 pub mod handshake;
 pub mod lenenc;
+#[cfg(test)]
+mod malformed_tests;
 pub mod packet;
 pub mod response;
 pub mod result_reader;

@@ -240,7 +240,10 @@ mod tests {
     fn limit_is_checked_on_the_header() {
         let mut c = PacketCodec::new(Limits::with_max_message(100), 0);
         let mut buf = BytesMut::from(&[101, 0, 0, 0][..]);
-        assert!(matches!(c.parse(&mut buf), Err(Error::TooLarge { len: 101, .. })));
+        assert!(matches!(
+            c.parse(&mut buf),
+            Err(Error::TooLarge { len: 101, .. })
+        ));
         let mut c = PacketCodec::new(Limits::with_max_message(MAX_PACKET_PAYLOAD), 0);
         let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0][..]);
         buf.extend_from_slice(&vec![0; MAX_PACKET_PAYLOAD]);
@@ -253,7 +256,10 @@ mod tests {
         let mut buf = BytesMut::from(&[1, 0, 0, 3, 0x0e][..]);
         assert_eq!(
             codec().parse(&mut buf),
-            Err(Error::BadSequence { got: 3, expected: 0 })
+            Err(Error::BadSequence {
+                got: 3,
+                expected: 0
+            })
         );
         let mut c = codec();
         let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0][..]);
@@ -261,7 +267,10 @@ mod tests {
         buf.extend_from_slice(&[0, 0, 0, 5]);
         assert_eq!(
             c.parse(&mut buf),
-            Err(Error::BadSequence { got: 5, expected: 1 })
+            Err(Error::BadSequence {
+                got: 5,
+                expected: 1
+            })
         );
     }
 

@@ -124,10 +124,15 @@ impl OkPacket {
         }
         if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
             lenenc::put_bytes(out, &self.info);
-            if self.status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+            if self
+                .status
+                .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED)
+            {
                 lenenc::put_bytes(out, &self.session_state);
             } else if !self.session_state.is_empty() {
-                return Err(Error::InvalidValue("session state without SERVER_SESSION_STATE_CHANGED"));
+                return Err(Error::InvalidValue(
+                    "session state without SERVER_SESSION_STATE_CHANGED",
+                ));
             }
         } else {
             out.put_slice(&self.info);
@@ -304,13 +309,13 @@ impl ErrPacket {
             return Err(Error::Unexpected("non-ERR packet"));
         }
         let code = c.u16()?;
-        let sql_state = if caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) && c.peek() == Some(b'#')
-        {
-            c.skip(1)?;
-            Some(c.array::<5>()?)
-        } else {
-            None
-        };
+        let sql_state =
+            if caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) && c.peek() == Some(b'#') {
+                c.skip(1)?;
+                Some(c.array::<5>()?)
+            } else {
+                None
+            };
         Ok(ErrPacket {
             code,
             sql_state,

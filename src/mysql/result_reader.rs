@@ -12,7 +12,9 @@ use super::command::{code::*, Command};
 use super::flags::{CapabilityFlags, StatusFlags};
 use super::lenenc;
 use super::packet::{PacketHeader, HEADER_LEN, MAX_PACKET_PAYLOAD};
-use super::response::{EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, MARIADB_PROGRESS_CODE, OK_HEADER};
+use super::response::{
+    EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, MARIADB_PROGRESS_CODE, OK_HEADER,
+};
 use crate::wire::{Error, Limits};
 
 /// Payload bytes of a packet the reader may look at; feeding more is harmless.
@@ -218,7 +220,9 @@ impl ResponseReader {
         self.logical_len += h.len;
         self.continued = h.len == MAX_PACKET_PAYLOAD;
         if first_piece {
-            let head = head.get(..h.len.min(HEAD_LEN)).ok_or(Error::Truncated("packet head"))?;
+            let head = head
+                .get(..h.len.min(HEAD_LEN))
+                .ok_or(Error::Truncated("packet head"))?;
             self.pending = self.classify(head, h.len)?;
         }
         if self.continued {
@@ -260,7 +264,10 @@ impl ResponseReader {
             let step = self.feed(h, payload)?;
             pos = end;
             if step != Step::More {
-                return Ok(Scan { consumed: pos, step });
+                return Ok(Scan {
+                    consumed: pos,
+                    step,
+                });
             }
         }
         Ok(Scan {
@@ -356,11 +363,18 @@ impl ResponseReader {
         if count == 0 {
             return Err(Error::InvalidValue("column count"));
         }
-        let optional = self.caps.contains(CapabilityFlags::CLIENT_OPTIONAL_RESULTSET_METADATA)
+        let optional = self
+            .caps
+            .contains(CapabilityFlags::CLIENT_OPTIONAL_RESULTSET_METADATA)
             || (self.expect == Expect::Execute
-                && self.caps.contains(CapabilityFlags::MARIADB_CLIENT_CACHE_METADATA));
+                && self
+                    .caps
+                    .contains(CapabilityFlags::MARIADB_CLIENT_CACHE_METADATA));
         let metadata = if optional {
-            head.get(n).copied().ok_or(Error::Truncated("column count"))? != 0
+            head.get(n)
+                .copied()
+                .ok_or(Error::Truncated("column count"))?
+                != 0
         } else {
             true
         };
@@ -455,7 +469,9 @@ impl ResponseReader {
                     Ok(Step::More)
                 }
             }
-            State::Paused => Err(Error::Unexpected("server packet while the client has the turn")),
+            State::Paused => Err(Error::Unexpected(
+                "server packet while the client has the turn",
+            )),
             State::Done => Err(Error::Unexpected("packet after the end of a response")),
         }
     }
@@ -548,6 +564,373 @@ impl ResponseReader {
             Expect::Fetch | Expect::FieldList | Expect::Nothing => {
                 Err(Error::Unexpected("packet after the end of a response"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::binary::column_type::*;
+    use crate::mysql::packet::write_packet;
+    use crate::mysql::response::{EofPacket, ErrPacket, OkPacket};
+    use crate::mysql::stmt::{tests::column, PrepareOk};
+    use bytes::{Bytes, BytesMut};
+    use proptest::prelude::*;
+
+    const IN_TRANS: StatusFlags = StatusFlags::SERVER_STATUS_IN_TRANS;
+    const MORE: StatusFlags = StatusFlags::SERVER_MORE_RESULTS_EXISTS;
+
+    fn base() -> CapabilityFlags {
+        CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_MULTI_RESULTS
+    }
+
+    /// Builds a server response stream packet by packet.
+    struct Stream {
+        caps: CapabilityFlags,
+        seq: u8,
+        out: BytesMut,
+        /// Wire offset of the end of each packet.
+        ends: Vec<usize>,
+    }
+
+    impl Stream {
+        fn new(caps: CapabilityFlags) -> Self {
+            Stream {
+                caps,
+                seq: 1,
+                out: BytesMut::new(),
+                ends: Vec::new(),
+            }
+        }
+        fn raw(&mut self, payload: &[u8]) -> &mut Self {
+            write_packet(&mut self.out, &mut self.seq, payload).unwrap();
+            self.ends.push(self.out.len());
+            self
+        }
+        fn ok(&mut self, status: StatusFlags) -> &mut Self {
+            let mut p = BytesMut::new();
+            OkPacket::new(status).encode(&mut p, self.caps).unwrap();
+            self.raw(&p)
+        }
+        fn err(&mut self) -> &mut Self {
+            let mut p = BytesMut::new();
+            ErrPacket {
+                code: 1064,
+                sql_state: Some(*b"42000"),
+                message: Bytes::from_static(b"syntax"),
+            }
+            .encode(&mut p, self.caps);
+            self.raw(&p)
+        }
+        fn eof(&mut self, status: StatusFlags) -> &mut Self {
+            let mut p = BytesMut::new();
+            EofPacket {
+                warnings: 0,
+                status,
+            }
+            .encode(&mut p, self.caps);
+            self.raw(&p)
+        }
+        /// EOF, or with CLIENT_DEPRECATE_EOF the 0xFE OK that ends rows.
+        fn end_rows(&mut self, status: StatusFlags) -> &mut Self {
+            if self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+                let mut ok = OkPacket::new(status);
+                ok.header = EOF_HEADER;
+                let mut p = BytesMut::new();
+                ok.encode(&mut p, self.caps).unwrap();
+                self.raw(&p)
+            } else {
+                self.eof(status)
+            }
+        }
+        fn columns(&mut self, n: usize) -> &mut Self {
+            for _ in 0..n {
+                let mut p = BytesMut::new();
+                column(b"c", MYSQL_TYPE_VAR_STRING)
+                    .encode(&mut p, self.caps)
+                    .unwrap();
+                self.raw(&p);
+            }
+            if !self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+                self.eof(StatusFlags::empty());
+            }
+            self
+        }
+        fn result_set(&mut self, cols: usize, rows: &[Vec<u8>], status: StatusFlags) -> &mut Self {
+            self.raw(&[cols as u8]).columns(cols);
+            for r in rows {
+                self.raw(r);
+            }
+            self.end_rows(status)
+        }
+    }
+
+    /// Feeds the stream packet by packet and checks that only the last one completes.
+    fn run(expect: Expect, s: &Stream) -> Completion {
+        let mut r = ResponseReader::new(expect, s.caps, Limits::default());
+        let scan = r.scan(&s.out).unwrap();
+        assert_eq!(scan.consumed, s.out.len(), "scan stopped early");
+        let Step::Complete(c) = scan.step else {
+            panic!("not complete: {:?}", scan.step)
+        };
+        // Byte by byte arrival gives the same answer and never completes early.
+        let mut r = ResponseReader::new(expect, s.caps, Limits::default());
+        let mut pos = 0;
+        let mut last = Step::More;
+        for end in 1..=s.out.len() {
+            let scan = r.scan(&s.out[pos..end]).unwrap();
+            pos += scan.consumed;
+            last = scan.step;
+            if last != Step::More {
+                assert_eq!(end, s.out.len());
+            }
+        }
+        assert_eq!(last, Step::Complete(c));
+        c
+    }
+
+    #[test]
+    fn ok_and_err() {
+        let mut s = Stream::new(base());
+        s.ok(IN_TRANS);
+        assert_eq!(run(Expect::Query, &s).status, Some(IN_TRANS));
+        let mut s = Stream::new(base());
+        s.err();
+        let c = run(Expect::Query, &s);
+        assert!(c.error && c.status.is_none());
+    }
+
+    #[test]
+    fn text_result_sets_with_and_without_deprecate_eof() {
+        for caps in [base(), base() | CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+            let mut rows = vec![b"\x01a\x01b".to_vec(), b"\xfb\x00".to_vec()];
+            if !caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+                // Without CLIENT_DEPRECATE_EOF a 0xFE row of 9 bytes or more is a row.
+                rows.push(b"\xfe\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec());
+            }
+            let mut s = Stream::new(caps);
+            s.result_set(2, &rows, IN_TRANS);
+            let c = run(Expect::Query, &s);
+            assert_eq!(c.status, Some(IN_TRANS));
+            assert!(!c.error);
+        }
+    }
+
+    #[test]
+    fn multi_results_end_at_the_last() {
+        for caps in [base(), base() | CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+            let mut s = Stream::new(caps);
+            s.ok(MORE)
+                .result_set(1, &[b"\x011".to_vec()], MORE)
+                .result_set(1, &[], MORE)
+                .ok(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+            assert_eq!(
+                run(Expect::Query, &s).status,
+                Some(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+            );
+            let mut s = Stream::new(caps);
+            s.ok(MORE).err();
+            assert!(run(Expect::Query, &s).error);
+        }
+    }
+
+    #[test]
+    fn error_mid_rows_ends_the_response() {
+        let mut s = Stream::new(base());
+        s.raw(&[1]).columns(1).raw(b"\x011").err();
+        assert!(run(Expect::Query, &s).error);
+    }
+
+    #[test]
+    fn local_infile_pauses_then_resumes() {
+        let mut s = Stream::new(base());
+        s.raw(b"\xfb/tmp/x.csv");
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        assert_eq!(r.scan(&s.out).unwrap().step, Step::LocalInfile);
+        assert!(r.feed(PacketHeader { len: 7, seq: 2 }, &[0; 7]).is_err());
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        r.scan(&s.out).unwrap();
+        // The client sent its file in packets 2 and 3 and the empty packet 4.
+        r.resume(5).unwrap();
+        let mut tail = Stream::new(base());
+        tail.seq = 5;
+        tail.ok(StatusFlags::empty());
+        assert!(matches!(r.scan(&tail.out).unwrap().step, Step::Complete(_)));
+    }
+
+    #[test]
+    fn prepare_ok_with_definitions() {
+        for caps in [base(), base() | CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+            for (params, cols) in [(0u16, 0u16), (2, 0), (0, 3), (2, 3)] {
+                let mut s = Stream::new(caps);
+                let mut p = BytesMut::new();
+                PrepareOk {
+                    statement_id: 1,
+                    num_columns: cols,
+                    num_params: params,
+                    warnings: 0,
+                    metadata_follows: None,
+                }
+                .encode(&mut p);
+                s.raw(&p);
+                if params > 0 {
+                    s.columns(params.into());
+                }
+                if cols > 0 {
+                    s.columns(cols.into());
+                }
+                assert!(!run(Expect::Prepare, &s).error);
+            }
+        }
+    }
+
+    #[test]
+    fn execute_binary_rows_cursor_and_fetch() {
+        for caps in [base(), base() | CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+            let mut s = Stream::new(caps);
+            s.result_set(
+                1,
+                &[b"\x00\x00\x01".to_vec(), b"\x00\x04".to_vec()],
+                StatusFlags::empty(),
+            );
+            assert_eq!(run(Expect::Execute, &s).status, Some(StatusFlags::empty()));
+
+            // Cursor opened: metadata only, ended by EOF/OK carrying SERVER_STATUS_CURSOR_EXISTS.
+            let cursor = StatusFlags::SERVER_STATUS_CURSOR_EXISTS | IN_TRANS;
+            let mut s = Stream::new(caps);
+            s.raw(&[1]);
+            let mut p = BytesMut::new();
+            column(b"c", MYSQL_TYPE_LONG).encode(&mut p, caps).unwrap();
+            s.raw(&p).end_rows(cursor);
+            assert_eq!(run(Expect::Execute, &s).status, Some(cursor));
+
+            let mut s = Stream::new(caps);
+            s.raw(b"\x00\x00\x01\x00\x00\x00")
+                .end_rows(cursor | StatusFlags::SERVER_STATUS_LAST_ROW_SENT);
+            assert!(run(Expect::Fetch, &s)
+                .status
+                .unwrap()
+                .contains(StatusFlags::SERVER_STATUS_LAST_ROW_SENT));
+        }
+    }
+
+    #[test]
+    fn field_list_statistics_simple_change_user() {
+        for caps in [base(), base() | CapabilityFlags::CLIENT_DEPRECATE_EOF] {
+            let mut s = Stream::new(caps);
+            let mut p = BytesMut::new();
+            column(b"c", MYSQL_TYPE_LONG).encode(&mut p, caps).unwrap();
+            s.raw(&p).raw(&p).end_rows(StatusFlags::empty());
+            run(Expect::FieldList, &s);
+        }
+        let mut s = Stream::new(base());
+        s.raw(b"Uptime: 5  Threads: 1");
+        assert_eq!(run(Expect::Statistics, &s).status, None);
+        let mut s = Stream::new(base());
+        s.eof(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+        run(Expect::Simple, &s);
+
+        let mut r = ResponseReader::new(Expect::ChangeUser, base(), Limits::default());
+        let mut s = Stream::new(base());
+        s.raw(b"\xfemysql_native_password\x0012345678901234567890\x00");
+        assert_eq!(r.scan(&s.out).unwrap().step, Step::AuthData);
+        r.resume(3).unwrap();
+        let mut s = Stream::new(base());
+        s.seq = 3;
+        s.raw(&[0x01, 0x03]).ok(StatusFlags::empty());
+        assert!(matches!(r.scan(&s.out).unwrap().step, Step::Complete(_)));
+        assert!(ResponseReader::new(Expect::Nothing, base(), Limits::default()).is_complete());
+    }
+
+    #[test]
+    fn mariadb_progress_reports_are_not_the_end() {
+        let caps = base() | CapabilityFlags::MARIADB_CLIENT_PROGRESS;
+        let mut s = Stream::new(caps);
+        s.raw(b"\xff\xff\xff\x01\x01\x00\x10\x00\x00\x00stage")
+            .ok(StatusFlags::empty());
+        assert!(!run(Expect::Query, &s).error);
+    }
+
+    #[test]
+    fn sequence_size_and_trailing_packets_are_checked() {
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        assert_eq!(
+            r.scan(&[7, 0, 0, 2]),
+            Err(Error::BadSequence {
+                got: 2,
+                expected: 1
+            })
+        );
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::with_max_message(100));
+        assert!(matches!(
+            r.scan(&[101, 0, 0, 1]),
+            Err(Error::TooLarge { .. })
+        ));
+        let mut s = Stream::new(base());
+        s.ok(StatusFlags::empty()).ok(StatusFlags::empty());
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        let first = r.scan(&s.out).unwrap();
+        assert_eq!(first.consumed, s.ends[0]);
+        assert!(r.scan(&s.out[first.consumed..]).is_err());
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        assert!(r.scan(&[1, 0, 0, 1, 0xFE]).is_err());
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        assert!(r.scan(&[2, 0, 0, 1, 0x00, 0x00]).is_err());
+    }
+
+    #[test]
+    fn huge_row_starting_with_0xfe_is_a_row() {
+        let caps = base() | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        let mut row = vec![0xFE];
+        row.extend_from_slice(&(0x100_0000u64).to_le_bytes());
+        row.resize(9 + 0x100_0000, b'x');
+        let mut s = Stream::new(caps);
+        s.result_set(1, &[row], StatusFlags::empty());
+        let mut r = ResponseReader::new(Expect::Query, caps, Limits::default());
+        let scan = r.scan(&s.out).unwrap();
+        assert_eq!(scan.consumed, s.out.len());
+        assert!(matches!(scan.step, Step::Complete(_)));
+        // The same through the logical-packet API.
+        let mut r = ResponseReader::new(Expect::Query, caps, Limits::default());
+        let mut codec = crate::mysql::PacketCodec::new(Limits::default(), 1);
+        let mut buf = s.out.clone();
+        let mut last = Step::More;
+        while let Some(p) = codec.parse(&mut buf).unwrap() {
+            last = r.feed_logical(p.seq, &p.payload).unwrap();
+        }
+        assert!(matches!(last, Step::Complete(_)));
+    }
+
+    proptest! {
+        #[test]
+        fn generated_responses_end_exactly_at_their_end(
+            deprecate in any::<bool>(),
+            results in proptest::collection::vec((0usize..4, proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..5)), 1..4),
+            final_status in any::<u16>(),
+        ) {
+            let caps = if deprecate { base() | CapabilityFlags::CLIENT_DEPRECATE_EOF } else { base() };
+            let mut s = Stream::new(caps);
+            let last = results.len() - 1;
+            let final_status = StatusFlags::from_bits_retain(final_status).difference(MORE);
+            for (i, (cols, rows)) in results.iter().enumerate() {
+                let status = if i == last { final_status } else { MORE };
+                if *cols == 0 {
+                    s.ok(status);
+                } else {
+                    // Text rows never start with 0xFF and start with 0xFE only when huge.
+                    let rows: Vec<Vec<u8>> = rows.iter().map(|r| {
+                        let mut r = r.clone();
+                        if r[0] >= 0xFB { r[0] = 0xFB; }
+                        r
+                    }).collect();
+                    s.result_set(*cols, &rows, status);
+                }
+            }
+            let c = run(Expect::Query, &s);
+            prop_assert_eq!(c.status, Some(final_status));
         }
     }
 }

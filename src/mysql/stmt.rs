@@ -41,12 +41,13 @@ impl PrepareOk {
         c.skip(1)?;
         // The warning count is absent in a 9-byte packet (older servers).
         let warnings = if c.is_empty() { 0 } else { c.u16()? };
-        let metadata_follows =
-            if caps.contains(CapabilityFlags::CLIENT_OPTIONAL_RESULTSET_METADATA) && !c.is_empty() {
-                Some(c.u8()?)
-            } else {
-                None
-            };
+        let metadata_follows = if caps.contains(CapabilityFlags::CLIENT_OPTIONAL_RESULTSET_METADATA)
+            && !c.is_empty()
+        {
+            Some(c.u8()?)
+        } else {
+            None
+        };
         c.finish()?;
         Ok(PrepareOk {
             statement_id,
@@ -113,12 +114,12 @@ impl ColumnDefinition {
         let org_table = c.lenenc_bytes()?;
         let name = c.lenenc_bytes()?;
         let org_name = c.lenenc_bytes()?;
-        let extended_type_info = if caps.contains(CapabilityFlags::MARIADB_CLIENT_EXTENDED_TYPE_INFO)
-        {
-            Some(c.lenenc_bytes()?)
-        } else {
-            None
-        };
+        let extended_type_info =
+            if caps.contains(CapabilityFlags::MARIADB_CLIENT_EXTENDED_TYPE_INFO) {
+                Some(c.lenenc_bytes()?)
+            } else {
+                None
+            };
         if c.lenenc()? != u64::from(COLUMN_FIXED_LEN) {
             return Err(Error::InvalidValue("column definition fixed length"));
         }
@@ -148,7 +149,14 @@ impl ColumnDefinition {
     /// Appends the payload; `extended_type_info` must be present exactly when
     /// `MARIADB_CLIENT_EXTENDED_TYPE_INFO` is in `caps`.
     pub fn encode(&self, out: &mut BytesMut, caps: CapabilityFlags) -> Result<(), Error> {
-        for s in [&self.catalog, &self.schema, &self.table, &self.org_table, &self.name, &self.org_name] {
+        for s in [
+            &self.catalog,
+            &self.schema,
+            &self.table,
+            &self.org_table,
+            &self.name,
+            &self.org_name,
+        ] {
             lenenc::put_bytes(out, s);
         }
         match (
@@ -204,7 +212,8 @@ pub(crate) mod tests {
         assert_eq!(c.column_length, 28);
         assert_eq!(c.decimals, 0x1F);
         let mut out = BytesMut::new();
-        c.encode(&mut out, CapabilityFlags::CLIENT_PROTOCOL_41).unwrap();
+        c.encode(&mut out, CapabilityFlags::CLIENT_PROTOCOL_41)
+            .unwrap();
         assert_eq!(&out[..], &p[..]);
     }
 

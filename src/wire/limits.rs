@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn max_message_is_clamped_to_the_hard_cap() {
-        assert_eq!(Limits::with_max_message(usize::MAX).max_message, HARD_MAX_MESSAGE);
+        assert_eq!(
+            Limits::with_max_message(usize::MAX).max_message,
+            HARD_MAX_MESSAGE
+        );
         assert_eq!(Limits::with_max_message(100).max_message, 100);
     }
 }

@@ -136,8 +136,8 @@ impl ServerRsaKey {
 
     /// Loads a PKCS#8 PEM private key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, Error> {
-        let key =
-            RsaPrivateKey::from_pkcs8_pem(pem).map_err(|_| Error::Auth("invalid RSA private key"))?;
+        let key = RsaPrivateKey::from_pkcs8_pem(pem)
+            .map_err(|_| Error::Auth("invalid RSA private key"))?;
         ServerRsaKey::new(key)
     }
 
@@ -198,7 +198,10 @@ impl CachingSha2Server {
                 if self.fast_auth {
                     self.state = ServerState::Finished;
                     let ok = verify_scramble(&self.nonce, data, &self.stored);
-                    return Ok(accept_if(ok, Some(Bytes::from_static(&[FAST_AUTH_SUCCESS]))));
+                    return Ok(accept_if(
+                        ok,
+                        Some(Bytes::from_static(&[FAST_AUTH_SUCCESS])),
+                    ));
                 }
                 self.state = ServerState::FullAuth;
                 Ok(ServerAuthStep::MoreData(Bytes::from_static(&[
@@ -273,7 +276,9 @@ pub(crate) mod tests {
         let r = scramble_password(&nonce, b"pw");
         assert_eq!(
             r,
-            mysql_common::scramble::scramble_sha256(&nonce, b"pw").unwrap().to_vec()
+            mysql_common::scramble::scramble_sha256(&nonce, b"pw")
+                .unwrap()
+                .to_vec()
         );
         let mut s = CachingSha2Server::new(nonce, password_hash(b"pw"), false, true);
         assert_eq!(
@@ -284,7 +289,10 @@ pub(crate) mod tests {
         );
         assert!(s.step(&r, false, None, [0; 32]).is_err());
         let mut s = CachingSha2Server::new(nonce, password_hash(b"other"), false, true);
-        assert_eq!(s.step(&r, false, None, [0; 32]).unwrap(), ServerAuthStep::Reject);
+        assert_eq!(
+            s.step(&r, false, None, [0; 32]).unwrap(),
+            ServerAuthStep::Reject
+        );
     }
 
     #[test]
@@ -303,7 +311,10 @@ pub(crate) mod tests {
         let key = ServerRsaKey::from_pkcs8_pem(TEST_KEY).unwrap();
         let mut s = CachingSha2Server::new(nonce, stored, false, false);
         assert_eq!(s.step(&r, false, Some(&key), [0; 32]).unwrap(), full);
-        let ServerAuthStep::MoreData(pem) = s.step(&[REQUEST_PUBLIC_KEY], false, Some(&key), [0; 32]).unwrap() else {
+        let ServerAuthStep::MoreData(pem) = s
+            .step(&[REQUEST_PUBLIC_KEY], false, Some(&key), [0; 32])
+            .unwrap()
+        else {
             panic!("expected the public key")
         };
         let public = parse_public_key(&pem).unwrap();
@@ -315,8 +326,12 @@ pub(crate) mod tests {
         let ct = encrypt_password(&public, b"wrong", &nonce, [9; 32]).unwrap();
         let mut s = CachingSha2Server::new(nonce, stored, false, false);
         s.step(&r, false, Some(&key), [0; 32]).unwrap();
-        s.step(&[REQUEST_PUBLIC_KEY], false, Some(&key), [0; 32]).unwrap();
-        assert_eq!(s.step(&ct, false, Some(&key), [1; 32]).unwrap(), ServerAuthStep::Reject);
+        s.step(&[REQUEST_PUBLIC_KEY], false, Some(&key), [0; 32])
+            .unwrap();
+        assert_eq!(
+            s.step(&ct, false, Some(&key), [1; 32]).unwrap(),
+            ServerAuthStep::Reject
+        );
     }
 
     #[test]
@@ -324,6 +339,9 @@ pub(crate) mod tests {
         let nonce = *b"abcdefghijklmnopqrst";
         let mut s = CachingSha2Server::new(nonce, password_hash(b"pw"), false, false);
         s.step(b"x", false, None, [0; 32]).unwrap();
-        assert_eq!(s.step(b"pw\0", false, None, [0; 32]).unwrap(), ServerAuthStep::Reject);
+        assert_eq!(
+            s.step(b"pw\0", false, None, [0; 32]).unwrap(),
+            ServerAuthStep::Reject
+        );
     }
 }

@@ -15,7 +15,9 @@ use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
 
 use super::flags::CapabilityFlags;
-use super::handshake::{AuthMoreData, AuthSwitchRequest, AUTH_MORE_DATA_HEADER, AUTH_SWITCH_HEADER};
+use super::handshake::{
+    AuthMoreData, AuthSwitchRequest, AUTH_MORE_DATA_HEADER, AUTH_SWITCH_HEADER,
+};
 use super::response::{ErrPacket, OkPacket, ERR_HEADER, OK_HEADER};
 use crate::wire::Error;
 
@@ -421,7 +423,11 @@ impl ClientAuth {
     }
 
     /// Feeds one server packet of the authentication phase.
-    pub fn handle(&mut self, payload: &Bytes, caps: CapabilityFlags) -> Result<ClientAuthStep, Error> {
+    pub fn handle(
+        &mut self,
+        payload: &Bytes,
+        caps: CapabilityFlags,
+    ) -> Result<ClientAuthStep, Error> {
         match payload.first().copied() {
             Some(OK_HEADER) => {
                 self.password.clear();
@@ -467,19 +473,27 @@ impl ClientAuth {
                     Ok(ClientAuthStep::Send(pw))
                 } else if let Some(key) = &self.server_key {
                     self.phase = ClientPhase::Sent;
-                    let ct = caching_sha2::encrypt_password(key, &self.password, &self.nonce, self.seed)?;
+                    let ct = caching_sha2::encrypt_password(
+                        key,
+                        &self.password,
+                        &self.nonce,
+                        self.seed,
+                    )?;
                     Ok(ClientAuthStep::Send(ct))
                 } else if self.allow_key_request {
                     self.phase = ClientPhase::AwaitKey;
                     Ok(ClientAuthStep::Send(vec![caching_sha2::REQUEST_PUBLIC_KEY]))
                 } else {
-                    Err(Error::Auth("full authentication needs TLS or a server public key"))
+                    Err(Error::Auth(
+                        "full authentication needs TLS or a server public key",
+                    ))
                 }
             }
             (ClientPhase::AwaitKey, pem) => {
                 self.phase = ClientPhase::Sent;
                 let key = caching_sha2::parse_public_key(pem)?;
-                let ct = caching_sha2::encrypt_password(&key, &self.password, &self.nonce, self.seed)?;
+                let ct =
+                    caching_sha2::encrypt_password(&key, &self.password, &self.nonce, self.seed)?;
                 Ok(ClientAuthStep::Send(ct))
             }
             _ => Err(Error::Unexpected("AuthMoreData")),
@@ -526,20 +540,38 @@ mod tests {
             fast,
         )
         .unwrap();
-        let mut client = ClientAuth::new(Some(client_plugin.name()), &scramble, client_pw, secure, [3; 32])
-            .unwrap()
-            .allow_public_key_request(true);
+        let mut client = ClientAuth::new(
+            Some(client_plugin.name()),
+            &scramble,
+            client_pw,
+            secure,
+            [3; 32],
+        )
+        .unwrap()
+        .allow_public_key_request(true);
         let mut step = server
-            .start(Some(client_plugin.name()), &client.initial_response(), secure, Some(&key), [4; 32])
+            .start(
+                Some(client_plugin.name()),
+                &client.initial_response(),
+                secure,
+                Some(&key),
+                [4; 32],
+            )
             .unwrap();
         for _ in 0..5 {
             let to_client = match step {
                 ServerAuthStep::Reject => return false,
                 ServerAuthStep::Accept { more_data } => {
                     if let Some(m) = more_data {
-                        assert_eq!(client.handle(&more(&m), caps()).unwrap(), ClientAuthStep::Wait);
+                        assert_eq!(
+                            client.handle(&more(&m), caps()).unwrap(),
+                            ClientAuthStep::Wait
+                        );
                     }
-                    return matches!(client.handle(&ok(), caps()).unwrap(), ClientAuthStep::Done(_));
+                    return matches!(
+                        client.handle(&ok(), caps()).unwrap(),
+                        ClientAuthStep::Done(_)
+                    );
                 }
                 ServerAuthStep::MoreData(m) => more(&m),
                 ServerAuthStep::Switch(req) => {
@@ -567,8 +599,14 @@ mod tests {
         ] {
             for secure in [false, true] {
                 for fast in [false, true] {
-                    assert!(login(sp, cp, b"pw", b"pw", secure, fast), "{sp:?} {cp:?} {secure} {fast}");
-                    assert!(!login(sp, cp, b"bad", b"pw", secure, fast), "{sp:?} {cp:?} {secure} {fast}");
+                    assert!(
+                        login(sp, cp, b"pw", b"pw", secure, fast),
+                        "{sp:?} {cp:?} {secure} {fast}"
+                    );
+                    assert!(
+                        !login(sp, cp, b"bad", b"pw", secure, fast),
+                        "{sp:?} {cp:?} {secure} {fast}"
+                    );
                     assert!(!login(sp, cp, b"", b"pw", secure, fast));
                     assert!(login(sp, cp, b"", b"", secure, fast));
                 }
@@ -578,16 +616,30 @@ mod tests {
 
     #[test]
     fn client_refuses_cleartext_without_tls_or_key() {
-        let mut c = ClientAuth::new(Some(caching_sha2::NAME), &[1; 20], b"pw", false, [0; 32]).unwrap();
-        assert!(c.handle(&more(&[caching_sha2::PERFORM_FULL_AUTHENTICATION]), caps()).is_err());
-        let mut c = ClientAuth::new(Some(caching_sha2::NAME), &[1; 20], b"pw", false, [0; 32]).unwrap();
-        assert_eq!(c.handle(&more(&[FAST_AUTH_SUCCESS]), caps()).unwrap(), ClientAuthStep::Wait);
+        let mut c =
+            ClientAuth::new(Some(caching_sha2::NAME), &[1; 20], b"pw", false, [0; 32]).unwrap();
+        assert!(c
+            .handle(&more(&[caching_sha2::PERFORM_FULL_AUTHENTICATION]), caps())
+            .is_err());
+        let mut c =
+            ClientAuth::new(Some(caching_sha2::NAME), &[1; 20], b"pw", false, [0; 32]).unwrap();
+        assert_eq!(
+            c.handle(&more(&[FAST_AUTH_SUCCESS]), caps()).unwrap(),
+            ClientAuthStep::Wait
+        );
         assert!(c.handle(&more(&[FAST_AUTH_SUCCESS]), caps()).is_err());
     }
 
     #[test]
     fn client_rejects_unknown_plugins_and_double_switch() {
-        assert!(ClientAuth::new(Some(b"mysql_clear_password"), &[1; 20], b"pw", true, [0; 32]).is_err());
+        assert!(ClientAuth::new(
+            Some(b"mysql_clear_password"),
+            &[1; 20],
+            b"pw",
+            true,
+            [0; 32]
+        )
+        .is_err());
         let mut c = ClientAuth::new(None, &[1; 20], b"pw", false, [0; 32]).unwrap();
         let mut sw = BytesMut::new();
         AuthSwitchRequest {
