@@ -10,6 +10,8 @@ pub mod auth;
 pub mod binary;
 pub mod command;
 mod cursor;
+#[cfg(test)]
+mod differential_tests;
 pub mod flags;
 pub mod handshake;
 pub mod lenenc;

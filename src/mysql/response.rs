@@ -84,22 +84,21 @@ impl OkPacket {
             (0, 0)
         };
         let status = StatusFlags::from_bits_retain(status);
-        let mut session_state = Bytes::new();
-        let info = if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
-            // Servers omit the info string entirely when nothing follows it.
-            let info = if c.is_empty() {
-                Bytes::new()
-            } else {
-                c.lenenc_bytes()?
-            };
-            if status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) && !c.is_empty() {
-                session_state = c.lenenc_bytes()?;
-            }
-            c.finish()?;
-            info
+        // `info` is documented as string<EOF> without CLIENT_SESSION_TRACK, but servers
+        // (net_send_ok) and libmysql always use string<lenenc>, omitted when empty.
+        let info = if c.is_empty() {
+            Bytes::new()
         } else {
-            c.rest()
+            c.lenenc_bytes()?
         };
+        let mut session_state = Bytes::new();
+        if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK)
+            && status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED)
+            && !c.is_empty()
+        {
+            session_state = c.lenenc_bytes()?;
+        }
+        c.finish()?;
         Ok(OkPacket {
             header,
             affected_rows,
@@ -122,20 +121,20 @@ impl OkPacket {
         } else if caps.contains(CapabilityFlags::CLIENT_TRANSACTIONS) {
             out.put_u16_le(self.status.bits());
         }
-        if caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
+        let track = caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
+        let state_changed = self
+            .status
+            .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED);
+        if !self.session_state.is_empty() && !(track && state_changed) {
+            return Err(Error::InvalidValue(
+                "session state without SERVER_SESSION_STATE_CHANGED",
+            ));
+        }
+        if !self.info.is_empty() || (track && state_changed) {
             lenenc::put_bytes(out, &self.info);
-            if self
-                .status
-                .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED)
-            {
-                lenenc::put_bytes(out, &self.session_state);
-            } else if !self.session_state.is_empty() {
-                return Err(Error::InvalidValue(
-                    "session state without SERVER_SESSION_STATE_CHANGED",
-                ));
-            }
-        } else {
-            out.put_slice(&self.info);
+        }
+        if track && state_changed {
+            lenenc::put_bytes(out, &self.session_state);
         }
         Ok(())
     }
