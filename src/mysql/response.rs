@@ -130,10 +130,10 @@ impl OkPacket {
                 "session state without SERVER_SESSION_STATE_CHANGED",
             ));
         }
-        if !self.info.is_empty() || (track && state_changed) {
+        if !self.info.is_empty() || state_sent {
             lenenc::put_bytes(out, &self.info);
         }
-        if track && state_changed {
+        if state_sent {
             lenenc::put_bytes(out, &self.session_state);
         }
         Ok(())
