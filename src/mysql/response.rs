@@ -122,10 +122,11 @@ impl OkPacket {
             out.put_u16_le(self.status.bits());
         }
         let track = caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK);
-        let state_changed = self
-            .status
-            .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED);
-        if !self.session_state.is_empty() && !(track && state_changed) {
+        let state_sent = track
+            && self
+                .status
+                .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED);
+        if !state_sent && !self.session_state.is_empty() {
             return Err(Error::InvalidValue(
                 "session state without SERVER_SESSION_STATE_CHANGED",
             ));
