@@ -192,9 +192,8 @@ impl SessionStateChange {
                 value: c.lenenc_bytes()?,
             },
             SESSION_TRACK_SCHEMA => SessionStateChange::Schema(c.lenenc_bytes()?),
-            SESSION_TRACK_STATE_CHANGE => {
-                SessionStateChange::StateChange(&c.lenenc_bytes()?[..] == b"1")
-            }
+            // Servers send the bare "1" (not a string<lenenc> as documented).
+            SESSION_TRACK_STATE_CHANGE => SessionStateChange::StateChange(&c.rest()[..] == b"1"),
             SESSION_TRACK_GTIDS => SessionStateChange::Gtids {
                 spec: c.u8()?,
                 gtids: c.lenenc_bytes()?,
@@ -230,7 +229,7 @@ impl SessionStateChange {
                 SESSION_TRACK_SCHEMA
             }
             SessionStateChange::StateChange(b) => {
-                lenenc::put_bytes(&mut data, if *b { b"1" } else { b"0" });
+                data.put_u8(if *b { b'1' } else { b'0' });
                 SESSION_TRACK_STATE_CHANGE
             }
             SessionStateChange::Gtids { spec, gtids } => {

@@ -169,6 +169,13 @@ impl ResponseReader {
         }
     }
 
+    /// Sets the sequence id of the response's first packet (the one after the command's last
+    /// packet: 1 unless the command itself spanned several packets).
+    pub fn starting_at(mut self, seq: u8) -> Self {
+        self.next_seq = seq;
+        self
+    }
+
     /// True once the response ended (immediately for [`Expect::Nothing`]).
     pub fn is_complete(&self) -> bool {
         self.state == State::Done
