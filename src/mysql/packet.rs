@@ -3,7 +3,7 @@
 //! 0xFFFFFF-byte packets followed by one shorter packet, which is empty when the payload is an
 //! exact multiple of 0xFFFFFF.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::wire::{Error, Limits};
 
@@ -139,14 +139,15 @@ impl PacketCodec {
         let first_seq = self.next_seq;
         self.next_seq = seq;
         let payload = if chunks == 1 {
-            let _ = buf.split_to(HEADER_LEN);
+            buf.advance(HEADER_LEN);
             buf.split_to(total).freeze()
         } else {
             let mut joined = BytesMut::with_capacity(total);
             let mut frames = buf.split_to(offset);
             while let Some(h) = PacketHeader::peek(&frames) {
-                let _ = frames.split_to(HEADER_LEN);
-                joined.put_slice(&frames.split_to(h.len));
+                frames.advance(HEADER_LEN);
+                joined.put_slice(frames.get(..h.len).unwrap_or_default());
+                frames.advance(h.len.min(frames.len()));
             }
             joined.freeze()
         };

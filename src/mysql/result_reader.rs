@@ -261,7 +261,13 @@ impl ResponseReader {
     /// oversized or out-of-sequence packet fails before its body is buffered.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Scan, Error> {
         let mut pos = 0usize;
-        while let Some(h) = buf.get(pos..).and_then(PacketHeader::peek) {
+        loop {
+            if self.state == State::Rows && !self.continued {
+                pos = self.skip_rows(buf, pos);
+            }
+            let Some(h) = buf.get(pos..).and_then(PacketHeader::peek) else {
+                break;
+            };
             let start = pos + HEADER_LEN;
             let end = start + h.len;
             let Some(payload) = buf.get(start..end) else {
@@ -281,6 +287,30 @@ impl ResponseReader {
             consumed: pos,
             step: Step::More,
         })
+    }
+
+    /// The hot path: skips complete, in-sequence row packets that cannot end the result set
+    /// (first byte neither 0xFE nor 0xFF, not continued, within the limit). Anything else is
+    /// left to the general path.
+    #[inline]
+    fn skip_rows(&mut self, buf: &[u8], mut pos: usize) -> usize {
+        let limit = self.max_payload.min(MAX_PACKET_PAYLOAD - 1);
+        while let Some(&[a, b, c, seq, first]) = buf.get(pos..pos + HEADER_LEN + 1) {
+            let len = usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16;
+            let end = pos + HEADER_LEN + len;
+            if seq != self.next_seq
+                || len == 0
+                || len > limit
+                || end > buf.len()
+                || first == EOF_HEADER
+                || first == ERR_HEADER
+            {
+                break;
+            }
+            self.next_seq = seq.wrapping_add(1);
+            pos = end;
+        }
+        pos
     }
 
     fn deprecate_eof(&self) -> bool {
