@@ -10,5 +10,7 @@
 //! server    tokio driver and the `muxql` command         (feature "server")
 //! ```
 
+pub mod mux;
 pub mod mysql;
+pub mod pg;
 pub mod wire;

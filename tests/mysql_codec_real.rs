@@ -21,36 +21,7 @@ use muxql::mysql::{
 };
 use muxql::wire::Limits;
 
-/// Connection settings from the harness (`scripts/dbs env`).
-struct MyEnv {
-    host: String,
-    port: u16,
-    db: String,
-    user: String,
-    password: String,
-    ed25519_user: String,
-}
-
-fn env() -> MyEnv {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!(
-                "{k} is not set: start MariaDB with `scripts/dbs up` and load `scripts/dbs env` \
-                 (see scripts/setup)"
-            )
-        })
-    };
-    MyEnv {
-        host: var("MUXQL_MY_HOST"),
-        port: var("MUXQL_MY_PORT")
-            .parse()
-            .expect("MUXQL_MY_PORT is a port"),
-        db: var("MUXQL_MY_DB"),
-        user: var("MUXQL_MY_USER"),
-        password: var("MUXQL_MY_PASSWORD"),
-        ed25519_user: var("MUXQL_MY_ED25519_USER"),
-    }
-}
+mod common;
 
 /// Bytes of the >16 MiB round trips.
 const BIG: usize = 17 * 1024 * 1024 + 3;
@@ -69,8 +40,8 @@ struct Response {
 
 impl Conn {
     fn connect(user: &str, deprecate_eof: bool) -> Conn {
-        let e = env();
-        let sock = TcpStream::connect((e.host.as_str(), e.port)).expect("connect to MariaDB");
+        let e = common::mariadb();
+        let sock = TcpStream::connect(e.addr()).expect("connect to MariaDB");
         let mut c = Conn {
             sock,
             buf: BytesMut::new(),
@@ -245,10 +216,10 @@ fn param(param_type: u8, value: Value) -> BoundParam {
 
 #[test]
 fn logs_in_with_every_mariadb_plugin_and_queries() {
-    let e = env();
-    for user in [e.user, e.ed25519_user] {
+    let e = common::mariadb();
+    for user in [e.user.as_str(), e.require_ed25519_user()] {
         for deprecate in [false, true] {
-            let mut c = Conn::connect(&user, deprecate);
+            let mut c = Conn::connect(user, deprecate);
             let r = c.query("SELECT 1, 'muxql', NULL");
             assert!(!r.end.error);
             let (cols, rows) = c.result_set(&r);
@@ -271,7 +242,7 @@ fn logs_in_with_every_mariadb_plugin_and_queries() {
 
 #[test]
 fn transaction_status_and_session_tracking() {
-    let e = env();
+    let e = common::mariadb();
     let mut c = Conn::connect(&e.user, true);
     let r = c.query("BEGIN");
     assert!(r
@@ -324,7 +295,7 @@ fn transaction_status_and_session_tracking() {
 #[test]
 fn multi_statements_and_multi_results() {
     for deprecate in [false, true] {
-        let mut c = Conn::connect(&env().user, deprecate);
+        let mut c = Conn::connect(&common::mariadb().user, deprecate);
         let r = c.query("SELECT 1; DO 1; SELECT 2, 3; BEGIN");
         assert!(!r.end.error);
         let status = r.end.status.unwrap();
@@ -340,7 +311,7 @@ fn multi_statements_and_multi_results() {
 #[test]
 fn prepared_statements_cursors_and_long_data() {
     for deprecate in [false, true] {
-        let mut c = Conn::connect(&env().user, deprecate);
+        let mut c = Conn::connect(&common::mariadb().user, deprecate);
         let sql = Bytes::from_static(b"SELECT ? + 1, CONCAT(?, 'b')");
         let r = c.command(&Command::StmtPrepare(sql));
         let ok = PrepareOk::parse(&r.packets[0], c.caps).unwrap();
@@ -416,7 +387,7 @@ fn prepared_statements_cursors_and_long_data() {
 
 #[test]
 fn payloads_over_16_mib_round_trip() {
-    let mut c = Conn::connect(&env().user, true);
+    let mut c = Conn::connect(&common::mariadb().user, true);
     let r = c.query("SELECT @@max_allowed_packet");
     let (_, rows) = c.result_set(&r);
     let max = parse_text_row(&rows[0], 1).unwrap()[0].clone().unwrap();

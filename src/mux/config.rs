@@ -1,0 +1,185 @@
+//! Engine configuration: routes, client credentials, pool and timeout settings.
+
+use crate::wire::limits::{DEFAULT_MAX_MESSAGE, HARD_MAX_MESSAGE};
+
+/// Wire protocol of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// PostgreSQL frontend/backend protocol 3.x.
+    Postgres,
+}
+
+/// When an upstream connection returns to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolMode {
+    /// Held by a client from its first request until it disconnects.
+    Session,
+    /// Held by a client for one transaction (or one request outside a transaction).
+    #[default]
+    Transaction,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// SCRAM-SHA-256 (RFC 7677).
+    #[default]
+    ScramSha256,
+    /// PostgreSQL MD5 challenge.
+    Md5,
+    /// Cleartext password (only sensible over TLS).
+    Cleartext,
+    /// No password: any configured user name is accepted.
+    Trust,
+}
+
+/// What happens to a statement whose session state cannot follow a client across upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PinPolicy {
+    /// Keep the client on its upstream until it disconnects or runs DISCARD ALL.
+    #[default]
+    Pin,
+    /// Refuse the statement with an error.
+    Reject,
+}
+
+/// A user clients may log in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Password in clear; muxql derives SCRAM and MD5 secrets from it at start-up.
+    pub password: String,
+}
+
+/// Where clients asking for one database are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Protocol of the route.
+    pub protocol: Protocol,
+    /// Database name clients ask for.
+    pub database: String,
+    /// Only this client user may use the route; `None` lets every configured user in.
+    pub client_user: Option<String>,
+    /// Address of the upstream server, interpreted by the host (`host:port` or a socket path).
+    pub target: String,
+    /// User muxql logs in as upstream.
+    pub upstream_user: String,
+    /// Password for `upstream_user` (empty for trust).
+    pub upstream_password: String,
+    /// Database muxql opens upstream.
+    pub upstream_database: String,
+    /// Most upstream connections this route opens.
+    pub pool_size: usize,
+    /// Pool mode of the route.
+    pub pool_mode: PoolMode,
+}
+
+/// Everything the Engine needs to run; validated by [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Routes, in matching order.
+    pub routes: Vec<Route>,
+    /// Users clients may log in as.
+    pub users: Vec<User>,
+    /// Client authentication method.
+    pub client_auth: ClientAuth,
+    /// Handling of statements that cannot be replayed on another upstream.
+    pub pin_policy: PinPolicy,
+    /// Longest a client waits for an upstream before it gets an error, in milliseconds.
+    pub wait_timeout_ms: u64,
+    /// Idle upstream connections are closed after this long, in milliseconds (0: never).
+    pub idle_timeout_ms: u64,
+    /// Upstream connections are retired after this long, in milliseconds (0: never).
+    pub server_lifetime_ms: u64,
+    /// Longest an upstream may take to connect and log in, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest an unauthenticated client may take to log in, in milliseconds.
+    pub client_login_timeout_ms: u64,
+    /// Most server-side prepared statements muxql keeps per upstream connection.
+    pub statement_cache_size: usize,
+    /// Largest accepted message, in bytes.
+    pub max_message: usize,
+    /// PBKDF2 iterations for the SCRAM secrets derived from configured passwords.
+    pub scram_iterations: u32,
+    /// Seed for the Engine's random numbers (salts, nonces, cancel keys); `None` seeds from
+    /// the operating system. Fixed seeds exist for deterministic tests.
+    pub rng_seed: Option<[u8; 32]>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            routes: Vec::new(),
+            users: Vec::new(),
+            client_auth: ClientAuth::default(),
+            pin_policy: PinPolicy::default(),
+            wait_timeout_ms: 120_000,
+            idle_timeout_ms: 600_000,
+            server_lifetime_ms: 3_600_000,
+            connect_timeout_ms: 15_000,
+            client_login_timeout_ms: 60_000,
+            statement_cache_size: 256,
+            max_message: DEFAULT_MAX_MESSAGE,
+            scram_iterations: 4096,
+            rng_seed: None,
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No route is configured.
+    #[error("no route configured")]
+    NoRoutes,
+    /// A route has a pool size of zero.
+    #[error("route for database {0:?} has pool size 0")]
+    EmptyPool(String),
+    /// `max_message` is outside 1 KiB ..= 1 GiB.
+    #[error("max message size {0} is outside 1024..=1073741824")]
+    MaxMessage(usize),
+    /// The statement cache cannot hold a single statement.
+    #[error("statement cache size must be at least 1")]
+    StatementCache,
+    /// A user name appears twice.
+    #[error("user {0:?} is configured twice")]
+    DuplicateUser(String),
+    /// SCRAM iteration count outside 1 ..= 10,000,000.
+    #[error("scram iterations {0} is outside 1..=10000000")]
+    ScramIterations(u32),
+}
+
+impl Config {
+    /// Checks the configuration for values the Engine cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.routes.is_empty() {
+            return Err(ConfigError::NoRoutes);
+        }
+        if let Some(r) = self.routes.iter().find(|r| r.pool_size == 0) {
+            return Err(ConfigError::EmptyPool(r.database.clone()));
+        }
+        if !(1024..=HARD_MAX_MESSAGE).contains(&self.max_message) {
+            return Err(ConfigError::MaxMessage(self.max_message));
+        }
+        if self.statement_cache_size == 0 {
+            return Err(ConfigError::StatementCache);
+        }
+        if !(1..=10_000_000).contains(&self.scram_iterations) {
+            return Err(ConfigError::ScramIterations(self.scram_iterations));
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if self.users[..i].iter().any(|o| o.name == u.name) {
+                return Err(ConfigError::DuplicateUser(u.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the route serving `user` asking for `database`.
+    pub fn route_for(&self, database: &str, user: &str) -> Option<usize> {
+        self.routes.iter().position(|r| {
+            r.database == database && r.client_user.as_deref().is_none_or(|u| u == user)
+        })
+    }
+}

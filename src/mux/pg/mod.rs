@@ -1,0 +1,11 @@
+//! PostgreSQL sessions in the Engine: client login, upstream login, pooling and the relay of
+//! traffic in between.
+
+mod expect;
+pub(crate) mod params;
+mod peek;
+mod pooling;
+mod relay;
+pub(crate) mod session;
+pub(crate) mod statements;
+pub(crate) mod upstream;

@@ -1,0 +1,670 @@
+//! The relay between an attached client and its upstream.
+//!
+//! Frames are scanned by header; runs of frames that pass unchanged are forwarded as one
+//! zero-copy slice of the read buffer. Only frames that name a pooled prepared statement are
+//! rewritten, and only responses muxql injected itself are dropped.
+
+use std::rc::Rc;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::expect::{Kind, Pending, Verdict};
+use super::params::Value;
+use super::peek;
+use super::session::{pin_bit, PROTOCOL_VIOLATION};
+use super::statements::{server_name, Statement};
+use super::upstream::UpPhase;
+use crate::mux::config::{PinPolicy, PoolMode};
+use crate::mux::engine::Engine;
+use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::Action;
+use crate::pg::backend::BackendMessage;
+use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
+use crate::pg::frontend::{
+    encode_bind_with_statement, Close, Describe, FrontendMessage, Parse, TargetKind,
+};
+use crate::pg::sql::{for_each_effect, Effect, PinReason};
+
+/// SQLSTATE feature_not_supported: a cached plan changed result type.
+const FEATURE_NOT_SUPPORTED: &[u8] = b"0A000";
+
+/// What a scanned client frame needs.
+enum Step {
+    /// Forward unchanged, expecting this response (if any).
+    Forward(Option<Kind>),
+    /// Needs rewriting or a local answer.
+    Rewrite,
+    /// The client said goodbye.
+    Terminate,
+    /// Not a message the client may send now.
+    Invalid,
+}
+
+impl Engine {
+    /// Handles a ready client's buffered input: waits for an upstream, or relays to it.
+    pub(crate) fn pg_relay_client(&mut self, cid: ClientId) {
+        let limits = self.limits;
+        let Some(c) = self.clients.get_mut(cid.0) else {
+            return;
+        };
+        let Some(uid) = c.upstream else {
+            match peek_header(&c.buf, Direction::Frontend, &limits) {
+                Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e.to_string()),
+                Ok(None) => {}
+                Ok(Some(h)) if h.tag == b'X' => self.pg_close_client(cid),
+                Ok(Some(_)) => self.pg_wait_for_upstream(cid),
+            }
+            return;
+        };
+        let mut buf = std::mem::take(&mut c.buf);
+        let mut run = 0;
+        let outcome = loop {
+            let header = match peek_header(&buf[run..], Direction::Frontend, &limits) {
+                Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(e.to_string()),
+            };
+            let body = &buf[run + HEADER_LEN..run + header.frame_len];
+            match self.classify_client_frame(cid, header.tag, body) {
+                Step::Forward(kind) => {
+                    if let Some(kind) = kind {
+                        self.expect(uid, kind, false, None);
+                    }
+                    run += header.frame_len;
+                }
+                Step::Rewrite => {
+                    self.flush_to_upstream(uid, &mut buf, &mut run);
+                    let frame = Frame::from_validated(buf.split_to(header.frame_len).freeze());
+                    if let Err(e) = self.rewrite_client_frame(cid, uid, frame) {
+                        break Err(e);
+                    }
+                }
+                Step::Terminate => {
+                    self.flush_to_upstream(uid, &mut buf, &mut run);
+                    self.pg_close_client(cid);
+                    return;
+                }
+                Step::Invalid => {
+                    break Err(format!("unexpected message type 0x{:02x}", header.tag))
+                }
+            }
+        };
+        self.flush_to_upstream(uid, &mut buf, &mut run);
+        self.release_synthetics(uid, cid);
+        match outcome {
+            Ok(()) => {
+                if let Some(c) = self.clients.get_mut(cid.0) {
+                    c.buf = buf;
+                }
+            }
+            Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e),
+        }
+    }
+
+    /// Decides what a client frame needs, noting session effects of any SQL it carries.
+    fn classify_client_frame(&mut self, cid: ClientId, tag: u8, body: &[u8]) -> Step {
+        match tag {
+            b'Q' => {
+                let sql = peek::first_cstr(body).unwrap_or(body);
+                if self.note_effects(cid, sql) {
+                    Step::Rewrite
+                } else {
+                    Step::Forward(Some(Kind::Query))
+                }
+            }
+            b'P' => match peek::cstr(body) {
+                Some((b"", rest)) => {
+                    let sql = peek::first_cstr(rest).unwrap_or(rest);
+                    if self.note_effects(cid, sql) {
+                        Step::Rewrite
+                    } else {
+                        Step::Forward(Some(Kind::Parse))
+                    }
+                }
+                _ => Step::Rewrite,
+            },
+            b'B' => match peek::bind_statement(body) {
+                Some(b"") => Step::Forward(Some(Kind::Bind)),
+                _ => Step::Rewrite,
+            },
+            b'D' => match peek::target(body) {
+                Some((b'S', name)) if !name.is_empty() => Step::Rewrite,
+                Some((b'S', _)) => Step::Forward(Some(Kind::DescribeStatement)),
+                _ => Step::Forward(Some(Kind::DescribePortal)),
+            },
+            b'C' => match peek::target(body) {
+                Some((b'S', name)) if !name.is_empty() => Step::Rewrite,
+                _ => Step::Forward(Some(Kind::Close)),
+            },
+            b'E' => Step::Forward(Some(Kind::Execute)),
+            b'S' => Step::Forward(Some(Kind::Sync)),
+            b'F' => Step::Forward(Some(Kind::Query)),
+            b'H' | b'd' | b'c' | b'f' => Step::Forward(None),
+            b'X' => Step::Terminate,
+            _ => Step::Invalid,
+        }
+    }
+
+    /// Records the session effects of `sql`; returns whether the statement must be refused
+    /// (a pin under [`PinPolicy::Reject`]).
+    fn note_effects(&mut self, cid: ClientId, sql: &[u8]) -> bool {
+        let Some(c) = self.clients.get_mut(cid.0) else {
+            return false;
+        };
+        let route = c.route;
+        let transaction_mode = self.config.routes[route].pool_mode == PoolMode::Transaction;
+        let reject = self.config.pin_policy == PinPolicy::Reject && transaction_mode;
+        let mut refused = false;
+        let stats = &mut self.pools[route].stats;
+        for_each_effect(sql, |effect| match effect {
+            Effect::Pin(_) if !transaction_mode => {}
+            Effect::Pin(_) if reject => refused = true,
+            Effect::Pin(reason) => {
+                if c.pins == 0 {
+                    stats.clients_pinned += 1;
+                }
+                c.pins |= pin_bit(reason);
+                stats.pins += 1;
+            }
+            other => c.pending.push(other),
+        });
+        refused
+    }
+
+    /// Rewrites a frame naming a pooled statement, answers it locally, or refuses it.
+    fn rewrite_client_frame(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        frame: Frame,
+    ) -> Result<(), String> {
+        let msg = FrontendMessage::parse(&frame).map_err(|e| e.to_string())?;
+        let mut out = BytesMut::new();
+        match msg {
+            FrontendMessage::Query(_) => {
+                self.expect(uid, Kind::Query, false, None);
+                FrontendMessage::Query(rejection_sql()).encode(&mut out)
+            }
+            FrontendMessage::Parse(p) if p.name.is_empty() => {
+                self.expect(uid, Kind::Parse, false, None);
+                FrontendMessage::Parse(Parse {
+                    query: rejection_sql(),
+                    param_types: Vec::new(),
+                    ..p
+                })
+                .encode(&mut out)
+            }
+            FrontendMessage::Parse(p) => return self.parse_named(cid, uid, p),
+            FrontendMessage::Bind(_) => {
+                let (portal, name, rest) =
+                    crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
+                let stmt = self.client_statement(cid, &name);
+                let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
+                self.expect(uid, Kind::Bind, false, stmt);
+                encode_bind_with_statement(&mut out, &portal, &server, &rest)
+            }
+            FrontendMessage::Describe(d) => {
+                let stmt = self.client_statement(cid, &d.name);
+                let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &d.name);
+                self.expect(uid, Kind::DescribeStatement, false, None);
+                FrontendMessage::Describe(Describe {
+                    kind: TargetKind::Statement,
+                    name: server.into(),
+                })
+                .encode(&mut out)
+            }
+            FrontendMessage::Close(cl) => {
+                if let Some(c) = self.clients.get_mut(cid.0) {
+                    if let Some(stmt) = c.stmts.remove(&cl.name) {
+                        self.pools[c.route].statements.release(stmt);
+                    }
+                }
+                self.synthetic(uid, BackendMessage::CloseComplete);
+                Ok(())
+            }
+            _ => Err(crate::wire::Error::Unexpected("client message")),
+        }
+        .map_err(|e| e.to_string())?;
+        if !out.is_empty() {
+            self.actions.push_back(Action::SendUpstream {
+                id: uid,
+                bytes: out.freeze(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A named Parse: map the client's name to the pooled statement and prepare it on this
+    /// upstream unless it already is (then ParseComplete is answered locally, in order).
+    fn parse_named(&mut self, cid: ClientId, uid: UpstreamId, p: Parse) -> Result<(), String> {
+        let refused = self.note_effects(cid, &p.query);
+        let (query, types) = if refused {
+            (rejection_sql(), Vec::new())
+        } else {
+            (p.query, p.param_types)
+        };
+        let Some(c) = self.clients.get_mut(cid.0) else {
+            return Ok(());
+        };
+        let pool = &mut self.pools[c.route];
+        let stmt = pool.statements.intern(query, types);
+        if let Some(old) = c.stmts.insert(p.name, Rc::clone(&stmt)) {
+            pool.statements.release(old);
+        }
+        let mut out = BytesMut::new();
+        let prepared = self
+            .upstreams
+            .get_mut(uid.0)
+            .is_some_and(|u| u.prepared.touch(stmt.server_id()));
+        if prepared {
+            self.synthetic(uid, BackendMessage::ParseComplete);
+            return Ok(());
+        }
+        self.evict_for(uid, &mut out);
+        if let Some(u) = self.upstreams.get_mut(uid.0) {
+            u.prepared.insert(stmt.server_id());
+        }
+        FrontendMessage::Parse(parse_of(&stmt))
+            .encode(&mut out)
+            .map_err(|e| e.to_string())?;
+        self.expect(uid, Kind::Parse, false, Some(stmt));
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: out.freeze(),
+        });
+        Ok(())
+    }
+
+    /// The pooled statement a client calls `name`.
+    fn client_statement(&self, cid: ClientId, name: &[u8]) -> Option<Rc<Statement>> {
+        self.clients.get(cid.0)?.stmts.get(name).cloned()
+    }
+
+    /// The server-side name for a client statement, preparing it on the upstream first
+    /// (a swallowed Parse in `out`) when this upstream has not seen it. Unknown names pass
+    /// through, except that they can never address muxql's own statements.
+    fn prepare_on(
+        &mut self,
+        uid: UpstreamId,
+        stmt: Option<&Rc<Statement>>,
+        out: &mut BytesMut,
+        client_name: &[u8],
+    ) -> Vec<u8> {
+        let Some(stmt) = stmt else {
+            return if client_name.starts_with(b"muxql_") {
+                [b"client_".as_slice(), client_name].concat()
+            } else {
+                client_name.to_vec()
+            };
+        };
+        let id = stmt.server_id();
+        let prepared = self
+            .upstreams
+            .get_mut(uid.0)
+            .is_some_and(|u| u.prepared.touch(id));
+        if !prepared {
+            self.evict_for(uid, out);
+            if let Some(u) = self.upstreams.get_mut(uid.0) {
+                u.prepared.insert(id);
+            }
+            if FrontendMessage::Parse(parse_of(stmt)).encode(out).is_ok() {
+                self.expect(uid, Kind::Parse, true, Some(Rc::clone(stmt)));
+            }
+        }
+        server_name(id)
+    }
+
+    /// Closes the least recently used statement when the upstream's cache is full.
+    fn evict_for(&mut self, uid: UpstreamId, out: &mut BytesMut) {
+        let capacity = self.config.statement_cache_size;
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        if u.prepared.len() < capacity {
+            return;
+        }
+        if let Some(old) = u.prepared.evict_oldest() {
+            let close = FrontendMessage::Close(Close {
+                kind: TargetKind::Statement,
+                name: server_name(old).into(),
+            });
+            if close.encode(out).is_ok() {
+                self.expect(uid, Kind::Close, true, None);
+            }
+        }
+    }
+
+    /// Records a request sent upstream; cleans up after it when the server will ignore it.
+    fn expect(&mut self, uid: UpstreamId, kind: Kind, swallow: bool, stmt: Option<Rc<Statement>>) {
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        if let Some(ignored) = u.expect.push(Pending {
+            kind,
+            swallow,
+            stmt,
+        }) {
+            forget_unprepared(&mut u.prepared, &ignored);
+        }
+    }
+
+    /// Queues a response muxql answers itself.
+    fn synthetic(&mut self, uid: UpstreamId, msg: BackendMessage) {
+        let mut out = BytesMut::new();
+        if msg.encode(&mut out).is_ok() {
+            if let Some(u) = self.upstreams.get_mut(uid.0) {
+                u.expect.push_synthetic(out.freeze());
+            }
+        }
+    }
+
+    /// Sends the client any local answers that are now due.
+    fn release_synthetics(&mut self, uid: UpstreamId, cid: ClientId) {
+        while let Some(bytes) = self
+            .upstreams
+            .get_mut(uid.0)
+            .and_then(|u| u.expect.pop_synthetic())
+        {
+            self.send_client(cid, bytes);
+        }
+    }
+
+    /// Forwards the pending run of unchanged client frames.
+    fn flush_to_upstream(&mut self, uid: UpstreamId, buf: &mut BytesMut, run: &mut usize) {
+        if *run > 0 {
+            let bytes = buf.split_to(*run).freeze();
+            *run = 0;
+            self.actions
+                .push_back(Action::SendUpstream { id: uid, bytes });
+        }
+    }
+
+    /// Forwards the pending run of unchanged upstream frames to the client.
+    fn flush_to_client(&mut self, cid: Option<ClientId>, buf: &mut BytesMut, run: &mut usize) {
+        if *run > 0 {
+            let bytes = buf.split_to(*run).freeze();
+            *run = 0;
+            if let Some(cid) = cid {
+                self.send_client(cid, bytes);
+            }
+        }
+    }
+
+    /// Relays an upstream's responses to its client (or swallows them while resetting), and
+    /// releases the upstream when the client's transaction is over.
+    pub(crate) fn pg_relay_upstream(&mut self, uid: UpstreamId) {
+        let limits = self.limits;
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        let cid = u.client();
+        let mut buf = std::mem::take(&mut u.buf);
+        let mut run = 0;
+        loop {
+            let header = match peek_header(&buf[run..], Direction::Backend, &limits) {
+                Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
+                Ok(_) => break,
+                Err(e) => {
+                    self.flush_to_client(cid, &mut buf, &mut run);
+                    return self.pg_upstream_lost(uid, &format!("protocol error: {e}"));
+                }
+            };
+            let tag = header.tag;
+            if matches!(tag, b'N' | b'A' | b'S') {
+                if tag == b'S' {
+                    let body = &buf[run + HEADER_LEN..run + header.frame_len];
+                    let (name, value) = parameter_status(body);
+                    self.note_parameter(uid, cid, name, value);
+                }
+                if cid.is_some() {
+                    run += header.frame_len;
+                } else {
+                    buf.advance(header.frame_len);
+                }
+                continue;
+            }
+            if let Some(cid) = cid {
+                if self
+                    .upstreams
+                    .get(uid.0)
+                    .is_some_and(|u| !u.expect.front_is_response())
+                {
+                    self.flush_to_client(Some(cid), &mut buf, &mut run);
+                    self.release_synthetics(uid, cid);
+                }
+            }
+            let body = &buf[run + HEADER_LEN..run + header.frame_len];
+            let status = body.first().copied().unwrap_or(b'I');
+            let rolled_back = tag == b'C' && body.starts_with(b"ROLLBACK");
+            let plan_changed = tag == b'E' && plan_changed(body);
+            let Some(u) = self.upstreams.get_mut(uid.0) else {
+                return;
+            };
+            let Verdict::Accept {
+                swallow,
+                done,
+                dropped,
+            } = u.expect.on_response(tag)
+            else {
+                self.flush_to_client(cid, &mut buf, &mut run);
+                return self.pg_upstream_lost(uid, "server response out of step with requests");
+            };
+            for p in &dropped {
+                forget_unprepared(&mut u.prepared, p);
+            }
+            let mut forward = !swallow && cid.is_some();
+            match tag {
+                b'E' => {
+                    if let Some(p) = &done {
+                        forget_unprepared(&mut u.prepared, p);
+                    }
+                    let injected_extended =
+                        swallow && done.as_ref().is_some_and(|p| p.kind != Kind::Query);
+                    if swallow && !injected_extended {
+                        u.broken = true;
+                    }
+                    forward = cid.is_some() && (forward || injected_extended);
+                    if let Some(p) = done.as_ref().filter(|p| p.kind == Kind::Bind) {
+                        if plan_changed {
+                            if let Some(stmt) = &p.stmt {
+                                let route = u.route;
+                                self.pools[route].statements.renew(stmt);
+                            }
+                        }
+                    }
+                    if forward {
+                        if let Some(c) = cid.and_then(|c| self.clients.get_mut(c.0)) {
+                            c.tx_failed = true;
+                        }
+                    }
+                }
+                b'C' if forward => {
+                    let route = u.route;
+                    self.pools[route].stats.queries += 1;
+                    if let Some(c) = cid.and_then(|c| self.clients.get_mut(c.0)) {
+                        if !c.pending.is_empty() && rolled_back {
+                            c.tx_failed = true;
+                        }
+                    }
+                }
+                b'Z' => {
+                    u.tx_status = status;
+                    if forward {
+                        if let Some(cid) = cid {
+                            self.transaction_boundary(uid, cid, status);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if forward {
+                run += header.frame_len;
+            } else {
+                self.flush_to_client(cid, &mut buf, &mut run);
+                buf.advance(header.frame_len);
+            }
+            if tag == b'Z' && self.releasable(uid) {
+                self.flush_to_client(cid, &mut buf, &mut run);
+                if let Some(cid) = cid {
+                    self.release_synthetics(uid, cid);
+                }
+                if let Some(u) = self.upstreams.get_mut(uid.0) {
+                    u.buf = buf;
+                }
+                return match cid {
+                    Some(cid) => self.pg_release(uid, cid),
+                    None => self.pg_park(uid),
+                };
+            }
+        }
+        self.flush_to_client(cid, &mut buf, &mut run);
+        if let Some(cid) = cid {
+            self.release_synthetics(uid, cid);
+        }
+        if let Some(u) = self.upstreams.get_mut(uid.0) {
+            u.buf = buf;
+        }
+    }
+
+    /// Whether the upstream can go back to the pool now.
+    fn releasable(&self, uid: UpstreamId) -> bool {
+        let Some(u) = self.upstreams.get(uid.0) else {
+            return false;
+        };
+        if !u.expect.is_empty() || u.tx_status != b'I' {
+            return false;
+        }
+        match u.phase {
+            UpPhase::Resetting => true,
+            UpPhase::Attached(cid) => {
+                self.config.routes[u.route].pool_mode == PoolMode::Transaction
+                    && self.clients.get(cid.0).is_some_and(|c| c.pins == 0)
+            }
+            _ => false,
+        }
+    }
+
+    /// A ReadyForQuery reached the client: commit or void the transaction's session effects.
+    fn transaction_boundary(&mut self, uid: UpstreamId, cid: ClientId, status: u8) {
+        if status != b'I' {
+            return;
+        }
+        let (Some(c), Some(u)) = (self.clients.get_mut(cid.0), self.upstreams.get_mut(uid.0))
+        else {
+            return;
+        };
+        let pool = &mut self.pools[c.route];
+        pool.stats.transactions += 1;
+        let effects = std::mem::take(&mut c.pending);
+        let failed = std::mem::replace(&mut c.tx_failed, false);
+        if failed {
+            return;
+        }
+        let Some(baseline) = pool.baseline.clone() else {
+            return;
+        };
+        for effect in effects {
+            match effect {
+                Effect::Set { name, value } if !baseline.is_reported(&name) => {
+                    c.params.set(&name, Value::Sql(value.clone().into()));
+                    u.params.set(&name, Value::Sql(value.into()));
+                }
+                Effect::Reset { name } if !baseline.is_reported(&name) => {
+                    c.params.reset(&name);
+                    u.params.reset(&name);
+                }
+                Effect::ResetAll | Effect::DiscardAll => {
+                    c.params.retain(|n, _| baseline.is_reported(n));
+                    u.params.retain(|n, _| baseline.is_reported(n));
+                    let before = c.pins;
+                    c.pins &=
+                        !(pin_bit(PinReason::SetRole) | pin_bit(PinReason::SessionAuthorization));
+                    if matches!(effect, Effect::DiscardAll) {
+                        c.pins = 0;
+                        u.prepared.clear();
+                        for (_, stmt) in c.stmts.drain() {
+                            pool.statements.release(stmt);
+                        }
+                    }
+                    if before != 0 && c.pins == 0 {
+                        pool.stats.clients_pinned -= 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Tracks a ParameterStatus: the value is now the session's on both sides.
+    fn note_parameter(
+        &mut self,
+        uid: UpstreamId,
+        cid: Option<ClientId>,
+        name: String,
+        value: Value,
+    ) {
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        let Some(baseline) = self.pools[u.route].baseline.clone() else {
+            return;
+        };
+        let is_baseline = matches!(&value, Value::Literal(v)
+            if baseline.value(&name).is_some_and(|b| &b[..] == v.as_bytes()));
+        let client = cid.and_then(|c| self.clients.get_mut(c.0));
+        if is_baseline {
+            u.params.reset(&name);
+            if let Some(c) = client {
+                c.params.reset(&name);
+            }
+        } else {
+            if let Some(c) = client {
+                c.params.set(&name, value.clone());
+            }
+            u.params.set(&name, value);
+        }
+    }
+}
+
+/// The lower-case name and the value of a ParameterStatus body.
+fn parameter_status(body: &[u8]) -> (String, Value) {
+    let (name, rest) = peek::cstr(body).unwrap_or((body, &[]));
+    let value = peek::first_cstr(rest).unwrap_or(rest);
+    (
+        String::from_utf8_lossy(name).to_ascii_lowercase(),
+        Value::Literal(String::from_utf8_lossy(value).into()),
+    )
+}
+
+/// After a failed or ignored Parse, the statement is not prepared on that upstream.
+fn forget_unprepared(prepared: &mut super::statements::Prepared, p: &Pending) {
+    if p.kind == Kind::Parse {
+        if let Some(stmt) = &p.stmt {
+            prepared.remove(stmt.server_id());
+        }
+    }
+}
+
+/// Whether an ErrorResponse body says a cached plan changed result type (SQLSTATE 0A000).
+fn plan_changed(body: &[u8]) -> bool {
+    peek::error_field(body, b'C') == Some(FEATURE_NOT_SUPPORTED)
+        && peek::error_field(body, b'M').is_some_and(|m| m.windows(11).any(|w| w == b"cached plan"))
+}
+
+/// The Parse that prepares a pooled statement under its server-side name.
+fn parse_of(stmt: &Statement) -> Parse {
+    Parse {
+        name: server_name(stmt.server_id()).into(),
+        query: stmt.query.clone(),
+        param_types: stmt.param_types.to_vec(),
+    }
+}
+
+/// SQL that fails with feature_not_supported, sent instead of a statement the pin policy
+/// refuses, so the server itself reports the error with correct transaction semantics.
+fn rejection_sql() -> Bytes {
+    Bytes::from_static(
+        b"DO $muxql$BEGIN RAISE EXCEPTION 'muxql: statement refused: its session state \
+cannot be kept in transaction pooling mode' USING ERRCODE = 'feature_not_supported'; END$muxql$",
+    )
+}

@@ -1,0 +1,588 @@
+//! A PostgreSQL client session: the startup phase, authentication terminated by muxql, and
+//! the welcome (parameters, cancel key) once an upstream has told the pool its baseline.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use subtle::ConstantTimeEq;
+
+use super::params::{parse_options, ParamDiff, Value};
+use super::statements::Statement;
+use crate::mux::config::{ClientAuth, Protocol, User};
+use crate::mux::engine::Engine;
+use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::rng::Rng;
+use crate::mux::Action;
+use crate::pg::auth::{self, ScramSecret, ScramServer, SCRAM_SHA_256};
+use crate::pg::backend::{
+    encode_error_response, Authentication, BackendMessage, TransactionStatus,
+};
+use crate::pg::frame::{split_frame, Direction};
+use crate::pg::frontend::SaslInitialResponse;
+use crate::pg::sql::Effect;
+use crate::pg::startup::{split_startup, Startup, StartupRequest};
+use crate::wire::Error;
+
+/// Cancel key length handed to protocol 3.2 clients (what PostgreSQL 18 sends).
+const CANCEL_KEY_LEN_3_2: usize = 32;
+/// Cancel key length of protocol 3.0.
+const CANCEL_KEY_LEN_3_0: usize = 4;
+/// Newest protocol minor version muxql speaks to clients.
+const NEWEST_MINOR: u16 = 2;
+
+/// SQLSTATE protocol_violation.
+pub(crate) const PROTOCOL_VIOLATION: &str = "08P01";
+/// SQLSTATE invalid_password.
+const INVALID_PASSWORD: &str = "28P01";
+/// SQLSTATE invalid_authorization_specification.
+const INVALID_AUTHORIZATION: &str = "28000";
+/// SQLSTATE invalid_catalog_name.
+const INVALID_CATALOG: &str = "3D000";
+/// SQLSTATE feature_not_supported.
+const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// Secrets derived once from a configured user's password.
+#[derive(Debug)]
+pub(crate) struct UserSecret {
+    name: String,
+    password: String,
+    scram: ScramSecret,
+    md5: String,
+}
+
+impl UserSecret {
+    /// Derives the SCRAM and MD5 secrets of `user`.
+    pub(crate) fn derive(user: &User, iterations: u32, rng: &mut Rng) -> Self {
+        let salt: [u8; 16] = rng.array();
+        UserSecret {
+            name: user.name.clone(),
+            password: user.password.clone(),
+            scram: ScramSecret::from_password(&user.password, &salt, iterations),
+            md5: auth::md5::md5_hash(user.name.as_bytes(), user.password.as_bytes()),
+        }
+    }
+}
+
+/// Where a client is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Waiting for the startup packet (after zero or more SSL/GSS refusals).
+    Startup,
+    /// Proving its identity.
+    Auth(Box<Login>),
+    /// Authenticated; waiting for the pool's first upstream to report parameters.
+    AwaitBaseline,
+    /// Logged in and served.
+    Ready,
+}
+
+/// An authentication exchange in progress.
+#[derive(Debug)]
+pub(crate) struct Login {
+    startup: Startup,
+    user: Option<usize>,
+    method: Method,
+    minor: u16,
+}
+
+/// The method-specific state of a login.
+#[derive(Debug)]
+enum Method {
+    ScramFirst(Box<ScramServer>),
+    ScramFinal(Box<ScramServer>),
+    Md5 { salt: [u8; 4] },
+    Cleartext,
+}
+
+/// One PostgreSQL client session.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) phase: Phase,
+    /// Received bytes not yet handled; empty (no capacity) while idle.
+    pub(crate) buf: BytesMut,
+    pub(crate) route: usize,
+    /// The upstream this client holds.
+    pub(crate) upstream: Option<UpstreamId>,
+    /// When the client started waiting for an upstream.
+    pub(crate) waiting_since: Option<u64>,
+    /// Pin reasons (bits of [`pin_bit`]); non-zero keeps the upstream attached.
+    pub(crate) pins: u16,
+    /// Session parameters that differ from the pool baseline.
+    pub(crate) params: ParamDiff,
+    /// Session effects of the running transaction, applied when it commits.
+    pub(crate) pending: Vec<Effect>,
+    /// The running transaction failed or rolled back: its effects are void.
+    pub(crate) tx_failed: bool,
+    /// Client statement name → pooled statement.
+    pub(crate) stmts: HashMap<Bytes, Rc<Statement>>,
+    pub(crate) cancel_pid: u32,
+    pub(crate) cancel_key: Box<[u8]>,
+}
+
+impl Client {
+    fn new() -> Self {
+        Client {
+            phase: Phase::Startup,
+            buf: BytesMut::new(),
+            route: 0,
+            upstream: None,
+            waiting_since: None,
+            pins: 0,
+            params: ParamDiff::default(),
+            pending: Vec::new(),
+            tx_failed: false,
+            stmts: HashMap::new(),
+            cancel_pid: 0,
+            cancel_key: Box::new([]),
+        }
+    }
+
+    /// Whether the client completed login.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+}
+
+/// The bit of a pin reason in [`Client::pins`].
+pub(crate) fn pin_bit(reason: crate::pg::sql::PinReason) -> u16 {
+    1 << (reason as u16)
+}
+
+impl Engine {
+    /// Registers a new client connection.
+    pub(crate) fn pg_client_open(&mut self) -> ClientId {
+        let id = ClientId(self.clients.insert(Client::new()));
+        self.logging_in += 1;
+        let deadline = self.now.saturating_add(self.config.client_login_timeout_ms);
+        self.login_deadlines.push_back((deadline, id));
+        id
+    }
+
+    /// Appends received bytes to the client's buffer and acts on them.
+    pub(crate) fn pg_client_data(&mut self, id: ClientId, data: BytesMut) {
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return;
+        };
+        if let Some(route) = c.is_ready().then_some(c.route) {
+            self.pools[route].stats.bytes_from_clients += data.len() as u64;
+        }
+        let c = match self.clients.get_mut(id.0) {
+            Some(c) => c,
+            None => return,
+        };
+        if c.buf.is_empty() {
+            c.buf = data;
+        } else {
+            c.buf.unsplit(data);
+        }
+        self.pg_pump_client(id);
+    }
+
+    /// Handles whatever the client's buffer holds, as far as its state allows.
+    pub(crate) fn pg_pump_client(&mut self, id: ClientId) {
+        loop {
+            let Some(c) = self.clients.get_mut(id.0) else {
+                return;
+            };
+            let progressed = match c.phase {
+                Phase::Startup => self.pg_startup_step(id),
+                Phase::Auth(_) => self.pg_auth_step(id),
+                Phase::AwaitBaseline => false,
+                Phase::Ready => {
+                    self.pg_relay_client(id);
+                    false
+                }
+            };
+            if !progressed {
+                break;
+            }
+        }
+        if let Some(c) = self.clients.get_mut(id.0) {
+            if c.buf.is_empty() && c.buf.capacity() > 0 {
+                c.buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// Handles one startup-phase packet; returns whether one was handled.
+    fn pg_startup_step(&mut self, id: ClientId) -> bool {
+        let limits = self.limits;
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return false;
+        };
+        match split_startup(&mut c.buf, &limits) {
+            Ok(None) => false,
+            Err(e) => {
+                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                false
+            }
+            Ok(Some(StartupRequest::SslRequest | StartupRequest::GssEncRequest)) => {
+                self.send_client(id, Bytes::from_static(b"N"));
+                true
+            }
+            Ok(Some(StartupRequest::Cancel(req))) => {
+                self.pg_cancel(&req.key, req.pid);
+                self.pg_close_client(id);
+                false
+            }
+            Ok(Some(StartupRequest::Startup(s))) => {
+                self.pg_begin_login(id, s);
+                true
+            }
+        }
+    }
+
+    /// Checks the startup packet and sends the first authentication request.
+    fn pg_begin_login(&mut self, id: ClientId, startup: Startup) {
+        if startup.version.major() != 3 {
+            return self.pg_fail_client(id, FEATURE_NOT_SUPPORTED, "unsupported frontend protocol");
+        }
+        let Some(user_name) = startup.param("user").cloned() else {
+            return self.pg_fail_client(
+                id,
+                INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            );
+        };
+        let requested = startup.version.minor();
+        let minor = if requested >= NEWEST_MINOR {
+            NEWEST_MINOR
+        } else {
+            0
+        };
+        let unsupported: Vec<Bytes> = startup
+            .params
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"_pq_."))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = BytesMut::new();
+        if u32::from(minor) != u32::from(requested) || !unsupported.is_empty() {
+            let _ = BackendMessage::NegotiateProtocolVersion {
+                newest_minor: u32::from(minor),
+                unsupported,
+            }
+            .encode(&mut out);
+        }
+        let user = self
+            .users
+            .iter()
+            .position(|u| u.name.as_bytes() == &user_name[..]);
+        let method = match self.config.client_auth {
+            ClientAuth::Trust => None,
+            ClientAuth::ScramSha256 => {
+                let secret = match user {
+                    Some(u) => self.users[u].scram.clone(),
+                    // An unknown user still gets a full exchange that fails at the end, so
+                    // the answer does not tell which user names exist.
+                    None => self.mock_scram_secret(),
+                };
+                let nonce = self.rng.array();
+                let _ = BackendMessage::Authentication(Authentication::Sasl {
+                    mechanisms: vec![Bytes::from_static(SCRAM_SHA_256.as_bytes())],
+                })
+                .encode(&mut out);
+                Some(Method::ScramFirst(Box::new(ScramServer::new(
+                    secret, nonce, None,
+                ))))
+            }
+            ClientAuth::Md5 => {
+                let salt = self.rng.array();
+                let _ = BackendMessage::Authentication(Authentication::Md5Password { salt })
+                    .encode(&mut out);
+                Some(Method::Md5 { salt })
+            }
+            ClientAuth::Cleartext => {
+                let _ = BackendMessage::Authentication(Authentication::CleartextPassword)
+                    .encode(&mut out);
+                Some(Method::Cleartext)
+            }
+        };
+        if !out.is_empty() {
+            self.send_client(id, out.freeze());
+        }
+        match method {
+            None if user.is_none() => self.pg_auth_failed(id, &user_name),
+            None => self.pg_login_succeeded(id, startup, minor),
+            Some(method) => {
+                if let Some(c) = self.clients.get_mut(id.0) {
+                    c.phase = Phase::Auth(Box::new(Login {
+                        startup,
+                        user,
+                        method,
+                        minor,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A SCRAM secret no password matches.
+    fn mock_scram_secret(&mut self) -> ScramSecret {
+        ScramSecret {
+            iterations: self.config.scram_iterations,
+            salt: self.rng.array::<16>().to_vec(),
+            stored_key: self.rng.array(),
+            server_key: self.rng.array(),
+        }
+    }
+
+    /// Handles one authentication message; returns whether the client moved on.
+    fn pg_auth_step(&mut self, id: ClientId) -> bool {
+        let limits = crate::wire::Limits {
+            max_message: self.limits.max_startup,
+            ..self.limits
+        };
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return false;
+        };
+        let frame = match split_frame(&mut c.buf, Direction::Frontend, &limits) {
+            Ok(None) => return false,
+            Ok(Some(f)) if f.tag() == b'p' => f,
+            Ok(Some(_)) => {
+                self.pg_fail_client(id, PROTOCOL_VIOLATION, "expected a password message");
+                return false;
+            }
+            Err(e) => {
+                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                return false;
+            }
+        };
+        let Phase::Auth(login) = std::mem::replace(&mut c.phase, Phase::Startup) else {
+            return false;
+        };
+        let mut login = login;
+        let user_name = login.startup.param("user").cloned().unwrap_or_default();
+        let body = frame.body();
+        let outcome = match login.method {
+            Method::ScramFirst(mut server) => {
+                match SaslInitialResponse::parse(body).and_then(|r| {
+                    server.handle_client_first(&r.mechanism, r.data.as_deref().unwrap_or_default())
+                }) {
+                    Ok(server_first) => {
+                        let mut out = BytesMut::new();
+                        let _ = BackendMessage::Authentication(Authentication::SaslContinue(
+                            Bytes::from(server_first),
+                        ))
+                        .encode(&mut out);
+                        self.send_client(id, out.freeze());
+                        login.method = Method::ScramFinal(server);
+                        if let Some(c) = self.clients.get_mut(id.0) {
+                            c.phase = Phase::Auth(login);
+                        }
+                        return true;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Method::ScramFinal(mut server) => match server.handle_client_final(&body) {
+                Ok(server_final) if login.user.is_some() => {
+                    let mut out = BytesMut::new();
+                    let _ = BackendMessage::Authentication(Authentication::SaslFinal(Bytes::from(
+                        server_final,
+                    )))
+                    .encode(&mut out);
+                    self.send_client(id, out.freeze());
+                    Ok(true)
+                }
+                Ok(_) => Ok(false),
+                Err(Error::Auth(_)) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Method::Md5 { salt } => crate::pg::frontend::parse_password_message(body).map(|pw| {
+                login
+                    .user
+                    .is_some_and(|u| auth::md5::verify_md5_response(&self.users[u].md5, salt, &pw))
+            }),
+            Method::Cleartext => crate::pg::frontend::parse_password_message(body).map(|pw| {
+                login
+                    .user
+                    .is_some_and(|u| auth::verify_cleartext(self.users[u].password.as_bytes(), &pw))
+            }),
+        };
+        match outcome {
+            Ok(true) => {
+                self.pg_login_succeeded(id, login.startup, login.minor);
+                true
+            }
+            Ok(false) => {
+                self.pg_auth_failed(id, &user_name);
+                false
+            }
+            Err(e) => {
+                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Refuses a login with PostgreSQL's own wording.
+    fn pg_auth_failed(&mut self, id: ClientId, user: &[u8]) {
+        let msg = format!(
+            "password authentication failed for user \"{}\"",
+            String::from_utf8_lossy(user)
+        );
+        self.pg_fail_client(id, INVALID_PASSWORD, &msg);
+    }
+
+    /// The client proved its identity: pick its route, record its startup parameters (only
+    /// now: nothing from the startup packet is applied before authentication), and welcome it.
+    fn pg_login_succeeded(&mut self, id: ClientId, startup: Startup, minor: u16) {
+        let user = String::from_utf8_lossy(startup.param("user").map_or(&b""[..], |v| &v[..]))
+            .into_owned();
+        let database = startup
+            .param("database")
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| user.clone());
+        let mut out = BytesMut::new();
+        let _ = BackendMessage::Authentication(Authentication::Ok).encode(&mut out);
+        self.send_client(id, out.freeze());
+        let Some(route) = self
+            .config
+            .route_for(&database, &user)
+            .filter(|&r| self.config.routes[r].protocol == Protocol::Postgres)
+        else {
+            let msg = format!("database \"{database}\" does not exist");
+            return self.pg_fail_client(id, INVALID_CATALOG, &msg);
+        };
+        let params = startup_params(&startup);
+        let key_len = if minor >= 2 {
+            CANCEL_KEY_LEN_3_2
+        } else {
+            CANCEL_KEY_LEN_3_0
+        };
+        let mut key = vec![0u8; key_len].into_boxed_slice();
+        self.rng.fill(&mut key);
+        let mut pid = self.rng.u32();
+        while pid == 0 || self.cancel_index.contains_key(&pid) {
+            pid = self.rng.u32();
+        }
+        self.cancel_index.insert(pid, id);
+        self.logging_in = self.logging_in.saturating_sub(1);
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return;
+        };
+        c.route = route;
+        c.params = params;
+        c.cancel_pid = pid;
+        c.cancel_key = key;
+        c.phase = Phase::AwaitBaseline;
+        let pool = &mut self.pools[route];
+        pool.stats.clients += 1;
+        pool.stats.peak_clients = pool.stats.peak_clients.max(pool.stats.clients);
+        if pool.baseline.is_some() {
+            self.pg_welcome(id);
+        } else {
+            pool.awaiting_baseline.push(id);
+            self.pg_dispatch(route);
+        }
+    }
+
+    /// Sends the parameters, the cancel key and the first ReadyForQuery.
+    pub(crate) fn pg_welcome(&mut self, id: ClientId) {
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return;
+        };
+        let Some(baseline) = self.pools[c.route].baseline.clone() else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        for (name, value) in &baseline.params {
+            let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+            let value = match c.params.get(&lower) {
+                Some(Value::Literal(v)) => Bytes::copy_from_slice(v.as_bytes()),
+                _ => value.clone(),
+            };
+            let _ = BackendMessage::ParameterStatus {
+                name: name.clone(),
+                value,
+            }
+            .encode(&mut out);
+        }
+        // Startup values the server would have reported back are the client's from now on;
+        // the rest (reported values equal to the baseline) need not be tracked.
+        c.params.retain(|name, value| {
+            baseline
+                .value(name)
+                .is_none_or(|b| !matches!(value, Value::Literal(v) if v.as_bytes() == &b[..]))
+        });
+        let _ = BackendMessage::BackendKeyData {
+            pid: c.cancel_pid,
+            key: Bytes::copy_from_slice(&c.cancel_key),
+        }
+        .encode(&mut out);
+        let _ = BackendMessage::ReadyForQuery(TransactionStatus::Idle).encode(&mut out);
+        c.phase = Phase::Ready;
+        self.send_client(id, out.freeze());
+        self.ready.push_back(id);
+    }
+
+    /// Forwards a CancelRequest when its key names a client whose query runs upstream now.
+    fn pg_cancel(&mut self, key: &[u8], pid: u32) {
+        let Some(&target) = self.cancel_index.get(&pid) else {
+            return;
+        };
+        let Some(c) = self.clients.get(target.0) else {
+            return;
+        };
+        if c.cancel_key.len() != key.len() || !bool::from(c.cancel_key.ct_eq(key)) {
+            return;
+        }
+        let Some(uid) = c.upstream else {
+            return;
+        };
+        let Some(u) = self.upstreams.get(uid.0) else {
+            return;
+        };
+        if let Some(bytes) = u.cancel_request() {
+            self.actions.push_back(Action::SendCancel {
+                route: u.route,
+                bytes,
+            });
+        }
+    }
+
+    /// Queues bytes for a client.
+    pub(crate) fn send_client(&mut self, id: ClientId, bytes: Bytes) {
+        self.actions.push_back(Action::SendClient { id, bytes });
+    }
+
+    /// Sends a FATAL error and closes the client.
+    pub(crate) fn pg_fail_client(&mut self, id: ClientId, sqlstate: &str, message: &str) {
+        let mut out = BytesMut::new();
+        if encode_error_response(&mut out, "FATAL", sqlstate, message).is_ok() {
+            self.send_client(id, out.freeze());
+        }
+        self.pg_close_client(id);
+    }
+
+    /// Closes a client the Engine is done with.
+    pub(crate) fn pg_close_client(&mut self, id: ClientId) {
+        if self.clients.get(id.0).is_some() {
+            self.actions.push_back(Action::CloseClient { id });
+            self.pg_drop_client(id);
+        }
+    }
+}
+
+/// The session parameters a startup packet asks for, as differences to replay.
+fn startup_params(startup: &Startup) -> ParamDiff {
+    let mut diff = ParamDiff::default();
+    for (name, value) in &startup.params {
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(value);
+        match name.as_str() {
+            "user" | "database" | "replication" => {}
+            "options" => {
+                for (k, v) in parse_options(&value) {
+                    diff.set(&k, Value::Literal(v.into()));
+                }
+            }
+            n if n.starts_with("_pq_.") => {}
+            n => diff.set(n, Value::Literal(value.as_ref().into())),
+        }
+    }
+    diff
+}

@@ -1,0 +1,172 @@
+//! Named prepared statements across pooled upstreams.
+//!
+//! A client's statement name maps to a pool-wide entry keyed by (query, parameter types). Each
+//! entry has a server-side name `muxql_<n>` that is never reused, so a stale statement left on
+//! an upstream can never be mistaken for another. Each upstream remembers which entries it has
+//! prepared, least recently used first out.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+/// A statement shared by every client of a pool that prepared the same text.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    /// The SQL text.
+    pub(crate) query: Bytes,
+    /// Parameter type OIDs from the client's Parse.
+    pub(crate) param_types: Box<[u32]>,
+    /// Current server-side id; replaced when the statement must be prepared afresh.
+    server_id: Cell<u64>,
+}
+
+impl Statement {
+    /// The current server-side id.
+    pub(crate) fn server_id(&self) -> u64 {
+        self.server_id.get()
+    }
+}
+
+/// The server-side name of statement id `id`.
+pub(crate) fn server_name(id: u64) -> Vec<u8> {
+    format!("muxql_{id}").into_bytes()
+}
+
+/// Pool-wide registry of statements.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    entries: HashMap<(Bytes, Box<[u32]>), Rc<Statement>>,
+    next_id: u64,
+}
+
+impl Registry {
+    /// The entry for `query` with `param_types`, created when new.
+    pub(crate) fn intern(&mut self, query: Bytes, param_types: Vec<u32>) -> Rc<Statement> {
+        let key = (query, param_types.into_boxed_slice());
+        if let Some(s) = self.entries.get(&key) {
+            return Rc::clone(s);
+        }
+        self.next_id += 1;
+        let stmt = Rc::new(Statement {
+            query: key.0.clone(),
+            param_types: key.1.clone(),
+            server_id: Cell::new(self.next_id),
+        });
+        self.entries.insert(key, Rc::clone(&stmt));
+        stmt
+    }
+
+    /// Gives `stmt` a fresh server-side id, so every upstream prepares it again
+    /// (after "cached plan must not change result type").
+    pub(crate) fn renew(&mut self, stmt: &Statement) {
+        self.next_id += 1;
+        stmt.server_id.set(self.next_id);
+    }
+
+    /// Drops `stmt` from the registry when no client refers to it any more.
+    pub(crate) fn release(&mut self, stmt: Rc<Statement>) {
+        // The registry's own reference plus `stmt`.
+        if Rc::strong_count(&stmt) == 2 {
+            self.entries
+                .remove(&(stmt.query.clone(), stmt.param_types.clone()));
+        }
+    }
+
+    /// Number of live entries.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The statements one upstream has prepared, with least-recently-used eviction.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    last_use: HashMap<u64, u64>,
+    tick: u64,
+}
+
+impl Prepared {
+    /// Whether server id `id` is prepared; marks it used.
+    pub(crate) fn touch(&mut self, id: u64) -> bool {
+        self.tick += 1;
+        match self.last_use.get_mut(&id) {
+            Some(t) => {
+                *t = self.tick;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records `id` as prepared.
+    pub(crate) fn insert(&mut self, id: u64) {
+        self.tick += 1;
+        self.last_use.insert(id, self.tick);
+    }
+
+    /// Forgets and returns the least recently used id, which the caller must close on the
+    /// server.
+    pub(crate) fn evict_oldest(&mut self) -> Option<u64> {
+        let oldest = self
+            .last_use
+            .iter()
+            .min_by_key(|(_, t)| **t)
+            .map(|(id, _)| *id)?;
+        self.last_use.remove(&oldest);
+        Some(oldest)
+    }
+
+    /// Number of statements prepared.
+    pub(crate) fn len(&self) -> usize {
+        self.last_use.len()
+    }
+
+    /// Forgets `id` (its Parse failed or was never run).
+    pub(crate) fn remove(&mut self, id: u64) {
+        self.last_use.remove(&id);
+    }
+
+    /// Forgets everything (the server ran DISCARD ALL).
+    pub(crate) fn clear(&mut self) {
+        self.last_use = HashMap::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_shares_an_entry_and_ids_are_never_reused() {
+        let mut reg = Registry::default();
+        let a = reg.intern(Bytes::from_static(b"select 1"), vec![]);
+        let b = reg.intern(Bytes::from_static(b"select 1"), vec![]);
+        let c = reg.intern(Bytes::from_static(b"select 1"), vec![23]);
+        assert_eq!(a.server_id(), b.server_id());
+        assert_ne!(a.server_id(), c.server_id());
+        let old = a.server_id();
+        reg.renew(&a);
+        assert_ne!(a.server_id(), old);
+        assert_eq!(a.server_id(), b.server_id());
+        reg.release(b);
+        assert_eq!(reg.len(), 2);
+        reg.release(a);
+        assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
+    fn lru_evicts_the_least_recently_used() {
+        let mut p = Prepared::default();
+        p.insert(1);
+        p.insert(2);
+        assert!(p.touch(1));
+        assert_eq!(p.evict_oldest(), Some(2));
+        p.insert(3);
+        assert_eq!(p.len(), 2);
+        assert!(!p.touch(2));
+        assert!(p.touch(3));
+    }
+}

@@ -1,0 +1,329 @@
+//! An upstream PostgreSQL connection: its login with the route's credentials, and the state
+//! muxql tracks on it (transaction status, session parameters, prepared statements).
+
+use bytes::{Bytes, BytesMut};
+
+use super::expect::ExpectQueue;
+use super::params::ParamDiff;
+use super::statements::Prepared;
+use crate::mux::engine::Engine;
+use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::pool::Baseline;
+use crate::mux::Action;
+use crate::pg::auth::{self, ScramClient, SCRAM_SHA_256};
+use crate::pg::backend::{Authentication, BackendMessage};
+use crate::pg::frame::{split_frame, Direction};
+use crate::pg::frontend::{encode_password_message, encode_sasl_response, SaslInitialResponse};
+use crate::pg::startup::{CancelRequest, ProtocolVersion, Startup, PROTOCOL_3_0};
+
+/// Where an upstream connection is in its life.
+#[derive(Debug)]
+pub(crate) enum UpPhase {
+    /// The host is connecting.
+    Connecting,
+    /// Logging in.
+    Login(Box<UpLogin>),
+    /// In the pool, ready for a client.
+    Idle,
+    /// Serving a client.
+    Attached(ClientId),
+    /// Being cleaned (rollback, DISCARD ALL) after its client left.
+    Resetting,
+}
+
+/// Login progress.
+#[derive(Debug, Default)]
+pub(crate) struct UpLogin {
+    scram: Option<ScramClient>,
+    params: Vec<(Bytes, Bytes)>,
+}
+
+/// One upstream connection.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) route: usize,
+    pub(crate) phase: UpPhase,
+    /// Received bytes not yet handled.
+    pub(crate) buf: BytesMut,
+    /// Responses the server still owes.
+    pub(crate) expect: ExpectQueue,
+    /// Status byte of the last ReadyForQuery.
+    pub(crate) tx_status: u8,
+    backend_pid: u32,
+    backend_key: Bytes,
+    /// Session parameters that differ from the pool baseline.
+    pub(crate) params: ParamDiff,
+    /// Pooled statements prepared on this connection.
+    pub(crate) prepared: Prepared,
+    pub(crate) created: u64,
+    pub(crate) idle_since: u64,
+    /// Connect/login deadline.
+    pub(crate) deadline: u64,
+    /// Must be closed rather than reused.
+    pub(crate) broken: bool,
+}
+
+impl Upstream {
+    /// The client this upstream serves.
+    pub(crate) fn client(&self) -> Option<ClientId> {
+        match self.phase {
+            UpPhase::Attached(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A CancelRequest for whatever runs on this connection now.
+    pub(crate) fn cancel_request(&self) -> Option<Bytes> {
+        if !self.expect.busy() || self.backend_key.is_empty() {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        CancelRequest {
+            pid: self.backend_pid,
+            key: self.backend_key.clone(),
+        }
+        .encode(&mut out)
+        .ok()?;
+        Some(out.freeze())
+    }
+}
+
+/// SQLSTATE connection_failure.
+pub(crate) const CONNECTION_FAILURE: &str = "08006";
+
+impl Engine {
+    /// Opens a new upstream connection for `route`.
+    pub(crate) fn pg_connect_upstream(&mut self, route: usize) {
+        let up = Upstream {
+            route,
+            phase: UpPhase::Connecting,
+            buf: BytesMut::new(),
+            expect: ExpectQueue::default(),
+            tx_status: b'I',
+            backend_pid: 0,
+            backend_key: Bytes::new(),
+            params: ParamDiff::default(),
+            prepared: Prepared::default(),
+            created: self.now,
+            idle_since: self.now,
+            deadline: self.now.saturating_add(self.config.connect_timeout_ms),
+            broken: false,
+        };
+        let id = UpstreamId(self.upstreams.insert(up));
+        let pool = &mut self.pools[route];
+        pool.total += 1;
+        pool.connecting += 1;
+        pool.stats.peak_upstreams = pool.stats.peak_upstreams.max(pool.total as u64);
+        self.actions
+            .push_back(Action::ConnectUpstream { id, route });
+    }
+
+    /// The host connected an upstream: send the startup packet.
+    pub(crate) fn pg_upstream_connected(&mut self, id: UpstreamId) {
+        let Some(u) = self.upstreams.get_mut(id.0) else {
+            return;
+        };
+        if !matches!(u.phase, UpPhase::Connecting) {
+            return;
+        }
+        u.phase = UpPhase::Login(Box::default());
+        let route = &self.config.routes[u.route];
+        let startup = Startup {
+            version: ProtocolVersion(PROTOCOL_3_0),
+            params: vec![
+                (
+                    Bytes::from_static(b"user"),
+                    Bytes::from(route.upstream_user.clone()),
+                ),
+                (
+                    Bytes::from_static(b"database"),
+                    Bytes::from(route.upstream_database.clone()),
+                ),
+            ],
+        };
+        let mut out = BytesMut::new();
+        match startup.encode(&mut out) {
+            Ok(()) => self.actions.push_back(Action::SendUpstream {
+                id,
+                bytes: out.freeze(),
+            }),
+            Err(e) => self.pg_upstream_lost(id, &format!("cannot encode startup packet: {e}")),
+        }
+    }
+
+    /// Bytes arrived from an upstream.
+    pub(crate) fn pg_upstream_data(&mut self, id: UpstreamId, data: BytesMut) {
+        let Some(u) = self.upstreams.get_mut(id.0) else {
+            return;
+        };
+        self.pools[u.route].stats.bytes_from_upstreams += data.len() as u64;
+        if u.buf.is_empty() {
+            u.buf = data;
+        } else {
+            u.buf.unsplit(data);
+        }
+        match u.phase {
+            UpPhase::Connecting => {}
+            UpPhase::Login(_) => self.pg_upstream_login(id),
+            UpPhase::Idle => self.pg_upstream_idle_input(id),
+            UpPhase::Attached(_) | UpPhase::Resetting => self.pg_relay_upstream(id),
+        }
+        if let Some(u) = self.upstreams.get_mut(id.0) {
+            if u.buf.is_empty() && u.buf.capacity() > 0 {
+                u.buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// Handles login messages until the first ReadyForQuery.
+    fn pg_upstream_login(&mut self, id: UpstreamId) {
+        loop {
+            let limits = self.limits;
+            let Some(u) = self.upstreams.get_mut(id.0) else {
+                return;
+            };
+            let frame = match split_frame(&mut u.buf, Direction::Backend, &limits) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => return self.pg_upstream_lost(id, &format!("protocol error: {e}")),
+            };
+            let msg = match BackendMessage::parse(&frame) {
+                Ok(m) => m,
+                Err(e) => return self.pg_upstream_lost(id, &format!("protocol error: {e}")),
+            };
+            let route = u.route;
+            let UpPhase::Login(login) = &mut u.phase else {
+                return;
+            };
+            let reply = match msg {
+                BackendMessage::Authentication(a) => {
+                    let r = &self.config.routes[route];
+                    match answer_auth(
+                        a,
+                        login,
+                        &r.upstream_user,
+                        &r.upstream_password,
+                        &mut self.rng,
+                    ) {
+                        Ok(reply) => reply,
+                        Err(e) => return self.pg_upstream_lost(id, &e),
+                    }
+                }
+                BackendMessage::ParameterStatus { name, value } => {
+                    login.params.push((name, value));
+                    None
+                }
+                BackendMessage::BackendKeyData { pid, key } => {
+                    u.backend_pid = pid;
+                    u.backend_key = key;
+                    None
+                }
+                BackendMessage::ErrorResponse(fields) => {
+                    let text = fields
+                        .message()
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .unwrap_or_else(|| "login failed".into());
+                    return self.pg_upstream_lost(id, &text);
+                }
+                BackendMessage::ReadyForQuery(_) => {
+                    let params = std::mem::take(&mut login.params);
+                    return self.pg_upstream_ready(id, params);
+                }
+                _ => None,
+            };
+            if let Some(bytes) = reply {
+                self.actions.push_back(Action::SendUpstream { id, bytes });
+            }
+        }
+    }
+
+    /// Login finished: record the baseline, welcome clients waiting for it, and serve.
+    fn pg_upstream_ready(&mut self, id: UpstreamId, params: Vec<(Bytes, Bytes)>) {
+        let Some(u) = self.upstreams.get_mut(id.0) else {
+            return;
+        };
+        let route = u.route;
+        u.phase = UpPhase::Idle;
+        u.idle_since = self.now;
+        let pool = &mut self.pools[route];
+        pool.connecting -= 1;
+        pool.last_error = None;
+        if pool.baseline.is_none() {
+            pool.baseline = Some(std::rc::Rc::new(Baseline { params }));
+            for c in std::mem::take(&mut pool.awaiting_baseline) {
+                self.pg_welcome(c);
+            }
+        }
+        self.pg_park(id);
+    }
+
+    /// Messages an idle upstream may send on its own: notices and parameter reports are
+    /// dropped; anything else (a FATAL error, say) retires the connection.
+    fn pg_upstream_idle_input(&mut self, id: UpstreamId) {
+        loop {
+            let limits = self.limits;
+            let Some(u) = self.upstreams.get_mut(id.0) else {
+                return;
+            };
+            match split_frame(&mut u.buf, Direction::Backend, &limits) {
+                Ok(Some(f)) if matches!(f.tag(), b'N' | b'S') => {}
+                Ok(Some(_)) | Err(_) => {
+                    return self.pg_upstream_lost(id, "unexpected message on idle connection")
+                }
+                Ok(None) => return,
+            }
+        }
+    }
+}
+
+/// The reply to one authentication request from the server, if it needs one.
+fn answer_auth(
+    auth_msg: Authentication,
+    login: &mut UpLogin,
+    user: &str,
+    password: &str,
+    rng: &mut crate::mux::rng::Rng,
+) -> Result<Option<Bytes>, String> {
+    let mut out = BytesMut::new();
+    let encoded = match auth_msg {
+        Authentication::Ok => return Ok(None),
+        Authentication::CleartextPassword => encode_password_message(&mut out, password.as_bytes()),
+        Authentication::Md5Password { salt } => {
+            let stored = auth::md5::md5_hash(user.as_bytes(), password.as_bytes());
+            let response = auth::md5::md5_response(&stored, salt);
+            encode_password_message(&mut out, response.as_bytes())
+        }
+        Authentication::Sasl { mechanisms } => {
+            if !mechanisms
+                .iter()
+                .any(|m| &m[..] == SCRAM_SHA_256.as_bytes())
+            {
+                return Err("server offers no supported SASL mechanism".into());
+            }
+            let client = ScramClient::new(password, rng.array(), None);
+            let msg = SaslInitialResponse {
+                mechanism: Bytes::from_static(client.mechanism().as_bytes()),
+                data: Some(Bytes::from(client.client_first())),
+            };
+            login.scram = Some(client);
+            msg.encode(&mut out)
+        }
+        Authentication::SaslContinue(data) => {
+            let client = login.scram.as_mut().ok_or("unexpected SASL continue")?;
+            let reply = client
+                .handle_server_first(&data)
+                .map_err(|e| format!("SCRAM: {e}"))?;
+            encode_sasl_response(&mut out, &reply)
+        }
+        Authentication::SaslFinal(data) => {
+            let client = login.scram.as_mut().ok_or("unexpected SASL final")?;
+            client
+                .handle_server_final(&data)
+                .map_err(|e| format!("SCRAM: {e}"))?;
+            return Ok(None);
+        }
+        _ => return Err("server asks for an unsupported authentication method".into()),
+    };
+    encoded.map_err(|e| e.to_string())?;
+    Ok(Some(out.freeze()))
+}

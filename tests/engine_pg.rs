@@ -1,0 +1,641 @@
+//! Deterministic Engine tests: scripted clients and a scripted fake upstream, no sockets.
+
+use bytes::{Bytes, BytesMut};
+use muxql::mux::{
+    Action, ClientAuth, ClientId, Config, Engine, PinPolicy, PoolMode, Protocol, Route, UpstreamId,
+    User,
+};
+use muxql::pg::backend::{BackendMessage, Fields, TransactionStatus};
+use muxql::pg::frame::{split_frame, Direction, Frame};
+use muxql::pg::frontend::{Bind, Close, Describe, Execute, FrontendMessage, Parse, TargetKind};
+use muxql::pg::startup::{CancelRequest, ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
+use muxql::wire::Limits;
+
+/// Everything the Engine asked for, split by connection.
+#[derive(Default, Debug)]
+struct Out {
+    to_clients: Vec<(ClientId, Bytes)>,
+    to_upstreams: Vec<(UpstreamId, Bytes)>,
+    connects: Vec<UpstreamId>,
+    closed_clients: Vec<ClientId>,
+    closed_upstreams: Vec<UpstreamId>,
+    cancels: Vec<Bytes>,
+}
+
+impl Out {
+    fn client_msgs(&self, id: ClientId) -> Vec<BackendMessage> {
+        let mut buf = BytesMut::new();
+        for (c, b) in &self.to_clients {
+            if *c == id {
+                buf.extend_from_slice(b);
+            }
+        }
+        frames(buf, Direction::Backend)
+            .iter()
+            .map(|f| BackendMessage::parse(f).expect("valid backend message"))
+            .collect()
+    }
+
+    fn upstream_msgs(&self, id: UpstreamId) -> Vec<FrontendMessage> {
+        let mut buf = BytesMut::new();
+        for (u, b) in &self.to_upstreams {
+            if *u == id {
+                buf.extend_from_slice(b);
+            }
+        }
+        frames(buf, Direction::Frontend)
+            .iter()
+            .map(|f| FrontendMessage::parse(f).expect("valid frontend message"))
+            .collect()
+    }
+}
+
+fn frames(mut buf: BytesMut, dir: Direction) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while let Some(f) = split_frame(&mut buf, dir, &Limits::default()).expect("valid frames") {
+        out.push(f);
+    }
+    assert!(buf.is_empty(), "trailing partial frame");
+    out
+}
+
+struct Sim {
+    engine: Engine,
+    now: u64,
+}
+
+fn config(pool_size: usize, mode: PoolMode) -> Config {
+    Config {
+        routes: vec![Route {
+            protocol: Protocol::Postgres,
+            database: "db".into(),
+            client_user: None,
+            target: "127.0.0.1:5432".into(),
+            upstream_user: "up".into(),
+            upstream_password: String::new(),
+            upstream_database: "db".into(),
+            pool_size,
+            pool_mode: mode,
+        }],
+        users: vec![User {
+            name: "alice".into(),
+            password: "pw".into(),
+        }],
+        client_auth: ClientAuth::Trust,
+        rng_seed: Some([7; 32]),
+        scram_iterations: 16,
+        ..Config::default()
+    }
+}
+
+fn enc_front(msgs: &[FrontendMessage]) -> BytesMut {
+    let mut b = BytesMut::new();
+    for m in msgs {
+        m.encode(&mut b).unwrap();
+    }
+    b
+}
+
+fn enc_back(msgs: &[BackendMessage]) -> BytesMut {
+    let mut b = BytesMut::new();
+    for m in msgs {
+        m.encode(&mut b).unwrap();
+    }
+    b
+}
+
+fn q(sql: &str) -> FrontendMessage {
+    FrontendMessage::Query(Bytes::copy_from_slice(sql.as_bytes()))
+}
+
+fn rfq(s: TransactionStatus) -> BackendMessage {
+    BackendMessage::ReadyForQuery(s)
+}
+
+fn complete(tag: &str) -> BackendMessage {
+    BackendMessage::CommandComplete(Bytes::copy_from_slice(tag.as_bytes()))
+}
+
+impl Sim {
+    fn new(config: Config) -> Self {
+        Sim {
+            engine: Engine::new(config).unwrap(),
+            now: 1_000,
+        }
+    }
+
+    fn drain(&mut self) -> Out {
+        let mut out = Out::default();
+        while let Some(a) = self.engine.poll_action() {
+            match a {
+                Action::SendClient { id, bytes } => out.to_clients.push((id, bytes)),
+                Action::SendUpstream { id, bytes } => out.to_upstreams.push((id, bytes)),
+                Action::ConnectUpstream { id, .. } => out.connects.push(id),
+                Action::CloseClient { id } => out.closed_clients.push(id),
+                Action::CloseUpstream { id } => out.closed_upstreams.push(id),
+                Action::SendCancel { bytes, .. } => out.cancels.push(bytes),
+            }
+        }
+        out
+    }
+
+    fn client_send(&mut self, id: ClientId, msgs: &[FrontendMessage]) -> Out {
+        self.engine.client_data(id, enc_front(msgs), self.now);
+        self.drain()
+    }
+
+    fn upstream_send(&mut self, id: UpstreamId, msgs: &[BackendMessage]) -> Out {
+        self.engine.upstream_data(id, enc_back(msgs), self.now);
+        self.drain()
+    }
+
+    /// Completes a fake upstream login (trust) with a fixed backend key.
+    fn login_upstream(&mut self, id: UpstreamId, pid: u32) -> Out {
+        self.engine.upstream_connected(id, self.now);
+        let out = self.drain();
+        assert_eq!(out.to_upstreams.len(), 1, "startup packet sent");
+        let param = |n: &str, v: &str| BackendMessage::ParameterStatus {
+            name: Bytes::copy_from_slice(n.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        };
+        self.upstream_send(
+            id,
+            &[
+                BackendMessage::Authentication(muxql::pg::backend::Authentication::Ok),
+                param("application_name", ""),
+                param("server_version", "15.0"),
+                param("TimeZone", "UTC"),
+                param("client_encoding", "UTF8"),
+                BackendMessage::BackendKeyData {
+                    pid,
+                    key: Bytes::from_static(b"KEY!"),
+                },
+                rfq(TransactionStatus::Idle),
+            ],
+        )
+    }
+
+    /// Opens a client and completes its startup; returns the client and what happened.
+    fn open_client(&mut self, params: &[(&str, &str)]) -> (ClientId, Out) {
+        let id = self.engine.client_open(Protocol::Postgres, self.now);
+        let mut p = vec![
+            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
+            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+        ];
+        for (k, v) in params {
+            p.push((
+                Bytes::copy_from_slice(k.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            ));
+        }
+        let mut buf = BytesMut::new();
+        StartupRequest::Startup(Startup {
+            version: ProtocolVersion(PROTOCOL_3_0),
+            params: p,
+        })
+        .encode(&mut buf)
+        .unwrap();
+        self.engine.client_data(id, buf, self.now);
+        (id, self.drain())
+    }
+
+    /// A ready client and (when the pool had none) its route's first upstream, logged in.
+    fn ready_client(&mut self) -> ClientId {
+        let (id, out) = self.open_client(&[]);
+        for u in out.connects {
+            self.login_upstream(u, 42);
+        }
+        id
+    }
+}
+
+fn is_ready(msgs: &[BackendMessage]) -> bool {
+    matches!(msgs.last(), Some(BackendMessage::ReadyForQuery(_)))
+}
+
+#[test]
+fn login_waits_for_the_first_upstream_then_welcomes_with_its_parameters() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let (c, out) = sim.open_client(&[("application_name", "app")]);
+    assert_eq!(out.connects.len(), 1);
+    assert!(
+        !is_ready(&out.client_msgs(c)),
+        "no ReadyForQuery before the baseline"
+    );
+    let out = sim.login_upstream(out.connects[0], 9);
+    let msgs = out.client_msgs(c);
+    assert!(is_ready(&msgs));
+    assert!(msgs.iter().any(|m| matches!(m,
+        BackendMessage::ParameterStatus { name, value } if &name[..] == b"application_name" && &value[..] == b"app")));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, BackendMessage::BackendKeyData { key, .. } if key.len() == 4)));
+}
+
+#[test]
+fn transactions_share_one_upstream_and_waiters_are_served_in_order() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let (b, _) = sim.open_client(&[]);
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(b, &[q("SELECT 2")]);
+    assert!(
+        out.to_upstreams.is_empty(),
+        "b waits while a's transaction runs"
+    );
+    assert_eq!(sim.engine.stats().routes[0].clients_waiting, 1);
+    let out = sim.client_send(a, &[q("COMMIT")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("COMMIT")]);
+    let out = sim.upstream_send(u, &[complete("COMMIT"), rfq(TransactionStatus::Idle)]);
+    assert!(is_ready(&out.client_msgs(a)));
+    assert_eq!(
+        out.upstream_msgs(u),
+        vec![q("SELECT 2")],
+        "b's query goes to the freed upstream"
+    );
+    let out = sim.upstream_send(u, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.client_msgs(b).len(), 2);
+    assert!(out.client_msgs(a).is_empty(), "nothing of b reaches a");
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!(stats.transactions, 2);
+    assert_eq!(stats.upstreams, 1);
+    assert_eq!(stats.upstreams_idle, 1);
+}
+
+#[test]
+fn startup_parameters_are_replayed_and_their_responses_swallowed() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, out) = sim.open_client(&[("application_name", "app_a")]);
+    let u = out.connects[0];
+    sim.login_upstream(u, 1);
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let sent = out.upstream_msgs(u);
+    assert_eq!(sent.len(), 2);
+    match &sent[0] {
+        FrontendMessage::Query(sql) => {
+            let sql = std::str::from_utf8(sql).unwrap();
+            assert!(
+                sql.contains("set_config('application_name','app_a',false)"),
+                "{sql}"
+            );
+        }
+        other => panic!("expected the replay query, got {other:?}"),
+    }
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::RowDescription(vec![]),
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    let msgs = out.client_msgs(a);
+    assert_eq!(
+        msgs,
+        vec![complete("SELECT 1"), rfq(TransactionStatus::Idle)]
+    );
+    // A second transaction of the same client needs no replay.
+    let out = sim.client_send(a, &[q("SELECT 2")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")]);
+}
+
+#[test]
+fn named_statements_are_pooled_and_reprepared_lazily() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let parse = |name: &str, sql: &str| {
+        FrontendMessage::Parse(Parse {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            query: Bytes::copy_from_slice(sql.as_bytes()),
+            param_types: vec![],
+        })
+    };
+    let bind = |stmt: &str| {
+        FrontendMessage::Bind(Bind {
+            portal: Bytes::new(),
+            statement: Bytes::copy_from_slice(stmt.as_bytes()),
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        })
+    };
+    let exec = FrontendMessage::Execute(Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    });
+    let out = sim.client_send(a, &[parse("s1", "SELECT 1"), FrontendMessage::Sync]);
+    let (u1, _) = out.to_upstreams[0];
+    let sent = out.upstream_msgs(u1);
+    assert!(matches!(&sent[0], FrontendMessage::Parse(p) if p.name.starts_with(b"muxql_")));
+    let out = sim.upstream_send(
+        u1,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)]
+    );
+
+    // Hold u1 with another client's transaction so that `a` lands on a second upstream.
+    let b = sim.ready_client();
+    let out = sim.client_send(b, &[q("BEGIN")]);
+    assert_eq!(out.to_upstreams[0].0, u1);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(a, &[bind("s1"), exec.clone(), FrontendMessage::Sync]);
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 2);
+    let sent = out.upstream_msgs(u2);
+    assert!(
+        matches!(&sent[0], FrontendMessage::Parse(p) if p.name.starts_with(b"muxql_")),
+        "re-Parse first"
+    );
+    assert!(matches!(&sent[1], FrontendMessage::Bind(b) if b.statement.starts_with(b"muxql_")));
+    let out = sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle)
+        ],
+        "the injected ParseComplete is swallowed"
+    );
+
+    // Parse of the same text under another client's name is answered locally on u2; Close too.
+    let c = sim.ready_client();
+    let out = sim.client_send(c, &[parse("mine", "SELECT 1"), FrontendMessage::Sync]);
+    let (u, _) = out.to_upstreams[0];
+    assert_eq!(u, u2);
+    assert_eq!(out.upstream_msgs(u2), vec![FrontendMessage::Sync]);
+    assert_eq!(
+        out.client_msgs(c),
+        vec![BackendMessage::ParseComplete],
+        "answered at once, in order"
+    );
+    let out = sim.upstream_send(u2, &[rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.client_msgs(c), vec![rfq(TransactionStatus::Idle)]);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::from_static(b"mine"),
+    });
+    let describe = FrontendMessage::Describe(Describe {
+        kind: TargetKind::Portal,
+        name: Bytes::new(),
+    });
+    let out = sim.client_send(c, &[describe, close, FrontendMessage::Sync]);
+    assert_eq!(out.upstream_msgs(u2).len(), 2, "Close answered locally");
+    assert!(
+        out.client_msgs(c).is_empty(),
+        "CloseComplete waits for the Describe's answer"
+    );
+    let out = sim.upstream_send(u2, &[BackendMessage::NoData, rfq(TransactionStatus::Idle)]);
+    assert_eq!(
+        out.client_msgs(c),
+        vec![
+            BackendMessage::NoData,
+            BackendMessage::CloseComplete,
+            rfq(TransactionStatus::Idle)
+        ]
+    );
+}
+
+#[test]
+fn a_client_leaving_mid_transaction_gets_its_upstream_rolled_back() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.engine.client_closed(a, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.upstream_msgs(u), vec![q("ROLLBACK")]);
+    let b = sim.ready_client();
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    assert!(
+        out.to_upstreams.is_empty(),
+        "the upstream is still being cleaned"
+    );
+    let out = sim.upstream_send(u, &[complete("ROLLBACK"), rfq(TransactionStatus::Idle)]);
+    assert!(
+        out.client_msgs(b).is_empty(),
+        "the rollback's answer reaches nobody"
+    );
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 1")]);
+}
+
+#[test]
+fn a_client_leaving_mid_request_retires_its_upstream() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT pg_sleep(10)")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.engine.client_closed(a, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_upstreams, vec![u]);
+    assert_eq!(sim.engine.stats().routes[0].upstreams, 0);
+}
+
+#[test]
+fn cancel_reaches_the_upstream_only_while_the_query_runs() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, out) = sim.open_client(&[]);
+    let welcome = sim.login_upstream(out.connects[0], 77);
+    let (pid, key) = welcome
+        .client_msgs(a)
+        .into_iter()
+        .find_map(|m| match m {
+            BackendMessage::BackendKeyData { pid, key } => Some((pid, key)),
+            _ => None,
+        })
+        .unwrap();
+    let cancel = |sim: &mut Sim, key: Bytes| {
+        let id = sim.engine.client_open(Protocol::Postgres, sim.now);
+        let mut buf = BytesMut::new();
+        StartupRequest::Cancel(CancelRequest { pid, key })
+            .encode(&mut buf)
+            .unwrap();
+        sim.engine.client_data(id, buf, sim.now);
+        let out = sim.drain();
+        assert_eq!(out.closed_clients, vec![id]);
+        out.cancels
+    };
+    assert!(
+        cancel(&mut sim, key.clone()).is_empty(),
+        "idle client: nothing to cancel"
+    );
+    let out = sim.client_send(a, &[q("SELECT pg_sleep(10)")]);
+    let (u, _) = out.to_upstreams[0];
+    assert!(
+        cancel(&mut sim, Bytes::from_static(b"nope")).is_empty(),
+        "wrong key"
+    );
+    let sent = cancel(&mut sim, key.clone());
+    assert_eq!(sent.len(), 1);
+    let mut expected = BytesMut::new();
+    StartupRequest::Cancel(CancelRequest {
+        pid: 77,
+        key: Bytes::from_static(b"KEY!"),
+    })
+    .encode(&mut expected)
+    .unwrap();
+    assert_eq!(sent[0], expected.freeze(), "the upstream's own key");
+    sim.upstream_send(u, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
+    assert!(
+        cancel(&mut sim, key).is_empty(),
+        "finished: the next query is safe"
+    );
+}
+
+#[test]
+fn an_upstream_dying_mid_request_fails_only_its_client() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (ua, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        ua,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    let ub = out.connects[0];
+    sim.login_upstream(ub, 5);
+    sim.engine.upstream_closed(ua, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![a]);
+    assert!(
+        matches!(&out.client_msgs(a)[..], [BackendMessage::ErrorResponse(f)] if f.code().map(|c| &c[..]) == Some(&b"08006"[..]))
+    );
+    let out = sim.upstream_send(ub, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
+    assert!(is_ready(&out.client_msgs(b)), "b carries on");
+}
+
+#[test]
+fn malformed_client_input_closes_only_that_client() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    sim.engine
+        .client_data(a, BytesMut::from(&b"Q\0\0\0\x02"[..]), sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![a]);
+    assert!(
+        matches!(&out.client_msgs(a)[..], [BackendMessage::ErrorResponse(f)] if f.code().map(|c| &c[..]) == Some(&b"08P01"[..]))
+    );
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    assert_eq!(out.to_upstreams.len(), 1);
+}
+
+#[test]
+fn session_state_that_cannot_move_pins_the_client() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("LISTEN ch")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, &[complete("LISTEN"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(sim.engine.stats().routes[0].clients_pinned, 1);
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    assert!(out.to_upstreams.is_empty(), "a keeps its upstream");
+    let out = sim.client_send(a, &[q("DISCARD ALL")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("DISCARD ALL")]);
+    let out = sim.upstream_send(u, &[complete("DISCARD ALL"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(sim.engine.stats().routes[0].clients_pinned, 0);
+    assert_eq!(
+        out.upstream_msgs(u),
+        vec![q("SELECT 1")],
+        "unpinned: b gets the upstream"
+    );
+}
+
+#[test]
+fn reject_policy_refuses_pinning_statements_through_the_server() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.pin_policy = PinPolicy::Reject;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT pg_advisory_lock(1)")]);
+    let (u, _) = out.to_upstreams[0];
+    match &out.upstream_msgs(u)[0] {
+        FrontendMessage::Query(sql) => assert!(sql.starts_with(b"DO $muxql$")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.engine.stats().routes[0].clients_pinned, 0);
+}
+
+#[test]
+fn waiting_clients_time_out_with_an_error() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.wait_timeout_ms = 500;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.client_send(b, &[q("SELECT 1")]);
+    let deadline = sim.engine.poll_timeout().unwrap();
+    assert_eq!(deadline, sim.now + 500);
+    sim.engine.handle_timeout(deadline);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![b]);
+    assert!(
+        matches!(&out.client_msgs(b)[..], [BackendMessage::ErrorResponse(f)] if f.code().map(|c| &c[..]) == Some(&b"53300"[..]))
+    );
+}
+
+#[test]
+fn session_mode_discards_state_when_the_client_leaves() {
+    let mut sim = Sim::new(config(1, PoolMode::Session));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SET search_path TO x")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, &[complete("SET"), rfq(TransactionStatus::Idle)]);
+    let b = sim.ready_client();
+    assert!(sim.client_send(b, &[q("SELECT 1")]).to_upstreams.is_empty());
+    sim.engine.client_closed(a, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.upstream_msgs(u), vec![q("DISCARD ALL")]);
+    let out = sim.upstream_send(u, &[complete("DISCARD ALL"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 1")]);
+}
+
+#[test]
+fn error_responses_without_fields_are_relayed() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT x")]);
+    let (u, _) = out.to_upstreams[0];
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::ErrorResponse(Fields::default()),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(out.client_msgs(a).len(), 2);
+}
