@@ -7,6 +7,20 @@
 //! (COM_STMT_EXECUTE answered by metadata only, then COM_STMT_FETCH), COM_FIELD_LIST,
 //! COM_STATISTICS, COM_CHANGE_USER and MariaDB progress reports. Per packet it costs a header
 //! check and a byte compare; it never allocates.
+//!
+//! ```
+//! use muxql::mysql::{CapabilityFlags, Expect, ResponseReader, StatusFlags, Step};
+//! use muxql::wire::Limits;
+//!
+//! let caps = CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+//! let mut reader = ResponseReader::new(Expect::Query, caps, Limits::default());
+//! // An OK packet (length 7, sequence 1) with SERVER_STATUS_IN_TRANS | AUTOCOMMIT.
+//! let wire = [7, 0, 0, 1, 0x00, 0, 0, 0x03, 0x00, 0, 0];
+//! let scan = reader.scan(&wire).unwrap();
+//! assert_eq!(scan.consumed, wire.len());
+//! let Step::Complete(end) = scan.step else { unreachable!() };
+//! assert!(end.status.unwrap().contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+//! ```
 
 use super::command::{code::*, Command};
 use super::flags::{CapabilityFlags, StatusFlags};

@@ -261,7 +261,7 @@ impl ServerAuth {
                 ServerPhase::Sha2(caching_sha2::CachingSha2Server::new(
                     self.scramble,
                     self.credential.sha2.unwrap_or([0; 32]),
-                    self.credential.empty || self.credential.sha2.is_none(),
+                    self.credential.empty,
                     self.fast_auth,
                 ))
             }
