@@ -558,6 +558,16 @@ mod tests {
         }
 
         #[test]
+        fn ssl_request_round_trip(caps in any::<u64>(), max in any::<u32>(), charset in any::<u8>()) {
+            let mut caps = CapabilityFlags::from_bits_retain(caps) | CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SSL;
+            if !caps.has_mariadb_extended() { caps = CapabilityFlags::from_halves(caps.lower(), 0); }
+            let r = SslRequest { capabilities: caps, max_packet_size: max, character_set: charset };
+            let mut out = BytesMut::new();
+            r.encode(&mut out);
+            prop_assert_eq!(ClientHello::parse(&out.freeze()).unwrap(), ClientHello::Ssl(r));
+        }
+
+        #[test]
         fn auth_switch_round_trip(name in bytes_no_nul(30), data in bytes_any(30)) {
             let r = AuthSwitchRequest { plugin_name: name, plugin_data: data };
             let mut out = BytesMut::new();
