@@ -104,6 +104,22 @@ impl PacketCodec {
     /// (nothing is consumed). Lengths and sequence ids are checked on each header as soon as it
     /// arrives, before the body is buffered.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
+        // Fast path: one complete, in-sequence, uncontinued packet within the limit.
+        if let Some(h) = PacketHeader::peek(buf) {
+            if h.seq == self.next_seq
+                && h.len < MAX_PACKET_PAYLOAD
+                && h.len <= self.max_payload
+                && buf.len() >= HEADER_LEN + h.len
+            {
+                buf.advance(HEADER_LEN);
+                let seq = self.next_seq;
+                self.next_seq = seq.wrapping_add(1);
+                return Ok(Some(Packet {
+                    seq,
+                    payload: buf.split_to(h.len).freeze(),
+                }));
+            }
+        }
         let mut offset = 0usize;
         let mut total = 0usize;
         let mut chunks = 0usize;
