@@ -13,4 +13,6 @@
 pub mod mux;
 pub mod mysql;
 pub mod pg;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
