@@ -192,17 +192,6 @@ pub fn write_packet(out: &mut BytesMut, seq: &mut u8, payload: &[u8]) -> Result<
     }
 }
 
-/// Encodes a message into a logical packet: `body` appends the payload to a scratch buffer
-/// which is then framed into `out`.
-pub fn encode_packet<F>(out: &mut BytesMut, seq: &mut u8, body: F) -> Result<(), Error>
-where
-    F: FnOnce(&mut BytesMut) -> Result<(), Error>,
-{
-    let mut payload = BytesMut::new();
-    body(&mut payload)?;
-    write_packet(out, seq, &payload)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
