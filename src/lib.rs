@@ -12,4 +12,6 @@
 
 pub mod mux;
 pub mod pg;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;

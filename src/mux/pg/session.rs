@@ -164,13 +164,9 @@ impl Engine {
         let Some(c) = self.clients.get_mut(id.0) else {
             return;
         };
-        if let Some(route) = c.is_ready().then_some(c.route) {
-            self.pools[route].stats.bytes_from_clients += data.len() as u64;
+        if c.is_ready() {
+            self.pools[c.route].stats.bytes_from_clients += data.len() as u64;
         }
-        let c = match self.clients.get_mut(id.0) {
-            Some(c) => c,
-            None => return,
-        };
         if c.buf.is_empty() {
             c.buf = data;
         } else {

@@ -257,8 +257,8 @@ impl Engine {
         self.pg_park(id);
     }
 
-    /// Messages an idle upstream may send on its own: notices and parameter reports are
-    /// dropped; anything else (a FATAL error, say) retires the connection.
+    /// Messages an idle upstream may send on its own: notices, notifications and parameter
+    /// reports are dropped; anything else (a FATAL error, say) retires the connection.
     fn pg_upstream_idle_input(&mut self, id: UpstreamId) {
         loop {
             let limits = self.limits;
@@ -266,7 +266,7 @@ impl Engine {
                 return;
             };
             match split_frame(&mut u.buf, Direction::Backend, &limits) {
-                Ok(Some(f)) if matches!(f.tag(), b'N' | b'S') => {}
+                Ok(Some(f)) if matches!(f.tag(), b'N' | b'A' | b'S') => {}
                 Ok(Some(_)) | Err(_) => {
                     return self.pg_upstream_lost(id, "unexpected message on idle connection")
                 }

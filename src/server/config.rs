@@ -1,0 +1,951 @@
+//! Server configuration: a TOML file and command-line flags merged into a [`ServerConfig`].
+//!
+//! Flags override the file: scalar flags replace the file's value, `--listen-pg` replaces the
+//! file's listener list, and `--upstream` / `--user` entries replace file entries with the same
+//! (database, user) / name and are appended otherwise. The schema is documented in
+//! `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::mux::{self, ClientAuth, PinPolicy, PoolMode, Protocol, Route, User};
+
+/// Pool size of a route that names none.
+pub const DEFAULT_POOL_SIZE: usize = 10;
+/// Time allowed for running transactions to finish after SIGINT/SIGTERM.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration problem; its `Display` is one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or does not match the schema.
+    #[error("config file {path}: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, folded to one line.
+        message: String,
+    },
+    /// An `--upstream` / `upstreams` URL is malformed.
+    #[error("invalid upstream URL {url:?}: {reason}")]
+    UpstreamUrl {
+        /// The URL with its password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A listen address is neither `host:port` nor `unix:/path`.
+    #[error("invalid listen address {0:?}: expected host:port or unix:/path")]
+    ListenAddr(String),
+    /// The metrics address is not `host:port` with a literal IP.
+    #[error("invalid metrics address {0:?}: expected ip:port")]
+    MetricsAddr(String),
+    /// A `--user` value is not `NAME:PASSWORD`.
+    #[error("invalid user {0:?}: expected NAME:PASSWORD")]
+    UserSpec(String),
+    /// One user name was given two different passwords.
+    #[error("user {0:?} is given two different passwords")]
+    UserConflict(String),
+    /// A duration is not a number with an optional ms|s|m|h suffix.
+    #[error("invalid duration {value:?} for {field}: expected e.g. 500ms, 30s, 5m")]
+    Duration {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// An enumerated setting has an unknown value.
+    #[error("invalid {field} {value:?}: expected one of {expected}")]
+    Choice {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
+    /// A route in the file lacks a required key or has a bad value.
+    #[error("route {index}: {reason}")]
+    Route {
+        /// Zero-based position in `[[routes]]`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No `--listen-pg` / `listen_pg` was given.
+    #[error("no listen address: pass --listen-pg ADDR or set listen_pg in the config file")]
+    NoListener,
+    /// No `--upstream` / `upstreams` / `[[routes]]` was given.
+    #[error("no upstream: pass --upstream postgres://USER:PASS@HOST:PORT/DB or add [[routes]]")]
+    NoRoute,
+    /// The engine rejected the merged configuration.
+    #[error("{0}")]
+    Engine(#[from] mux::ConfigError),
+}
+
+/// Where a listener accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP `host:port` (host may be a name; resolved at bind time).
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// Parses `host:port`, `[v6]:port`, `unix:/path` or `/path`.
+    pub fn parse(s: &str) -> Result<ListenAddr, ConfigError> {
+        let bad = || ConfigError::ListenAddr(s.to_string());
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if s.starts_with('/') {
+            return Ok(ListenAddr::Unix(PathBuf::from(s)));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(ListenAddr::Tcp(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => f.write_str(a),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Everything the server needs: the engine config, listeners, metrics and shutdown settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The multiplexer configuration handed to [`mux::Engine::new`].
+    pub engine: mux::Config,
+    /// PostgreSQL listeners.
+    pub listen_pg: Vec<ListenAddr>,
+    /// Address of the Prometheus `/metrics` endpoint, if any.
+    pub metrics: Option<SocketAddr>,
+    /// How long running transactions may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    /// Log filter (`tracing` env-filter syntax) from the file or `--log-level`.
+    pub log_level: Option<String>,
+}
+
+/// Command-line flags of the `muxql` command.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "muxql", version, about = "PostgreSQL connection multiplexer")]
+pub struct Args {
+    /// PostgreSQL listen address: host:port or unix:/path/.s.PGSQL.5432 (repeatable).
+    #[arg(long = "listen-pg", value_name = "ADDR")]
+    pub listen_pg: Vec<String>,
+    /// Upstream server and the credentials clients use: postgres://USER:PASS@HOST:PORT/DB (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Vec<String>,
+    /// Upstream connections per route [default: 10].
+    #[arg(long = "pool-size", value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// transaction | session [default: transaction].
+    #[arg(long = "pool-mode", value_name = "MODE")]
+    pub pool_mode: Option<String>,
+    /// TOML config file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Client authentication: scram | md5 | cleartext | trust [default: scram].
+    #[arg(long, value_name = "METHOD")]
+    pub auth: Option<String>,
+    /// Extra client credentials NAME:PASSWORD (repeatable).
+    #[arg(long, value_name = "NAME:PASS")]
+    pub user: Vec<String>,
+    /// What to do with session state that needs a dedicated upstream: pin | reject [default: pin].
+    #[arg(long = "pin-policy", value_name = "POLICY")]
+    pub pin_policy: Option<String>,
+    /// Longest wait of a client for a free upstream, e.g. 30s.
+    #[arg(long = "wait-timeout", value_name = "DURATION")]
+    pub wait_timeout: Option<String>,
+    /// Close upstreams idle longer than this, e.g. 10m.
+    #[arg(long = "idle-timeout", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Upstream connect timeout, e.g. 5s.
+    #[arg(long = "connect-timeout", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Time for running transactions to finish after SIGINT/SIGTERM [default: 10s].
+    #[arg(long = "shutdown-timeout", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Log filter, e.g. info, debug, muxql=trace (RUST_LOG takes precedence) [default: info].
+    #[arg(long = "log-level", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file, as written (see `docs/configuration.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// PostgreSQL listen addresses.
+    #[serde(default)]
+    pub listen_pg: Vec<String>,
+    /// Metrics address.
+    pub metrics: Option<String>,
+    /// Log filter.
+    pub log_level: Option<String>,
+    /// Shutdown timeout (duration string).
+    pub shutdown_timeout: Option<String>,
+    /// Client authentication method.
+    pub auth: Option<String>,
+    /// Pin policy.
+    pub pin_policy: Option<String>,
+    /// Default pool size of routes.
+    pub pool_size: Option<usize>,
+    /// Default pool mode of routes.
+    pub pool_mode: Option<String>,
+    /// Client wait timeout.
+    pub wait_timeout: Option<String>,
+    /// Upstream idle timeout.
+    pub idle_timeout: Option<String>,
+    /// Upstream lifetime.
+    pub server_lifetime: Option<String>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Option<String>,
+    /// Client login timeout.
+    pub client_login_timeout: Option<String>,
+    /// Prepared statements cached per pool.
+    pub statement_cache_size: Option<usize>,
+    /// Largest accepted protocol message in bytes.
+    pub max_message: Option<usize>,
+    /// SCRAM iteration count for client authentication.
+    pub scram_iterations: Option<u32>,
+    /// Upstream URLs, as with `--upstream`.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// Client credentials.
+    #[serde(default)]
+    pub users: Vec<FileUser>,
+    /// Explicit routes.
+    #[serde(default)]
+    pub routes: Vec<FileRoute>,
+}
+
+/// A `[[users]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    /// Login name.
+    pub name: String,
+    /// Password clients authenticate with.
+    pub password: String,
+}
+
+/// A `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    /// Database name clients ask for.
+    pub database: String,
+    /// Only this client user takes the route; any user when absent.
+    pub client_user: Option<String>,
+    /// Upstream `host:port` or unix socket path.
+    pub target: String,
+    /// User muxql logs in upstream as.
+    pub upstream_user: String,
+    /// Password of `upstream_user`.
+    #[serde(default)]
+    pub upstream_password: String,
+    /// Upstream database; defaults to `database`.
+    pub upstream_database: Option<String>,
+    /// Pool size; defaults to the top-level `pool_size`.
+    pub pool_size: Option<usize>,
+    /// Pool mode; defaults to the top-level `pool_mode`.
+    pub pool_mode: Option<String>,
+}
+
+/// A parsed `postgres://USER:PASS@HOST:PORT/DB` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// User name (decoded).
+    pub user: String,
+    /// Password (decoded; empty when absent).
+    pub password: String,
+    /// `host:port`, or the unix socket path when the host is a directory.
+    pub target: String,
+    /// Database name (decoded).
+    pub database: String,
+}
+
+impl UpstreamUrl {
+    /// Parses and percent-decodes an upstream URL.
+    pub fn parse(url: &str) -> Result<UpstreamUrl, ConfigError> {
+        let err = |reason: &str| ConfigError::UpstreamUrl {
+            url: mask_password(url),
+            reason: reason.to_string(),
+        };
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or_else(|| err("scheme must be postgres:// or postgresql://"))?;
+        if rest.contains(['?', '#']) {
+            return Err(err("query parameters are not supported"));
+        }
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| err("missing /DATABASE"))?;
+        let (userinfo, hostport) = authority
+            .rsplit_once('@')
+            .ok_or_else(|| err("missing USER@"))?;
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, p),
+            None => (userinfo, ""),
+        };
+        let user = percent_decode(user).ok_or_else(|| err("bad percent-encoding in user"))?;
+        let password =
+            percent_decode(password).ok_or_else(|| err("bad percent-encoding in password"))?;
+        let database =
+            percent_decode(path).ok_or_else(|| err("bad percent-encoding in database"))?;
+        if user.is_empty() {
+            return Err(err("missing user"));
+        }
+        if database.is_empty() {
+            return Err(err("missing database"));
+        }
+        let (host, port) = split_host_port(hostport).ok_or_else(|| err("bad HOST:PORT"))?;
+        let host = percent_decode(host).ok_or_else(|| err("bad percent-encoding in host"))?;
+        if host.is_empty() {
+            return Err(err("missing host"));
+        }
+        let target = if host.starts_with('/') {
+            format!("{}/.s.PGSQL.{port}", host.trim_end_matches('/'))
+        } else if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(UpstreamUrl {
+            user,
+            password,
+            target,
+            database,
+        })
+    }
+}
+
+/// Splits `host`, `host:port` or `[v6]:port`; the port defaults to 5432.
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, p.parse().ok()?)),
+            None if after.is_empty() => Some((host, 5432)),
+            None => None,
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h, p.parse().ok()?)),
+        None => Some((s, 5432)),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The URL with the password replaced by `***`, for error messages.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(field: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration {
+        field,
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis).ok_or_else(err)
+}
+
+fn duration_ms(field: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let d = parse_duration(field, value)?;
+    u64::try_from(d.as_millis()).map_err(|_| ConfigError::Duration {
+        field,
+        value: value.to_string(),
+    })
+}
+
+/// Parses `transaction` or `session`.
+pub fn parse_pool_mode(value: &str) -> Result<PoolMode, ConfigError> {
+    match value {
+        "transaction" => Ok(PoolMode::Transaction),
+        "session" => Ok(PoolMode::Session),
+        _ => Err(ConfigError::Choice {
+            field: "pool mode",
+            value: value.to_string(),
+            expected: "transaction, session",
+        }),
+    }
+}
+
+/// Parses `scram`, `md5`, `cleartext` or `trust`.
+pub fn parse_auth(value: &str) -> Result<ClientAuth, ConfigError> {
+    match value {
+        "scram" | "scram-sha-256" => Ok(ClientAuth::ScramSha256),
+        "md5" => Ok(ClientAuth::Md5),
+        "cleartext" | "password" => Ok(ClientAuth::Cleartext),
+        "trust" => Ok(ClientAuth::Trust),
+        _ => Err(ConfigError::Choice {
+            field: "auth",
+            value: value.to_string(),
+            expected: "scram, md5, cleartext, trust",
+        }),
+    }
+}
+
+/// Parses `pin` or `reject`.
+pub fn parse_pin_policy(value: &str) -> Result<PinPolicy, ConfigError> {
+    match value {
+        "pin" => Ok(PinPolicy::Pin),
+        "reject" => Ok(PinPolicy::Reject),
+        _ => Err(ConfigError::Choice {
+            field: "pin policy",
+            value: value.to_string(),
+            expected: "pin, reject",
+        }),
+    }
+}
+
+/// Parses a `--metrics` address (`ip:port`; `localhost` is accepted for 127.0.0.1).
+fn parse_metrics(value: &str) -> Result<SocketAddr, ConfigError> {
+    let v = value
+        .strip_prefix("localhost:")
+        .map(|p| format!("127.0.0.1:{p}"));
+    v.as_deref()
+        .unwrap_or(value)
+        .parse()
+        .map_err(|_| ConfigError::MetricsAddr(value.to_string()))
+}
+
+/// Adds `user` to `users`, rejecting a second, different password for the same name.
+fn add_user(users: &mut Vec<User>, user: User, replace: bool) -> Result<(), ConfigError> {
+    match users.iter_mut().find(|u| u.name == user.name) {
+        Some(u) if u.password == user.password => Ok(()),
+        Some(u) if replace => {
+            u.password = user.password;
+            Ok(())
+        }
+        Some(_) => Err(ConfigError::UserConflict(user.name)),
+        None => {
+            users.push(user);
+            Ok(())
+        }
+    }
+}
+
+/// Adds `route`, replacing one with the same database and client user.
+fn add_route(routes: &mut Vec<Route>, route: Route) {
+    match routes
+        .iter_mut()
+        .find(|r| r.database == route.database && r.client_user == route.client_user)
+    {
+        Some(r) => *r = route,
+        None => routes.push(route),
+    }
+}
+
+/// A route plus its user from an upstream URL.
+fn url_route(
+    url: &str,
+    pool_size: usize,
+    pool_mode: PoolMode,
+) -> Result<(Route, User), ConfigError> {
+    let u = UpstreamUrl::parse(url)?;
+    let route = Route {
+        protocol: Protocol::Postgres,
+        database: u.database.clone(),
+        client_user: Some(u.user.clone()),
+        target: u.target,
+        upstream_user: u.user.clone(),
+        upstream_password: u.password.clone(),
+        upstream_database: u.database,
+        pool_size,
+        pool_mode,
+    };
+    Ok((
+        route,
+        User {
+            name: u.user,
+            password: u.password,
+        },
+    ))
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(path, &text)
+    }
+
+    /// Parses TOML text; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: path.to_path_buf(),
+            message: e
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.ends_with('|'))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Loads `args.config` (if any) and merges the flags over it.
+    pub fn from_args(args: &Args) -> Result<ServerConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        ServerConfig::merge(file, args)
+    }
+
+    /// Merges flags over a parsed file.
+    pub fn merge(file: FileConfig, args: &Args) -> Result<ServerConfig, ConfigError> {
+        let mut engine = mux::Config::default();
+        let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
+
+        if let Some(v) = pick(&args.auth, &file.auth) {
+            engine.client_auth = parse_auth(&v)?;
+        }
+        if let Some(v) = pick(&args.pin_policy, &file.pin_policy) {
+            engine.pin_policy = parse_pin_policy(&v)?;
+        }
+        if let Some(v) = pick(&args.wait_timeout, &file.wait_timeout) {
+            engine.wait_timeout_ms = duration_ms("wait timeout", &v)?;
+        }
+        if let Some(v) = pick(&args.idle_timeout, &file.idle_timeout) {
+            engine.idle_timeout_ms = duration_ms("idle timeout", &v)?;
+        }
+        if let Some(v) = pick(&args.connect_timeout, &file.connect_timeout) {
+            engine.connect_timeout_ms = duration_ms("connect timeout", &v)?;
+        }
+        if let Some(v) = &file.server_lifetime {
+            engine.server_lifetime_ms = duration_ms("server lifetime", v)?;
+        }
+        if let Some(v) = &file.client_login_timeout {
+            engine.client_login_timeout_ms = duration_ms("client login timeout", v)?;
+        }
+        if let Some(v) = file.statement_cache_size {
+            engine.statement_cache_size = v;
+        }
+        if let Some(v) = file.max_message {
+            engine.max_message = v;
+        }
+        if let Some(v) = file.scram_iterations {
+            engine.scram_iterations = v;
+        }
+        let shutdown_timeout = match pick(&args.shutdown_timeout, &file.shutdown_timeout) {
+            Some(v) => parse_duration("shutdown timeout", &v)?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        let pool_size = args
+            .pool_size
+            .or(file.pool_size)
+            .unwrap_or(DEFAULT_POOL_SIZE);
+        let pool_mode = match pick(&args.pool_mode, &file.pool_mode) {
+            Some(v) => parse_pool_mode(&v)?,
+            None => PoolMode::default(),
+        };
+
+        let mut users = Vec::new();
+        for u in file.users {
+            add_user(
+                &mut users,
+                User {
+                    name: u.name,
+                    password: u.password,
+                },
+                false,
+            )?;
+        }
+        let mut routes = Vec::new();
+        for (index, r) in file.routes.into_iter().enumerate() {
+            let route_err = |reason: String| ConfigError::Route { index, reason };
+            if r.database.is_empty() || r.target.is_empty() || r.upstream_user.is_empty() {
+                return Err(route_err(
+                    "database, target and upstream_user must not be empty".into(),
+                ));
+            }
+            let mode = match &r.pool_mode {
+                Some(m) => parse_pool_mode(m).map_err(|e| route_err(e.to_string()))?,
+                None => pool_mode,
+            };
+            add_route(
+                &mut routes,
+                Route {
+                    protocol: Protocol::Postgres,
+                    upstream_database: r.upstream_database.unwrap_or_else(|| r.database.clone()),
+                    database: r.database,
+                    client_user: r.client_user,
+                    target: r.target,
+                    upstream_user: r.upstream_user,
+                    upstream_password: r.upstream_password,
+                    pool_size: r.pool_size.unwrap_or(pool_size),
+                    pool_mode: mode,
+                },
+            );
+        }
+        for url in &file.upstreams {
+            let (route, user) = url_route(url, pool_size, pool_mode)?;
+            add_route(&mut routes, route);
+            add_user(&mut users, user, false)?;
+        }
+        let mut cli_users = Vec::new();
+        for url in &args.upstream {
+            let (route, user) = url_route(url, pool_size, pool_mode)?;
+            add_route(&mut routes, route);
+            add_user(&mut cli_users, user, false)?;
+        }
+        for spec in &args.user {
+            let (name, password) = spec
+                .split_once(':')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| ConfigError::UserSpec(spec.clone()))?;
+            let user = User {
+                name: name.to_string(),
+                password: password.to_string(),
+            };
+            add_user(&mut cli_users, user, false)?;
+        }
+        for user in cli_users {
+            add_user(&mut users, user, true)?;
+        }
+        if routes.is_empty() {
+            return Err(ConfigError::NoRoute);
+        }
+        engine.routes = routes;
+        engine.users = users;
+
+        let listen_src = if args.listen_pg.is_empty() {
+            &file.listen_pg
+        } else {
+            &args.listen_pg
+        };
+        let listen_pg = listen_src
+            .iter()
+            .map(|s| ListenAddr::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen_pg.is_empty() {
+            return Err(ConfigError::NoListener);
+        }
+        let metrics = pick(&args.metrics, &file.metrics)
+            .map(|m| parse_metrics(&m))
+            .transpose()?;
+
+        Ok(ServerConfig {
+            engine,
+            listen_pg,
+            metrics,
+            shutdown_timeout,
+            log_level: pick(&args.log_level, &file.log_level),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str]) -> Args {
+        let mut v = vec!["muxql"];
+        v.extend_from_slice(flags);
+        Args::try_parse_from(v).expect("flags parse")
+    }
+
+    fn merge(text: &str, flags: &[&str]) -> Result<ServerConfig, ConfigError> {
+        let file = FileConfig::parse(Path::new("t.toml"), text)?;
+        ServerConfig::merge(file, &args(flags))
+    }
+
+    #[test]
+    fn url_parses_and_decodes() {
+        let u = UpstreamUrl::parse("postgres://us%40er:p%3Aw%2F@db.local:6543/my%20db").unwrap();
+        assert_eq!(u.user, "us@er");
+        assert_eq!(u.password, "p:w/");
+        assert_eq!(u.target, "db.local:6543");
+        assert_eq!(u.database, "my db");
+    }
+
+    #[test]
+    fn url_defaults_and_special_hosts() {
+        let u = UpstreamUrl::parse("postgresql://u@h/d").unwrap();
+        assert_eq!((u.password.as_str(), u.target.as_str()), ("", "h:5432"));
+        let u = UpstreamUrl::parse("postgres://u:p@[::1]:5433/d").unwrap();
+        assert_eq!(u.target, "[::1]:5433");
+        let u = UpstreamUrl::parse("postgres://u:p@%2Frun%2Fpg:5433/d").unwrap();
+        assert_eq!(u.target, "/run/pg/.s.PGSQL.5433");
+    }
+
+    #[test]
+    fn url_errors_name_the_problem_and_mask_the_password() {
+        let cases = [
+            ("mysql://u:p@h/d", "scheme"),
+            ("postgres://u:secret@h:5432", "missing /DATABASE"),
+            ("postgres://h:5432/d", "missing USER@"),
+            ("postgres://u:secret@h:99999/d", "HOST:PORT"),
+            ("postgres://u:secret@h/", "missing database"),
+            (
+                "postgres://u:secret@h/d?sslmode=require",
+                "query parameters",
+            ),
+            ("postgres://u:%zz@h/d", "percent-encoding in password"),
+        ];
+        for (url, want) in cases {
+            let msg = UpstreamUrl::parse(url).unwrap_err().to_string();
+            assert!(msg.contains(want), "{url}: {msg}");
+            assert!(!msg.contains("secret"), "{url}: {msg}");
+            assert!(!msg.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("x", "30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("x", "7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("x", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "s", "5 weeks", "-1s", "1.5s", "99999999999999999999h"] {
+            assert!(parse_duration("x", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            ListenAddr::parse("unix:/tmp/.s.PGSQL.6432").unwrap(),
+            ListenAddr::Unix("/tmp/.s.PGSQL.6432".into())
+        );
+        assert_eq!(
+            ListenAddr::parse("0.0.0.0:6432").unwrap(),
+            ListenAddr::Tcp("0.0.0.0:6432".into())
+        );
+        for bad in ["6432", ":6432", "host:", "host:x", "unix:"] {
+            assert!(ListenAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_build_routes_and_users() {
+        let c = merge(
+            "",
+            &[
+                "--listen-pg",
+                "127.0.0.1:6432",
+                "--upstream",
+                "postgres://a:pa@h1:5432/db1",
+                "--upstream",
+                "postgres://a:pa@h2:5432/db2",
+                "--pool-size",
+                "8",
+                "--pool-mode",
+                "session",
+                "--user",
+                "b:pb",
+                "--metrics",
+                "127.0.0.1:9100",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.engine.routes.len(), 2);
+        let r = &c.engine.routes[1];
+        assert_eq!(r.database, "db2");
+        assert_eq!(r.client_user.as_deref(), Some("a"));
+        assert_eq!(r.target, "h2:5432");
+        assert_eq!((r.pool_size, r.pool_mode), (8, PoolMode::Session));
+        let names: Vec<_> = c.engine.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    }
+
+    #[test]
+    fn default_pool_size_is_ten() {
+        let c = merge(
+            "",
+            &["--listen-pg", "h:1", "--upstream", "postgres://a@h/d"],
+        )
+        .unwrap();
+        assert_eq!(c.engine.routes[0].pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(c.engine.routes[0].pool_mode, PoolMode::Transaction);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = r#"
+            listen_pg = ["127.0.0.1:1111"]
+            pool_size = 3
+            auth = "md5"
+            wait_timeout = "5s"
+            upstreams = ["postgres://a:old@h:1/d"]
+            [[users]]
+            name = "a"
+            password = "old"
+        "#;
+        let c = merge(
+            file,
+            &[
+                "--listen-pg",
+                "unix:/tmp/x",
+                "--upstream",
+                "postgres://a:new@h:2/d",
+                "--auth",
+                "trust",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen_pg, [ListenAddr::Unix("/tmp/x".into())]);
+        assert_eq!(c.engine.routes.len(), 1);
+        assert_eq!(c.engine.routes[0].target, "h:2");
+        assert_eq!(c.engine.routes[0].pool_size, 3);
+        assert_eq!(c.engine.users.len(), 1);
+        assert_eq!(c.engine.users[0].password, "new");
+        assert_eq!(c.engine.client_auth, ClientAuth::Trust);
+        assert_eq!(c.engine.wait_timeout_ms, 5_000);
+    }
+
+    #[test]
+    fn config_errors_are_one_line() {
+        let cases: [(&str, &[&str], &str); 8] = [
+            ("", &["--upstream", "postgres://a@h/d"], "no listen address"),
+            ("", &["--listen-pg", "h:1"], "no upstream"),
+            ("bogus = 1", &[], "unknown field `bogus`"),
+            ("pool_size = \"x\"", &[], "invalid type"),
+            (
+                "",
+                &[
+                    "--listen-pg",
+                    "h:1",
+                    "--upstream",
+                    "postgres://a@h/d",
+                    "--pool-mode",
+                    "x",
+                ],
+                "invalid pool mode \"x\"",
+            ),
+            (
+                "",
+                &[
+                    "--listen-pg",
+                    "h:1",
+                    "--upstream",
+                    "postgres://a@h/d",
+                    "--user",
+                    "nopass",
+                ],
+                "expected NAME:PASSWORD",
+            ),
+            (
+                "",
+                &[
+                    "--listen-pg",
+                    "h:1",
+                    "--upstream",
+                    "postgres://a:1@h/d",
+                    "--upstream",
+                    "postgres://a:2@h/e",
+                ],
+                "two different passwords",
+            ),
+            (
+                "",
+                &[
+                    "--listen-pg",
+                    "h:1",
+                    "--upstream",
+                    "postgres://a@h/d",
+                    "--wait-timeout",
+                    "soon",
+                ],
+                "invalid duration \"soon\" for wait timeout",
+            ),
+        ];
+        for (file, flags, want) in cases {
+            let msg = merge(file, flags).unwrap_err().to_string();
+            assert!(msg.contains(want), "{flags:?}: {msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/muxql.toml");
+        let file = FileConfig::load(&path).unwrap();
+        let c = ServerConfig::merge(file, &args(&[])).unwrap();
+        assert!(!c.engine.routes.is_empty());
+        assert!(!c.listen_pg.is_empty());
+        assert!(c.metrics.is_some());
+    }
+}

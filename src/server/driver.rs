@@ -1,0 +1,548 @@
+//! The event loop around one [`Engine`]: feeds it socket events and carries out its actions.
+//!
+//! Everything runs on one thread (a tokio `LocalSet`). After every input the driver drains
+//! `poll_action()`, queues the bytes per socket, then flushes each touched socket once with a
+//! vectored write. One timer task sleeps until `poll_timeout()`; it is woken only when a new
+//! deadline is earlier than the one it sleeps for.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::conn::{self, Conn, Peer, Stream};
+use crate::mux::{Action, Engine, Protocol, Stats, UpstreamId};
+
+/// Capacity reserved for the shared read buffer when it runs low.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much spare capacity the read buffer gets a fresh chunk.
+const READ_MIN: usize = 8 * 1024;
+/// A write queue longer than this pauses reads from the connection feeding it.
+const HIGH_WATER: usize = 4 * 1024 * 1024;
+/// Reads resume once the queue is this short again.
+const LOW_WATER: usize = 1024 * 1024;
+/// Upper bound on a cancel request's side connection.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hasher for engine ids, which are already unique integers.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// An upstream socket: still connecting, or open.
+enum Upstream {
+    Connecting {
+        abort: AbortHandle,
+        early: Vec<Bytes>,
+    },
+    Open(Rc<Conn>),
+}
+
+/// The engine, its sockets and the shared read buffer.
+pub(crate) struct Driver {
+    engine: RefCell<Engine>,
+    clients: RefCell<IdMap<Rc<Conn>>>,
+    upstreams: RefCell<IdMap<Upstream>>,
+    dirty: RefCell<Vec<Rc<Conn>>>,
+    read_buf: RefCell<BytesMut>,
+    epoch: Instant,
+    timer: Notify,
+    armed: Cell<Option<u64>>,
+}
+
+impl Driver {
+    /// Wraps an engine; `epoch` is time zero of the engine's millisecond clock.
+    pub(crate) fn new(engine: Engine) -> Rc<Driver> {
+        Rc::new(Driver {
+            engine: RefCell::new(engine),
+            clients: RefCell::default(),
+            upstreams: RefCell::default(),
+            dirty: RefCell::default(),
+            read_buf: RefCell::new(BytesMut::new()),
+            epoch: Instant::now(),
+            timer: Notify::new(),
+            armed: Cell::new(None),
+        })
+    }
+
+    /// Milliseconds since the driver started.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The engine's statistics.
+    pub(crate) fn stats(&self) -> Stats {
+        self.engine.borrow().stats()
+    }
+
+    /// Route labels (`database`, `client_user`) in route order, for metrics.
+    pub(crate) fn route_labels(&self) -> Vec<(String, Option<String>)> {
+        self.engine
+            .borrow()
+            .config()
+            .routes
+            .iter()
+            .map(|r| (r.database.clone(), r.client_user.clone()))
+            .collect()
+    }
+
+    /// True when no client holds an upstream.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.engine.borrow().is_idle()
+    }
+
+    /// Number of open client sockets.
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.borrow().len()
+    }
+
+    /// Closes every socket without telling the engine (the server is stopping).
+    pub(crate) fn close_all(&self) {
+        let clients: Vec<_> = self.clients.borrow_mut().drain().map(|(_, c)| c).collect();
+        for c in clients {
+            c.kill();
+        }
+        let upstreams: Vec<_> = self
+            .upstreams
+            .borrow_mut()
+            .drain()
+            .map(|(_, u)| u)
+            .collect();
+        for u in upstreams {
+            match u {
+                Upstream::Open(c) => c.kill(),
+                Upstream::Connecting { abort, .. } => abort.abort(),
+            }
+        }
+        self.dirty.borrow_mut().clear();
+    }
+
+    /// Registers an accepted client socket and starts its task.
+    pub(crate) fn accept(self: &Rc<Self>, stream: Stream) {
+        let now = self.now_ms();
+        let id = self
+            .engine
+            .borrow_mut()
+            .client_open(Protocol::Postgres, now);
+        let conn = Rc::new(Conn::new(Peer::Client(id), stream));
+        self.clients.borrow_mut().insert(id.0, conn.clone());
+        tokio::task::spawn_local(conn::run(self.clone(), conn));
+        self.drain();
+    }
+
+    /// Reads once from a readable socket and feeds the bytes to the engine.
+    pub(crate) fn on_readable(self: &Rc<Self>, conn: &Rc<Conn>) {
+        let res = {
+            let mut buf = self.read_buf.borrow_mut();
+            if buf.capacity() - buf.len() < READ_MIN {
+                buf.reserve(READ_CHUNK);
+            }
+            match conn.stream.try_read_buf(&mut buf) {
+                Ok(0) => Err(None),
+                Ok(_) => Ok(buf.split()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+                Err(e) => Err(Some(e)),
+            }
+        };
+        match res {
+            Ok(data) => {
+                let now = self.now_ms();
+                match conn.peer {
+                    Peer::Client(id) => self.engine.borrow_mut().client_data(id, data, now),
+                    Peer::Upstream(id) => self.engine.borrow_mut().upstream_data(id, data, now),
+                }
+                self.drain();
+            }
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::debug!("{:?}: read error: {e}", conn.peer);
+                }
+                self.lost(conn);
+                self.drain();
+            }
+        }
+    }
+
+    /// Flushes a connection whose socket became writable.
+    pub(crate) fn on_writable(self: &Rc<Self>, conn: &Rc<Conn>) {
+        if self.flush_one(conn) {
+            self.drain();
+        }
+    }
+
+    /// Drains engine actions and flushes, until no write failure feeds back into the engine.
+    fn drain(self: &Rc<Self>) {
+        loop {
+            loop {
+                let action = self.engine.borrow_mut().poll_action();
+                match action {
+                    Some(a) => self.apply(a),
+                    None => break,
+                }
+            }
+            let batch = std::mem::take(&mut *self.dirty.borrow_mut());
+            let mut failed = false;
+            for conn in batch {
+                conn.clear_dirty();
+                failed |= self.flush_one(&conn);
+            }
+            if !failed {
+                break;
+            }
+        }
+        self.rearm_timer();
+    }
+
+    /// Writes a connection's queue; true when a failure was reported to the engine.
+    fn flush_one(&self, conn: &Rc<Conn>) -> bool {
+        if conn.is_dead() {
+            return false;
+        }
+        match conn.flush() {
+            Ok(true) => {
+                if conn.is_closing() {
+                    self.forget(conn);
+                } else {
+                    self.release_backpressure(conn);
+                }
+                false
+            }
+            Ok(false) => {
+                if conn.queued() <= LOW_WATER {
+                    self.release_backpressure(conn);
+                } else if conn.queued() > HIGH_WATER {
+                    self.apply_backpressure(conn);
+                }
+                conn.wake();
+                false
+            }
+            Err(e) => {
+                tracing::debug!("{:?}: write error: {e}", conn.peer);
+                if conn.is_closing() {
+                    self.forget(conn);
+                    false
+                } else {
+                    self.lost(conn);
+                    true
+                }
+            }
+        }
+    }
+
+    /// Pauses reads from the connection that feeds `conn`, whose queue is too long.
+    fn apply_backpressure(&self, conn: &Conn) {
+        if conn.paused_peer.get().is_some() {
+            return;
+        }
+        let feeder = {
+            let engine = self.engine.borrow();
+            match conn.peer {
+                Peer::Client(id) => engine.upstream_of_client(id).map(Peer::Upstream),
+                Peer::Upstream(id) => engine.client_of_upstream(id).map(Peer::Client),
+            }
+        };
+        if let Some(peer) = feeder {
+            if let Some(f) = self.conn_of(peer) {
+                f.pause();
+                conn.paused_peer.set(Some(peer));
+            }
+        }
+    }
+
+    /// Resumes reads paused by [`Driver::apply_backpressure`].
+    fn release_backpressure(&self, conn: &Conn) {
+        if let Some(peer) = conn.paused_peer.take() {
+            if let Some(f) = self.conn_of(peer) {
+                f.resume();
+            }
+        }
+    }
+
+    fn conn_of(&self, peer: Peer) -> Option<Rc<Conn>> {
+        match peer {
+            Peer::Client(id) => self.clients.borrow().get(&id.0).cloned(),
+            Peer::Upstream(id) => match self.upstreams.borrow().get(&id.0) {
+                Some(Upstream::Open(c)) => Some(c.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The socket closed or failed on its own: tell the engine.
+    fn lost(&self, conn: &Rc<Conn>) {
+        let closing = conn.is_closing();
+        self.forget(conn);
+        if closing {
+            return;
+        }
+        let now = self.now_ms();
+        match conn.peer {
+            Peer::Client(id) => self.engine.borrow_mut().client_closed(id, now),
+            Peer::Upstream(id) => self.engine.borrow_mut().upstream_closed(id, now),
+        }
+    }
+
+    /// Removes a connection and closes its socket without telling the engine.
+    fn forget(&self, conn: &Rc<Conn>) {
+        if conn.is_dead() {
+            return;
+        }
+        self.release_backpressure(conn);
+        conn.kill();
+        match conn.peer {
+            Peer::Client(id) => {
+                self.clients.borrow_mut().remove(&id.0);
+            }
+            Peer::Upstream(id) => {
+                self.upstreams.borrow_mut().remove(&id.0);
+            }
+        }
+    }
+
+    fn queue(&self, conn: &Rc<Conn>, bytes: Bytes) {
+        if conn.is_dead() {
+            return;
+        }
+        conn.push(bytes);
+        if conn.mark_dirty() {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Carries out one engine action (writes are only queued; `drain` flushes them).
+    fn apply(self: &Rc<Self>, action: Action) {
+        match action {
+            Action::SendClient { id, bytes } => {
+                let conn = self.clients.borrow().get(&id.0).cloned();
+                if let Some(conn) = conn {
+                    self.queue(&conn, bytes);
+                }
+            }
+            Action::SendUpstream { id, bytes } => {
+                let conn = match self.upstreams.borrow_mut().get_mut(&id.0) {
+                    Some(Upstream::Open(c)) => Some(c.clone()),
+                    Some(Upstream::Connecting { early, .. }) => {
+                        early.push(bytes.clone());
+                        None
+                    }
+                    None => None,
+                };
+                if let Some(conn) = conn {
+                    self.queue(&conn, bytes);
+                }
+            }
+            Action::CloseClient { id } => {
+                let conn = self.clients.borrow().get(&id.0).cloned();
+                if let Some(conn) = conn {
+                    self.close(&conn);
+                }
+            }
+            Action::CloseUpstream { id } => {
+                let open = match self.upstreams.borrow().get(&id.0) {
+                    Some(Upstream::Open(c)) => Some(c.clone()),
+                    _ => None,
+                };
+                match open {
+                    Some(conn) => self.close(&conn),
+                    None => {
+                        if let Some(Upstream::Connecting { abort, .. }) =
+                            self.upstreams.borrow_mut().remove(&id.0)
+                        {
+                            abort.abort();
+                        }
+                    }
+                }
+            }
+            Action::ConnectUpstream { id, route } => self.connect(id, route),
+            Action::SendCancel { route, bytes } => {
+                if let Some(target) = self.target(route) {
+                    tokio::task::spawn_local(send_cancel(target, bytes));
+                }
+            }
+        }
+    }
+
+    /// Closes after flushing; at once when nothing is queued.
+    fn close(&self, conn: &Rc<Conn>) {
+        conn.set_closing();
+        if conn.queued() == 0 {
+            self.forget(conn);
+        } else if conn.mark_dirty() {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+    }
+
+    fn target(&self, route: usize) -> Option<String> {
+        let engine = self.engine.borrow();
+        let target = engine.config().routes.get(route).map(|r| r.target.clone());
+        if target.is_none() {
+            tracing::warn!("engine referred to unknown route {route}");
+        }
+        target
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        let ms = self.engine.borrow().config().connect_timeout_ms;
+        Duration::from_millis(if ms == 0 {
+            30_000
+        } else {
+            ms.saturating_add(1_000)
+        })
+    }
+
+    /// Starts connecting an upstream socket.
+    fn connect(self: &Rc<Self>, id: UpstreamId, route: usize) {
+        let Some(target) = self.target(route) else {
+            let now = self.now_ms();
+            self.engine.borrow_mut().upstream_closed(id, now);
+            return;
+        };
+        let driver = self.clone();
+        let limit = self.connect_timeout();
+        let task = tokio::task::spawn_local(async move {
+            let res = match tokio::time::timeout(limit, open(&target)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            };
+            driver.connected(id, &target, res);
+        });
+        self.upstreams.borrow_mut().insert(
+            id.0,
+            Upstream::Connecting {
+                abort: task.abort_handle(),
+                early: Vec::new(),
+            },
+        );
+    }
+
+    /// Completes an upstream connection attempt.
+    fn connected(self: &Rc<Self>, id: UpstreamId, target: &str, res: io::Result<Stream>) {
+        let early = match self.upstreams.borrow_mut().remove(&id.0) {
+            Some(Upstream::Connecting { early, .. }) => early,
+            Some(other) => {
+                self.upstreams.borrow_mut().insert(id.0, other);
+                return;
+            }
+            None => return,
+        };
+        let now = self.now_ms();
+        match res {
+            Ok(stream) => {
+                let conn = Rc::new(Conn::new(Peer::Upstream(id), stream));
+                for b in early {
+                    conn.push(b);
+                }
+                if conn.queued() > 0 && conn.mark_dirty() {
+                    self.dirty.borrow_mut().push(conn.clone());
+                }
+                self.upstreams
+                    .borrow_mut()
+                    .insert(id.0, Upstream::Open(conn.clone()));
+                tokio::task::spawn_local(conn::run(self.clone(), conn));
+                self.engine.borrow_mut().upstream_connected(id, now);
+            }
+            Err(e) => {
+                tracing::warn!("cannot connect to upstream {target}: {e}");
+                self.engine.borrow_mut().upstream_closed(id, now);
+            }
+        }
+        self.drain();
+    }
+
+    /// Wakes the timer task when the engine's deadline moved earlier than the armed one.
+    fn rearm_timer(&self) {
+        let next = self.engine.borrow().poll_timeout();
+        if let Some(d) = next {
+            if self.armed.get().is_none_or(|a| d < a) {
+                self.armed.set(Some(d));
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    /// Sleeps until each engine deadline and calls `handle_timeout`; runs forever.
+    pub(crate) async fn run_timer(self: Rc<Self>) {
+        loop {
+            let deadline = self.engine.borrow().poll_timeout();
+            self.armed.set(deadline);
+            let Some(deadline) = deadline else {
+                self.timer.notified().await;
+                continue;
+            };
+            let now = self.now_ms();
+            if now >= deadline {
+                self.engine.borrow_mut().handle_timeout(now);
+                self.drain();
+                continue;
+            }
+            let at = self
+                .epoch
+                .checked_add(Duration::from_millis(deadline))
+                .map(tokio::time::Instant::from_std);
+            match at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.timer.notified() => {}
+                    }
+                }
+                None => self.timer.notified().await,
+            }
+        }
+    }
+}
+
+/// Connects to `host:port` (TCP) or a unix socket path starting with '/'.
+async fn open(target: &str) -> io::Result<Stream> {
+    if target.starts_with('/') {
+        Ok(Stream::Unix(UnixStream::connect(target).await?))
+    } else {
+        Ok(Stream::tcp(TcpStream::connect(target).await?))
+    }
+}
+
+/// Delivers a cancel request on a side connection; failures are only logged at debug level.
+async fn send_cancel(target: String, bytes: Bytes) {
+    let res = tokio::time::timeout(CANCEL_TIMEOUT, async {
+        match open(&target).await? {
+            Stream::Tcp(mut s) => {
+                s.write_all(&bytes).await?;
+                s.shutdown().await
+            }
+            Stream::Unix(mut s) => {
+                s.write_all(&bytes).await?;
+                s.shutdown().await
+            }
+        }
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("cancel request to {target}: {e}"),
+        Err(_) => tracing::debug!("cancel request to {target}: timed out"),
+    }
+}

@@ -1,0 +1,126 @@
+//! TCP and Unix listeners: binding, the accept loop, and socket-file cleanup.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+
+use super::config::ListenAddr;
+use super::conn::Stream;
+use super::driver::Driver;
+
+/// Pending-connection queue length: bursts of hundreds of clients connect at once.
+const BACKLOG: u32 = 4096;
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix; the path is removed when the listener is closed.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub(crate) fn local_addr(&self) -> ListenAddr {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => ListenAddr::Tcp(a.to_string()),
+                Err(_) => ListenAddr::Tcp(String::new()),
+            },
+            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+        }
+    }
+
+    /// Accepts clients forever, handing each to the driver.
+    pub(crate) async fn serve(self, driver: Rc<Driver>) {
+        loop {
+            let res = match &self {
+                Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::tcp(s)),
+                Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+            };
+            match res {
+                Ok(stream) => driver.accept(stream),
+                Err(e) => {
+                    tracing::warn!("accept on {}: {e}", self.local_addr());
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+/// Binds every address `addr` names (all resolved IPs of a host name); must run in a runtime.
+pub(crate) fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
+    match addr {
+        ListenAddr::Tcp(a) => {
+            let ips: Vec<SocketAddr> = a.to_socket_addrs()?.collect();
+            let mut out = Vec::new();
+            let mut last_err = None;
+            for ip in ips {
+                match bind_tcp(ip) {
+                    Ok(l) => out.push(Listener::Tcp(l)),
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            match (out.is_empty(), last_err) {
+                (true, Some(e)) => Err(e),
+                (true, None) => Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "host resolves to no address",
+                )),
+                _ => Ok(out),
+            }
+        }
+        ListenAddr::Unix(path) => {
+            remove_stale_socket(path)?;
+            Ok(vec![Listener::Unix(
+                UnixListener::bind(path)?,
+                path.clone(),
+            )])
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Removes a leftover socket file nobody listens on; refuses when a server still answers.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another server listens on this socket",
+                ));
+            }
+            std::fs::remove_file(path)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes the socket files of Unix listeners (after they stopped accepting).
+pub(crate) fn cleanup(paths: &[PathBuf]) {
+    for p in paths {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::debug!("removing {}: {e}", p.display());
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Prometheus text exposition at `GET /metrics`, served by a minimal HTTP/1.1 responder.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::driver::Driver;
+use crate::mux::{RouteStats, Stats};
+
+/// Largest request head accepted.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Time a scraper gets to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One exported series family: name, type, help and the field it reads.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&RouteStats) -> f64,
+}
+
+/// `u64` counters as Prometheus floats (exact below 2^53).
+fn f(v: u64) -> f64 {
+    v as f64
+}
+
+const FAMILIES: [Family; 16] = [
+    Family {
+        name: "muxql_clients",
+        kind: "gauge",
+        help: "Client connections on the route.",
+        value: |s| f(s.clients),
+    },
+    Family {
+        name: "muxql_clients_active",
+        kind: "gauge",
+        help: "Clients currently holding an upstream.",
+        value: |s| f(s.clients_active),
+    },
+    Family {
+        name: "muxql_clients_waiting",
+        kind: "gauge",
+        help: "Clients waiting for a free upstream.",
+        value: |s| f(s.clients_waiting),
+    },
+    Family {
+        name: "muxql_clients_pinned",
+        kind: "gauge",
+        help: "Clients pinned to an upstream by session state.",
+        value: |s| f(s.clients_pinned),
+    },
+    Family {
+        name: "muxql_upstreams",
+        kind: "gauge",
+        help: "Upstream connections of the route.",
+        value: |s| f(s.upstreams),
+    },
+    Family {
+        name: "muxql_upstreams_active",
+        kind: "gauge",
+        help: "Upstream connections serving a client.",
+        value: |s| f(s.upstreams_active),
+    },
+    Family {
+        name: "muxql_upstreams_idle",
+        kind: "gauge",
+        help: "Upstream connections idle in the pool.",
+        value: |s| f(s.upstreams_idle),
+    },
+    Family {
+        name: "muxql_peak_clients",
+        kind: "gauge",
+        help: "Most client connections seen at once.",
+        value: |s| f(s.peak_clients),
+    },
+    Family {
+        name: "muxql_peak_upstreams",
+        kind: "gauge",
+        help: "Most upstream connections seen at once.",
+        value: |s| f(s.peak_upstreams),
+    },
+    Family {
+        name: "muxql_transactions_total",
+        kind: "counter",
+        help: "Transactions completed.",
+        value: |s| f(s.transactions),
+    },
+    Family {
+        name: "muxql_queries_total",
+        kind: "counter",
+        help: "Queries completed.",
+        value: |s| f(s.queries),
+    },
+    Family {
+        name: "muxql_bytes_from_clients_total",
+        kind: "counter",
+        help: "Bytes received from clients.",
+        value: |s| f(s.bytes_from_clients),
+    },
+    Family {
+        name: "muxql_bytes_from_upstreams_total",
+        kind: "counter",
+        help: "Bytes received from upstreams.",
+        value: |s| f(s.bytes_from_upstreams),
+    },
+    Family {
+        name: "muxql_wait_seconds_total",
+        kind: "counter",
+        help: "Total time clients waited for an upstream.",
+        value: |s| f(s.wait_ms) / 1000.0,
+    },
+    Family {
+        name: "muxql_pins_total",
+        kind: "counter",
+        help: "Times a client was pinned to an upstream.",
+        value: |s| f(s.pins),
+    },
+    Family {
+        name: "muxql_upstreams_discarded_total",
+        kind: "counter",
+        help: "Upstream connections closed instead of reused.",
+        value: |s| f(s.upstreams_discarded),
+    },
+];
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the statistics; `labels` are (database, client user) per route, in route order.
+pub(crate) fn render(stats: &Stats, labels: &[(String, Option<String>)]) -> String {
+    let mut out = String::with_capacity(4096);
+    let label = |i: usize| match labels.get(i) {
+        Some((db, Some(user))) => format!("route=\"{}\",user=\"{}\"", escape(db), escape(user)),
+        Some((db, None)) => format!("route=\"{}\"", escape(db)),
+        None => format!("route=\"{i}\""),
+    };
+    for fam in &FAMILIES {
+        let _ = writeln!(out, "# HELP {} {}", fam.name, fam.help);
+        let _ = writeln!(out, "# TYPE {} {}", fam.name, fam.kind);
+        for (i, rs) in stats.routes.iter().enumerate() {
+            let _ = writeln!(out, "{}{{{}}} {}", fam.name, label(i), (fam.value)(rs));
+        }
+    }
+    out.push_str("# HELP muxql_clients_logging_in Clients not yet authenticated.\n");
+    out.push_str("# TYPE muxql_clients_logging_in gauge\n");
+    let _ = writeln!(out, "muxql_clients_logging_in {}", stats.clients_logging_in);
+    out
+}
+
+/// Accepts scrapers forever.
+pub(crate) async fn serve(listener: TcpListener, driver: Rc<Driver>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::task::spawn_local(respond(stream, driver.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("metrics accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads one request head and answers it, then closes.
+async fn respond(mut stream: TcpStream, driver: Rc<Driver>) {
+    let mut head = Vec::with_capacity(512);
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return;
+    }
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
+    let path = path.split(|&b| b == b'?').next().unwrap_or(&[]);
+    let (status, body) = match (method, path) {
+        (b"GET" | b"HEAD", b"/metrics") => {
+            ("200 OK", render(&driver.stats(), &driver.route_labels()))
+        }
+        (b"GET" | b"HEAD", _) => ("404 Not Found", "not found; try /metrics\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "only GET is supported\n".to_string(),
+        ),
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != b"HEAD" {
+        resp.push_str(&body);
+    }
+    if let Err(e) = stream.write_all(resp.as_bytes()).await {
+        tracing::debug!("metrics response: {e}");
+    }
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_field_with_help_and_type() {
+        let rs = RouteStats {
+            clients: 500,
+            peak_upstreams: 8,
+            wait_ms: 1500,
+            ..RouteStats::default()
+        };
+        let stats = Stats {
+            routes: vec![rs],
+            clients_logging_in: 2,
+        };
+        let text = render(&stats, &[("my\"db".into(), Some("app".into()))]);
+        assert!(text.contains("muxql_clients{route=\"my\\\"db\",user=\"app\"} 500\n"));
+        assert!(text.contains("muxql_peak_upstreams{route=\"my\\\"db\",user=\"app\"} 8\n"));
+        assert!(text.contains("muxql_wait_seconds_total{route=\"my\\\"db\",user=\"app\"} 1.5\n"));
+        assert!(text.contains("muxql_clients_logging_in 2\n"));
+        for fam in &FAMILIES {
+            assert!(text.contains(&format!("# HELP {} ", fam.name)));
+            assert!(text.contains(&format!("# TYPE {} {}\n", fam.name, fam.kind)));
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The tokio server around one [`Engine`](crate::mux::Engine) and the `muxql` command's core.
+//!
+//! One thread runs everything: a current-thread runtime with a `LocalSet`, the engine in an
+//! `Rc<RefCell<_>>`, one small task per socket, one timer task. See `driver` for the loop.
+//!
+//! ```no_run
+//! use muxql::server::{Args, Server, ServerConfig};
+//! use clap::Parser;
+//!
+//! let args = Args::parse_from(["muxql", "--listen-pg", "127.0.0.1:6432",
+//!     "--upstream", "postgres://app:secret@127.0.0.1:5432/app"]);
+//! let server = Server::bind(ServerConfig::from_args(&args)?)?;
+//! server.run()?; // until SIGINT or SIGTERM
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod conn;
+mod driver;
+mod listener;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio::task::LocalSet;
+
+pub use config::{
+    parse_duration, Args, ConfigError, FileConfig, FileRoute, FileUser, ListenAddr, ServerConfig,
+    UpstreamUrl, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+use driver::Driver;
+use listener::Listener;
+
+/// How often shutdown checks whether running transactions have finished.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid (the command exits with code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another I/O failure (runtime creation, signal handlers).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    runtime: Runtime,
+    local: LocalSet,
+    driver: Rc<Driver>,
+    listeners: Vec<Listener>,
+    metrics: Option<tokio::net::TcpListener>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listeners", &self.local_addrs())
+            .field("metrics", &self.metrics_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates the configuration, creates the engine and binds every listener.
+    pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        let engine = crate::mux::Engine::new(config.engine).map_err(ConfigError::from)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _guard = runtime.enter();
+        let mut listeners = Vec::new();
+        for addr in &config.listen_pg {
+            let bound = listener::bind(addr).map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+            listeners.extend(bound);
+        }
+        let metrics = match config.metrics {
+            Some(addr) => Some(bind_metrics(addr)?),
+            None => None,
+        };
+        Ok(Server {
+            driver: Driver::new(engine),
+            local: LocalSet::new(),
+            listeners,
+            metrics,
+            shutdown_timeout: config.shutdown_timeout,
+            runtime,
+        })
+    }
+
+    /// The addresses the PostgreSQL listeners are bound to.
+    pub fn local_addrs(&self) -> Vec<ListenAddr> {
+        self.listeners.iter().map(Listener::local_addr).collect()
+    }
+
+    /// The address of the metrics endpoint, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub fn run(self) -> Result<(), Error> {
+        let signals = {
+            let _guard = self.runtime.enter();
+            Signals::new()?
+        };
+        self.run_until(signals.recv_owned())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, waits (up to the shutdown
+    /// timeout) until no client holds an upstream, and returns.
+    pub fn run_until<F: Future<Output = ()>>(self, shutdown: F) -> Result<(), Error> {
+        let Server {
+            runtime,
+            local,
+            driver,
+            listeners,
+            metrics,
+            shutdown_timeout,
+        } = self;
+        local.block_on(&runtime, async move {
+            let mut tasks = Vec::new();
+            let mut sockets = Vec::new();
+            for l in listeners {
+                tracing::info!("listening on {} (postgres)", l.local_addr());
+                if let Listener::Unix(_, p) = &l {
+                    sockets.push(p.clone());
+                }
+                tasks.push(tokio::task::spawn_local(l.serve(driver.clone())));
+            }
+            if let Some(m) = metrics {
+                if let Ok(a) = m.local_addr() {
+                    tracing::info!("metrics on http://{a}/metrics");
+                }
+                tasks.push(tokio::task::spawn_local(metrics::serve(m, driver.clone())));
+            }
+            let timer = tokio::task::spawn_local(driver.clone().run_timer());
+            shutdown.await;
+            for t in &tasks {
+                t.abort();
+            }
+            listener::cleanup(&sockets);
+            drain(&driver, shutdown_timeout).await;
+            timer.abort();
+            driver.close_all();
+        });
+        Ok(())
+    }
+}
+
+/// Waits until no client holds an upstream, at most `limit`.
+async fn drain(driver: &Driver, limit: Duration) {
+    if driver.is_idle() {
+        tracing::info!("shutting down");
+        return;
+    }
+    tracing::info!(
+        "shutting down: waiting up to {limit:?} for running transactions ({} clients)",
+        driver.client_count()
+    );
+    let deadline = tokio::time::Instant::now() + limit;
+    while !driver.is_idle() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("shutdown timeout: closing connections with transactions in progress");
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let bind = || -> std::io::Result<tokio::net::TcpListener> {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    };
+    bind().map_err(|source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+/// SIGINT and SIGTERM handlers.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Completes at the first SIGINT or SIGTERM.
+    async fn recv_owned(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+}
+
+/// Binds and serves `config` until SIGINT or SIGTERM.
+pub fn run(config: ServerConfig) -> Result<(), Error> {
+    Server::bind(config)?.run()
+}

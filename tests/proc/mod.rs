@@ -1,0 +1,117 @@
+//! Runs the built `muxql` binary as a child process for integration tests.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; a race is unlikely).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Runs `muxql` with `args` to completion and returns (exit status, stderr).
+pub fn run(args: &[&str]) -> (ExitStatus, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_muxql"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run muxql");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `muxql`; killed when dropped.
+pub struct Muxql {
+    child: Option<Child>,
+    /// The PostgreSQL listen port.
+    pub port: u16,
+    /// The metrics port.
+    pub metrics_port: u16,
+}
+
+impl Muxql {
+    /// Starts `muxql --listen-pg 127.0.0.1:<free> --metrics 127.0.0.1:<free> <args>` and waits
+    /// until it accepts connections.
+    pub fn start(args: &[&str]) -> Muxql {
+        let port = free_port();
+        let metrics_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_muxql"))
+            .arg("--listen-pg")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn muxql");
+        let mut m = Muxql {
+            child: Some(child),
+            port,
+            metrics_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", metrics_port)).is_err() {
+            if let Some(status) = m.child_mut().try_wait().expect("try_wait") {
+                panic!("muxql exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "muxql did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child present")
+    }
+
+    /// GETs `path` from the metrics endpoint and returns the whole HTTP response.
+    pub fn http_get(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect metrics");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read response");
+        out
+    }
+
+    /// The value of the series `name{labels}` in `/metrics`, if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.http_get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the exit status.
+    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("child present");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -TERM failed");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("muxql did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Muxql {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
