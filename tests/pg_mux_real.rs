@@ -116,16 +116,33 @@ impl Mux {
     fn psql(&self) -> Command {
         let pg = common::pg();
         let mut cmd = Command::new(pg.bin_path("psql"));
-        cmd.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", &pg.scram_user, "-d", &pg.db])
-            .env("PGPASSWORD", &pg.password)
-            .env_remove("PGOPTIONS");
+        cmd.args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            &pg.scram_user,
+            "-d",
+            &pg.db,
+        ])
+        .env("PGPASSWORD", &pg.password)
+        .env_remove("PGOPTIONS");
         cmd
     }
 
     /// The body of `GET /metrics`, fetched with a plain HTTP/1.0 request.
     async fn metrics(&self) -> String {
-        let mut s = TcpStream::connect(self.metrics).await.expect("connect metrics");
+        let mut s = TcpStream::connect(self.metrics)
+            .await
+            .expect("connect metrics");
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
             .await
             .expect("send metrics request");
@@ -156,7 +173,10 @@ fn metric(text: &str, name: &str) -> f64 {
     let values: Vec<f64> = text
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(['{', ' '])))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
         .map(|l| {
             let v = l.rsplit(' ').next().unwrap_or_default();
             v.parse().unwrap_or_else(|_| panic!("bad sample {l:?}"))
@@ -223,7 +243,9 @@ async fn scalar(client: &Client, sql: &str) -> Option<String> {
 
 /// Runs a command to completion and returns its output, panicking with its stderr on failure.
 fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -236,7 +258,9 @@ fn run_ok(cmd: &mut Command) -> Output {
 
 /// The standard output of a successful command, trimmed.
 fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8_lossy(&run_ok(cmd).stdout).trim().to_string()
+    String::from_utf8_lossy(&run_ok(cmd).stdout)
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -319,10 +343,7 @@ fn psql_runs_queries_transactions_and_copy_through_muxql() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[..2], ["t", "1"], "script output: {stdout}");
-    assert!(
-        lines[2].contains(&table),
-        "\\dt lists the table: {stdout}"
-    );
+    assert!(lines[2].contains(&table), "\\dt lists the table: {stdout}");
 
     // An error reaches psql as an error, and the next session is unaffected.
     let out = mux
@@ -559,7 +580,10 @@ impl RawClient {
         };
         let mut out = BytesMut::new();
         frontend::startup_message(
-            [("user", pg.scram_user.as_str()), ("database", pg.db.as_str())],
+            [
+                ("user", pg.scram_user.as_str()),
+                ("database", pg.db.as_str()),
+            ],
             &mut out,
         )
         .expect("encode startup");
@@ -718,7 +742,8 @@ async fn same_statement_name_means_each_clients_own_sql() {
             // Describe-only on whatever upstream comes next, then a redefinition.
             assert_eq!(c.describe_params("stmt").await, 1);
             c.close("stmt").await;
-            c.prepare("stmt", &format!("SELECT $1::int * {i}, $2::text")).await;
+            c.prepare("stmt", &format!("SELECT $1::int * {i}, $2::text"))
+                .await;
             assert_eq!(c.describe_params("stmt").await, 2);
             c.prepare("one", &format!("SELECT $1::int * {i}")).await;
             for j in 0..5 {
@@ -745,19 +770,27 @@ async fn session_settings_stay_with_their_client() {
     for i in 0..20usize {
         let mut cfg = mux.config();
         let (tz, app, path) = (zone(i), format!("app_{i}"), format!("sp_{i}"));
-        let by_startup = i % 2 == 0;
-        if by_startup {
+        // A third of the clients set their values in the startup packet, a third with SET
+        // in simple queries, a third with SET statements the driver prepares and executes.
+        let how = i % 3;
+        if how == 0 {
             cfg.options(format!("-c TimeZone={tz} -c search_path={path}"))
                 .application_name(&app);
         }
         tasks.push(tokio::spawn(async move {
             let mut c = connect(&cfg).await;
-            if !by_startup {
-                c.batch_execute(&format!(
-                    "SET TimeZone = '{tz}'; SET application_name = '{app}'; SET search_path = {path}"
-                ))
-                .await
-                .expect("SET");
+            let sets = [
+                format!("SET TimeZone = '{tz}'"),
+                format!("SET application_name = '{app}'"),
+                format!("SET search_path = {path}"),
+            ];
+            for set in &sets {
+                match how {
+                    1 => c.batch_execute(set).await,
+                    2 => c.execute(set.as_str(), &[]).await.map(|_| ()),
+                    _ => Ok(()),
+                }
+                .unwrap_or_else(|e| panic!("{set}: {e}"));
             }
             let show = c
                 .prepare(
@@ -789,9 +822,11 @@ async fn session_settings_stay_with_their_client() {
                     // A SET in a rolled-back transaction is undone.
                     10 => {
                         let tx = c.transaction().await.expect("begin");
-                        tx.batch_execute("SET application_name = 'rolled_back'; SET search_path = nowhere")
-                            .await
-                            .expect("set in tx");
+                        tx.batch_execute(
+                            "SET application_name = 'rolled_back'; SET search_path = nowhere",
+                        )
+                        .await
+                        .expect("set in tx");
                         tx.rollback().await.expect("rollback");
                     }
                     // A SET in a committed transaction sticks.
@@ -805,6 +840,37 @@ async fn session_settings_stay_with_their_client() {
                     }
                     _ => {}
                 }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_setting_from_prepared_set_is_really_applied() {
+    // Every client sets the same search_path with a statement the driver prepares (Parse in
+    // one Sync unit, Bind/Execute in the next), so the two units can land on different
+    // upstreams, and every upstream that claims the value must really have it: muxql skips
+    // replaying a value an upstream already has, so a wrong claim shows as a wrong setting.
+    let mux = Mux::start(3);
+    let path = common::unique_name("shared_sp");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (cfg, path) = (mux.config(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            c.execute(format!("SET search_path = {path}").as_str(), &[])
+                .await
+                .expect("SET");
+            let show = c
+                .prepare("SELECT current_setting('search_path')")
+                .await
+                .expect("prepare");
+            for n in 0..50 {
+                let got: String = c.query_one(&show, &[]).await.expect("show").get(0);
+                assert_eq!(got, path, "client {i}, query {n}");
             }
         }));
     }
@@ -837,7 +903,10 @@ async fn advisory_lock_pins_its_client() {
             .await
             .expect("try lock")
             .get(0);
-        assert!(!got, "round {round}: another client took a held session lock");
+        assert!(
+            !got,
+            "round {round}: another client took a held session lock"
+        );
         assert_eq!(
             scalar(&owner, "SELECT pg_backend_pid()").await,
             pid,
@@ -1074,7 +1143,10 @@ async fn cancel_stops_the_running_query() {
     let client = Arc::new(mux.connect().await);
     let marker = common::unique_name("cancel");
     let running = {
-        let (client, sql) = (client.clone(), format!("SELECT pg_sleep(10) /* {marker} */"));
+        let (client, sql) = (
+            client.clone(),
+            format!("SELECT pg_sleep(10) /* {marker} */"),
+        );
         tokio::spawn(async move { client.simple_query(&sql).await })
     };
     wait_running(&admin, &marker).await;
@@ -1099,7 +1171,10 @@ async fn cancel_stops_the_running_query() {
         "cancel took {:?}",
         sent.elapsed()
     );
-    assert_eq!(scalar(&client, "SELECT 'after'").await.as_deref(), Some("after"));
+    assert_eq!(
+        scalar(&client, "SELECT 'after'").await.as_deref(),
+        Some("after")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1192,7 +1267,11 @@ async fn terminated_upstream_fails_only_its_client() {
             .get(0);
         pids.insert(p);
     }
-    assert_eq!(pids.len(), POOL, "{POOL} transactions need {POOL} upstreams");
+    assert_eq!(
+        pids.len(),
+        POOL,
+        "{POOL} transactions need {POOL} upstreams"
+    );
     assert!(!pids.contains(&pid), "the terminated backend is gone");
     for tx in txs {
         tx.commit().await.expect("commit");
