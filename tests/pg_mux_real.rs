@@ -19,6 +19,7 @@ use muxql::server::{ListenAddr, Server, ServerConfig};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, SimpleQueryMessage};
 
 /// Longest any bounded wait in these tests lasts.
@@ -1048,6 +1049,8 @@ enum Leave {
     Terminate,
     /// Its socket closes with nothing said.
     Vanish,
+    /// Its socket closes after a statement failed (the transaction is aborted).
+    VanishInFailedTransaction,
     /// Its socket closes while a query runs upstream.
     VanishMidQuery,
 }
@@ -1078,6 +1081,12 @@ async fn leaving_in_transaction_leaves_nothing(how: Leave) {
     match how {
         Leave::Terminate => drop(client),
         Leave::Vanish => {
+            conn.abort();
+            let _ = conn.await;
+        }
+        Leave::VanishInFailedTransaction => {
+            let err = client.simple_query("SELECT 1/0").await.expect_err("1/0");
+            assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO), "{err}");
             conn.abort();
             let _ = conn.await;
         }
@@ -1132,8 +1141,148 @@ async fn client_vanishing_in_transaction_leaves_nothing_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_in_failed_transaction_leaves_nothing_behind() {
+    leaving_in_transaction_leaves_nothing(Leave::VanishInFailedTransaction).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_query_leaves_nothing_behind() {
     leaving_in_transaction_leaves_nothing(Leave::VanishMidQuery).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_copy_leaves_nothing_behind() {
+    let mux = Mux::start_with(1, ClientAuth::Trust);
+    let table = common::unique_name("copy_left");
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (x int); GRANT ALL ON {table} TO PUBLIC"
+        ))
+        .await
+        .expect("create table");
+
+    let mut raw = RawClient::connect(mux.port).await;
+    let mut out = BytesMut::new();
+    frontend::query(&format!("COPY {table} FROM STDIN"), &mut out).expect("encode query");
+    raw.send(out).await;
+    let (tag, _) = raw.recv().await;
+    assert_eq!(tag, b'G', "CopyInResponse");
+    let mut out = BytesMut::new();
+    frontend::CopyData::new(&b"1\n2\n3\n"[..])
+        .expect("copy data")
+        .write(&mut out);
+    raw.send(out).await;
+    drop(raw);
+
+    // Pool of one: the next client must not be served by an upstream still in COPY.
+    let next = mux.connect().await;
+    let row = first_row(
+        &next,
+        &format!("SELECT txid_current_if_assigned() IS NULL, (SELECT count(*) FROM {table}), 'ok'"),
+    )
+    .await;
+    assert_eq!(row, [Some("t".into()), Some("0".into()), Some("ok".into())]);
+    admin
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_with_errors_get_their_own_answers() {
+    let mux = Mux::start(2);
+    let mut clients = Vec::new();
+    for i in 0..8i32 {
+        let cfg = mux.config();
+        clients.push(tokio::spawn(async move {
+            let c = Arc::new(connect(&cfg).await);
+            let stmt = c.prepare("SELECT 1000 / $1::int").await.expect("prepare");
+            for round in 0..10 {
+                // Ten requests in flight at once on one connection, some of them failing.
+                let mut inflight = Vec::new();
+                for j in 0..10i32 {
+                    let (c, stmt) = (c.clone(), stmt.clone());
+                    let d = (i + j + round) % 4;
+                    inflight.push(tokio::spawn(async move {
+                        if j % 3 == 0 {
+                            let sql = format!("SELECT 1000 / {d}");
+                            (d, scalar_result(&c, &sql).await)
+                        } else {
+                            let r = c.query_one(&stmt, &[&d]).await;
+                            (d, r.map(|row| row.get::<_, i32>(0).to_string()))
+                        }
+                    }));
+                }
+                for f in inflight {
+                    match f.await.expect("request") {
+                        (0, Err(e)) => {
+                            assert_eq!(e.code(), Some(&SqlState::DIVISION_BY_ZERO), "{e}")
+                        }
+                        (d, Ok(v)) if d != 0 => assert_eq!(v, (1000 / d).to_string()),
+                        (d, r) => panic!("client {i}: 1000 / {d} gave {r:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+}
+
+/// Runs a simple query returning one value; its text, or the error.
+async fn scalar_result(client: &Client, sql: &str) -> Result<String, tokio_postgres::Error> {
+    let msgs = client.simple_query(sql).await?;
+    Ok(msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no value")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_result_streams_while_others_work() {
+    let mux = Mux::start(2);
+    let big = mux.connect().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let small = {
+        let (cfg, stop) = (mux.config(), stop.clone());
+        tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            assert_eq!(scalar(&c, "SELECT 42").await.as_deref(), Some("42"));
+            let _ = started_tx.send(());
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(scalar(&c, "SELECT 42").await.as_deref(), Some("42"));
+                n += 1;
+            }
+            n
+        })
+    };
+    started.await.expect("small client started");
+    // About 24 MB of rows, each carrying its own number, with a pause half-way through
+    // during which the other client must get answers.
+    let rows = big
+        .query(
+            "SELECT g, repeat(md5(g::text), 25), \
+             CASE WHEN g = 15000 THEN pg_sleep(0.5)::text END \
+             FROM generate_series(1, 30000) g",
+            &[],
+        )
+        .await
+        .expect("large query");
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(rows.len(), 30000);
+    for (i, row) in rows.iter().enumerate() {
+        let g: i32 = row.get(0);
+        assert_eq!(g as usize, i + 1);
+        assert_eq!(row.get::<_, &str>(1).len(), 800);
+    }
+    assert!(small.await.expect("small client") > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1161,11 +1310,7 @@ async fn cancel_stops_the_running_query() {
         .expect("the query ends after the cancel")
         .expect("query task")
         .expect_err("a cancelled query fails");
-    assert_eq!(
-        err.code(),
-        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
-        "{err}"
-    );
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
     assert!(
         sent.elapsed() < Duration::from_secs(3),
         "cancel took {:?}",
