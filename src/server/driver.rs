@@ -79,6 +79,7 @@ pub(crate) struct Driver {
     clients: RefCell<IdMap<Rc<Conn>>>,
     upstreams: RefCell<IdMap<Upstream>>,
     dirty: RefCell<Vec<Rc<Conn>>>,
+    flushing: RefCell<Vec<Rc<Conn>>>,
     read_buf: RefCell<BytesMut>,
     epoch: Instant,
     timer: Notify,
@@ -100,6 +101,7 @@ impl Driver {
             clients: RefCell::default(),
             upstreams: RefCell::default(),
             dirty: RefCell::default(),
+            flushing: RefCell::default(),
             read_buf: RefCell::new(BytesMut::new()),
             epoch: Instant::now(),
             timer: Notify::new(),
@@ -319,12 +321,14 @@ impl Driver {
                     None => break,
                 }
             }
-            let batch = std::mem::take(&mut *self.dirty.borrow_mut());
+            let mut batch = std::mem::take(&mut *self.flushing.borrow_mut());
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
             let mut failed = false;
-            for conn in batch {
+            for conn in batch.drain(..) {
                 conn.clear_dirty();
                 failed |= self.flush_one(&conn);
             }
+            *self.flushing.borrow_mut() = batch;
             if !failed {
                 break;
             }
