@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -25,8 +25,31 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, SimpleQueryMessa
 /// Longest any bounded wait in these tests lasts.
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Names of muxql server threads that panicked. tokio catches a panic inside a task and the
+/// server carries on, so a panic hook records them for [`Mux`]'s drop to report.
+fn server_panics() -> &'static Mutex<Vec<String>> {
+    static PANICS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    PANICS.get_or_init(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if let (Some(name), Some(panics)) = (thread.name(), PANICS.get()) {
+                if name.starts_with("muxql-server_") {
+                    panics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(name.to_string());
+                }
+            }
+            default(info);
+        }));
+        Mutex::new(Vec::new())
+    })
+}
+
 /// A muxql server running in-process on its own thread (it drives a current-thread runtime),
-/// routing database `muxql` to the harness PostgreSQL as the SCRAM user. Stopped when dropped.
+/// routing database `muxql` to the harness PostgreSQL as the SCRAM user. Stopped when dropped;
+/// the drop fails the test if anything panicked in the server.
 struct Mux {
     /// Port of the PostgreSQL listener on 127.0.0.1.
     port: u16,
@@ -34,18 +57,21 @@ struct Mux {
     metrics: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Name of the server thread.
+    name: String,
 }
 
 impl Mux {
     /// Starts muxql with a transaction-mode pool of `pool_size` and SCRAM client logins.
     fn start(pool_size: usize) -> Mux {
-        Mux::start_with(pool_size, ClientAuth::ScramSha256)
+        Mux::start_with(pool_size, |_| {})
     }
 
-    /// Starts muxql with a transaction-mode pool of `pool_size` and the given client logins.
-    fn start_with(pool_size: usize, client_auth: ClientAuth) -> Mux {
+    /// Starts muxql with a transaction-mode pool of `pool_size` and SCRAM client logins, then
+    /// lets `tweak` change the engine configuration.
+    fn start_with(pool_size: usize, tweak: impl FnOnce(&mut Config)) -> Mux {
         let pg = common::pg();
-        let engine = Config {
+        let mut engine = Config {
             routes: vec![Route {
                 protocol: Protocol::Postgres,
                 database: pg.db.clone(),
@@ -61,9 +87,9 @@ impl Mux {
                 name: pg.scram_user.clone(),
                 password: pg.password.clone(),
             }],
-            client_auth,
             ..Config::default()
         };
+        tweak(&mut engine);
         let config = ServerConfig {
             engine,
             listen_pg: vec![ListenAddr::Tcp("127.0.0.1:0".into())],
@@ -73,26 +99,32 @@ impl Mux {
         };
         let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let server = Server::bind(config).expect("bind muxql");
-            let port = match server.local_addrs().as_slice() {
-                [ListenAddr::Tcp(a)] => a.parse::<SocketAddr>().expect("listen address").port(),
-                other => panic!("expected one TCP listener, got {other:?}"),
-            };
-            let metrics = server.metrics_addr().expect("metrics address");
-            addrs_tx.send((port, metrics)).expect("report addresses");
-            server
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .expect("run muxql");
-        });
+        server_panics();
+        let name = common::unique_name("muxql-server");
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let server = Server::bind(config).expect("bind muxql");
+                let port = match server.local_addrs().as_slice() {
+                    [ListenAddr::Tcp(a)] => a.parse::<SocketAddr>().expect("listen address").port(),
+                    other => panic!("expected one TCP listener, got {other:?}"),
+                };
+                let metrics = server.metrics_addr().expect("metrics address");
+                addrs_tx.send((port, metrics)).expect("report addresses");
+                server
+                    .run_until(async {
+                        let _ = stopped.await;
+                    })
+                    .expect("run muxql");
+            });
+        let thread = thread.expect("spawn the muxql thread");
         let (port, metrics) = addrs_rx.recv().expect("muxql started");
         Mux {
             port,
             metrics,
             stop: Some(stop),
             thread: Some(thread),
+            name,
         }
     }
 
@@ -160,11 +192,15 @@ impl Drop for Mux {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(thread) = self.thread.take() {
-            // A panic in the server thread fails the test, unless the test is failing already.
-            if thread.join().is_err() && !std::thread::panicking() {
-                panic!("muxql server thread panicked");
-            }
+        let joined = self.thread.take().is_none_or(|t| t.join().is_ok());
+        let panicked = !joined
+            || server_panics()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&self.name);
+        // A panic in the server fails the test, unless the test is failing already.
+        if panicked && !std::thread::panicking() {
+            panic!("muxql panicked (see the output above)");
         }
     }
 }
@@ -729,7 +765,7 @@ fn single_value(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_statement_name_means_each_clients_own_sql() {
-    let mux = Mux::start_with(4, ClientAuth::Trust);
+    let mux = Mux::start_with(4, |c| c.client_auth = ClientAuth::Trust);
     let mut tasks = Vec::new();
     for i in 0..50 {
         let port = mux.port;
@@ -878,6 +914,64 @@ async fn shared_setting_from_prepared_set_is_really_applied() {
     for t in tasks {
         t.await.expect("client");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_startup_setting_is_refused_as_postgres_does() {
+    let mux = Mux::start(2);
+    let bogus = |mut cfg: tokio_postgres::Config| {
+        cfg.options("-c TimeZone=Bogus/Zone");
+        cfg
+    };
+    let pg = common::pg();
+    let direct = bogus(pg.config(&pg.scram_user))
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("PostgreSQL refuses an invalid startup setting");
+    assert_eq!(direct.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+
+    // muxql only meets the value when it applies it upstream, after the login: the client
+    // must then get PostgreSQL's error, not run its queries without the setting.
+    let outcome = match bogus(mux.config()).connect(NoTls).await {
+        Err(e) => Err(e),
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client.simple_query("SHOW TimeZone").await.map(|rows| {
+                rows.iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            })
+        }
+    };
+    let err = outcome.expect_err("a session without its startup setting");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_PARAMETER_VALUE),
+        "{err}"
+    );
+
+    // Other clients are served as usual.
+    let ok = mux.connect().await;
+    assert_eq!(scalar(&ok, "SELECT 1").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_past_their_lifetime_are_replaced() {
+    let mux = Mux::start_with(2, |c| c.server_lifetime_ms = 200);
+    let client = mux.connect().await;
+    // The upstream outlives its lifetime while serving this query, so it is closed when
+    // released and the next query gets a new one.
+    let old = first_row(&client, "SELECT pg_backend_pid(), pg_sleep(0.3)::text").await;
+    let new = first_row(&client, "SELECT pg_backend_pid(), 1 + 1").await;
+    assert_eq!(new[1].as_deref(), Some("2"));
+    assert_ne!(old[0], new[0], "the upstream outlived its lifetime");
+    let text = mux.metrics().await;
+    assert!(metric(&text, "muxql_upstreams") <= 2.0, "{text}");
+    assert_eq!(metric(&text, "muxql_upstreams_active"), 0.0, "{text}");
 }
 
 /// A key for session advisory locks that no other test (or test process) uses.
@@ -1152,7 +1246,7 @@ async fn client_vanishing_mid_query_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_copy_leaves_nothing_behind() {
-    let mux = Mux::start_with(1, ClientAuth::Trust);
+    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
     let table = common::unique_name("copy_left");
     let admin = admin().await;
     admin
