@@ -1205,12 +1205,17 @@ async fn leaving_in_transaction_leaves_nothing(how: Leave) {
     let pg = common::pg();
     let fresh = first_row(&connect(&pg.config(&pg.scram_user)).await, &inspect).await;
     let next = first_row(&mux.connect().await, &inspect).await;
-    let same_upstream = next[0] == pid;
-    assert_eq!(
-        same_upstream,
-        how != Leave::VanishMidQuery,
-        "an idle upstream is rolled back and reused; one with a query in flight is closed"
-    );
+    // An idle upstream is rolled back and reused; one still owing a response is closed. The
+    // driver reports an error before the ReadyForQuery that follows it arrives, so after a
+    // failed statement either may happen.
+    let reused = match how {
+        Leave::Terminate | Leave::Vanish => Some(true),
+        Leave::VanishMidQuery => Some(false),
+        Leave::VanishInFailedTransaction => None,
+    };
+    if let Some(reused) = reused {
+        assert_eq!(next[0] == pid, reused, "upstream reuse");
+    }
     let t = Some("t".to_string());
     assert_eq!(next[1], t, "a transaction id is still assigned");
     assert_eq!(next[2], t, "still inside the old transaction");
