@@ -795,3 +795,35 @@ fn set_effects_follow_the_transaction_outcome() {
     let out = sim.client_send(a, &[q("SELECT 2")]);
     assert_eq!(out.upstream_msgs(u)[0], q("SET search_path TO kept;"));
 }
+
+#[test]
+fn an_upstream_skipping_scram_verification_is_refused() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.routes[0].upstream_password = "secret".into();
+    let mut sim = Sim::new(cfg);
+    let (c, out) = sim.open_client(&[]);
+    let u = out.connects[0];
+    sim.engine.upstream_connected(u, sim.now);
+    sim.drain();
+    let out = sim.upstream_send(
+        u,
+        &[BackendMessage::Authentication(
+            muxql::pg::backend::Authentication::Sasl {
+                mechanisms: vec![Bytes::from_static(b"SCRAM-SHA-256")],
+            },
+        )],
+    );
+    assert_eq!(out.to_upstreams.len(), 1, "SASLInitialResponse sent");
+    let out = sim.upstream_send(
+        u,
+        &[BackendMessage::Authentication(
+            muxql::pg::backend::Authentication::Ok,
+        )],
+    );
+    assert_eq!(out.closed_upstreams, vec![u]);
+    assert_eq!(
+        out.closed_clients,
+        vec![c],
+        "the waiting client is told, not served"
+    );
+}

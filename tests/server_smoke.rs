@@ -47,8 +47,16 @@ async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
 async fn queries_flow_through_muxql() {
     let pg = common::pg();
     let (m, _, dir) = start();
-    let mut cfg = pg.config(&pg.scram_user);
-    cfg.host("127.0.0.1").port(m.port);
+    let through = |host: &str, port: u16| {
+        let mut c = tokio_postgres::Config::new();
+        c.host(host)
+            .port(port)
+            .user(&pg.scram_user)
+            .password(&pg.password)
+            .dbname(&pg.db);
+        c
+    };
+    let cfg = through("127.0.0.1", m.port);
 
     let client = connect(&cfg).await;
     let row = client
@@ -62,8 +70,7 @@ async fn queries_flow_through_muxql() {
         .expect("extended query");
     assert_eq!(row.get::<_, i32>(0), 21);
 
-    let mut unix_cfg = pg.config(&pg.scram_user);
-    unix_cfg.host_path(&dir).port(6432);
+    let unix_cfg = through(dir.to_str().expect("utf-8 temp dir"), 6432);
     let via_unix = connect(&unix_cfg).await;
     let row = via_unix
         .query_one("SELECT 'unix'::text", &[])

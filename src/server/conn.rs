@@ -1,20 +1,18 @@
-//! One socket: its write queue, flags, and the small task that waits for it to become ready.
+//! One socket: its write queue and readiness flags.
 //!
-//! A connection owns no read buffer (reads go into the driver's shared buffer) and no timer.
+//! A connection owns no read buffer (reads go into the driver's shared buffer), no task and no
+//! timer: the driver's single I/O task learns readiness from one mio registry and calls back.
 //! Writes are attempted as soon as the engine emits them; only what the kernel refuses is
-//! queued here, and only then does the task wait for writability.
+//! queued here, and the socket then waits for its next writable edge.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::io::{self, IoSlice};
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::{TcpStream, UnixStream};
+use mio::net::{TcpStream, UnixStream};
 
-use super::driver::Driver;
 use crate::mux::{ClientId, UpstreamId};
 
 /// Most buffers handed to one `writev` call.
@@ -29,7 +27,29 @@ pub(crate) enum Peer {
     Upstream(UpstreamId),
 }
 
-/// A connected TCP or Unix stream socket.
+impl Peer {
+    /// The mio token of this peer: clients even, upstreams odd.
+    pub(crate) fn token(self) -> Option<mio::Token> {
+        let (id, side) = match self {
+            Peer::Client(c) => (c.0, 0),
+            Peer::Upstream(u) => (u.0, 1),
+        };
+        let t = id.checked_mul(2)?.checked_add(side)?;
+        usize::try_from(t).ok().map(mio::Token)
+    }
+
+    /// The peer a token stands for.
+    pub(crate) fn from_token(t: mio::Token) -> Peer {
+        let t = t.0 as u64;
+        if t % 2 == 0 {
+            Peer::Client(ClientId(t / 2))
+        } else {
+            Peer::Upstream(UpstreamId(t / 2))
+        }
+    }
+}
+
+/// A connected TCP or Unix stream socket (non-blocking, registered with mio).
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// TCP (with `TCP_NODELAY`).
@@ -39,59 +59,73 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// Wraps a TCP stream, turning Nagle's algorithm off.
-    pub(crate) fn tcp(s: TcpStream) -> Stream {
-        if let Err(e) = s.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-        Stream::Tcp(s)
+    /// Takes a socket over from tokio (deregistering it there), turning Nagle off for TCP.
+    pub(crate) fn from_tokio_tcp(s: tokio::net::TcpStream) -> io::Result<Stream> {
+        let s = s.into_std()?;
+        s.set_nodelay(true)?;
+        Ok(Stream::Tcp(TcpStream::from_std(s)))
     }
 
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => s.poll_read_ready(cx),
-            Stream::Unix(s) => s.poll_read_ready(cx),
-        }
+    /// Takes a Unix socket over from tokio.
+    pub(crate) fn from_tokio_unix(s: tokio::net::UnixStream) -> io::Result<Stream> {
+        Ok(Stream::Unix(UnixStream::from_std(s.into_std()?)))
     }
 
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Registers the socket for read and write readiness (edge-triggered).
+    pub(crate) fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+    ) -> io::Result<()> {
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         match self {
-            Stream::Tcp(s) => s.poll_write_ready(cx),
-            Stream::Unix(s) => s.poll_write_ready(cx),
-        }
-    }
-
-    /// Reads what is available into the spare capacity of `buf`.
-    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
+            Stream::Tcp(s) => registry.register(s, token, interest),
+            Stream::Unix(s) => registry.register(s, token, interest),
         }
     }
 
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn fd(&self) -> std::os::fd::RawFd {
         match self {
-            Stream::Tcp(s) => s.try_write_vectored(bufs),
-            Stream::Unix(s) => s.try_write_vectored(bufs),
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Reads into the spare capacity of `buf` (which must have some) and extends its length.
+    pub(crate) fn read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`; the kernel
+        // writes at most that many bytes and never reads them.
+        let n = unsafe { libc::read(self.fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let len = buf.len() + n;
+        // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(len) };
+        Ok(n)
+    }
+
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+            Stream::Unix(s) => (&*s).write_vectored(bufs),
         }
     }
 }
 
 /// The engine asked to close: flush what is queued, then close.
 const CLOSING: u8 = 1;
-/// Gone: the task exits at its next poll and the socket is dropped.
+/// Gone: removed from the driver; the socket closes when the last reference drops.
 const DEAD: u8 = 2;
 /// Listed in the driver's batch of connections to flush.
 const DIRTY: u8 = 4;
+/// The socket may have bytes to read (set by an event, cleared by a short or blocked read).
+const READABLE: u8 = 8;
+/// The socket may accept writes (set by an event, cleared by a short or blocked write).
+const WRITABLE: u8 = 16;
+/// Listed in the driver's ready queue.
+const LISTED: u8 = 32;
 
-/// What woke a connection task.
-enum Event {
-    Readable,
-    Writable,
-    Exit,
-}
-
-/// Per-socket state shared by the driver and the socket's task.
+/// Per-socket state.
 pub(crate) struct Conn {
     /// The engine object this socket serves.
     pub(crate) peer: Peer,
@@ -103,22 +137,30 @@ pub(crate) struct Conn {
     paused: Cell<u16>,
     /// The connection whose reads this one paused because its own queue grew too long.
     pub(crate) paused_peer: Cell<Option<Peer>>,
-    waker: Cell<Option<Waker>>,
 }
 
 impl Conn {
-    /// A new connection with nothing queued.
+    /// A new connection with nothing queued, assumed writable and readable.
     pub(crate) fn new(peer: Peer, stream: Stream) -> Conn {
         Conn {
             peer,
             stream,
             queue: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
-            flags: Cell::new(0),
+            flags: Cell::new(READABLE | WRITABLE),
             paused: Cell::new(0),
             paused_peer: Cell::new(None),
-            waker: Cell::new(None),
         }
+    }
+
+    fn set(&self, flag: u8, on: bool) -> bool {
+        let f = self.flags.get();
+        self.flags.set(if on { f | flag } else { f & !flag });
+        f & flag != 0
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
     }
 
     /// Bytes waiting to be written.
@@ -138,37 +180,69 @@ impl Conn {
 
     /// Marks the connection as listed for flushing; false if it already was.
     pub(crate) fn mark_dirty(&self) -> bool {
-        let f = self.flags.get();
-        self.flags.set(f | DIRTY);
-        f & DIRTY == 0
+        !self.set(DIRTY, true)
     }
 
     /// Clears the flush-listing mark.
     pub(crate) fn clear_dirty(&self) {
-        self.flags.set(self.flags.get() & !DIRTY);
+        self.set(DIRTY, false);
+    }
+
+    /// Marks the connection as in the ready queue; false if it already was.
+    pub(crate) fn mark_listed(&self) -> bool {
+        !self.set(LISTED, true)
+    }
+
+    /// Clears the ready-queue mark.
+    pub(crate) fn clear_listed(&self) {
+        self.set(LISTED, false);
+    }
+
+    /// Records readiness reported by the poller.
+    pub(crate) fn set_ready(&self, readable: bool, writable: bool) {
+        if readable {
+            self.set(READABLE, true);
+        }
+        if writable {
+            self.set(WRITABLE, true);
+        }
+    }
+
+    /// Forgets read readiness until the next event.
+    pub(crate) fn clear_readable(&self) {
+        self.set(READABLE, false);
+    }
+
+    /// True when a read should be attempted now.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.flags.get() & (READABLE | CLOSING | DEAD) == READABLE && self.paused.get() == 0
+    }
+
+    /// True when a flush should be attempted now.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.has(WRITABLE) && self.queued.get() > 0 && !self.has(DEAD)
     }
 
     /// True once the engine asked to close this connection.
     pub(crate) fn is_closing(&self) -> bool {
-        self.flags.get() & CLOSING != 0
+        self.has(CLOSING)
     }
 
     /// True once the connection is gone.
     pub(crate) fn is_dead(&self) -> bool {
-        self.flags.get() & DEAD != 0
+        self.has(DEAD)
     }
 
     /// Records the engine's request to close after flushing.
     pub(crate) fn set_closing(&self) {
-        self.flags.set(self.flags.get() | CLOSING);
+        self.set(CLOSING, true);
     }
 
-    /// Ends the connection: its task exits and the socket closes.
+    /// Ends the connection: drops its queue; the socket closes with the last reference.
     pub(crate) fn kill(&self) {
-        self.flags.set(self.flags.get() | DEAD);
+        self.set(DEAD, true);
         self.queue.borrow_mut().clear();
         self.queued.set(0);
-        self.wake();
     }
 
     /// Stops reading from this socket (counted: each pause needs one resume).
@@ -176,39 +250,38 @@ impl Conn {
         self.paused.set(self.paused.get().saturating_add(1));
     }
 
-    /// Undoes one [`Conn::pause`].
-    pub(crate) fn resume(&self) {
+    /// Undoes one [`Conn::pause`]; true when reading may resume.
+    pub(crate) fn resume(&self) -> bool {
         self.paused.set(self.paused.get().saturating_sub(1));
-        self.wake();
-    }
-
-    /// Wakes the task so it re-evaluates what to wait for.
-    pub(crate) fn wake(&self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
+        self.paused.get() == 0
     }
 
     /// Writes as much of the queue as the kernel takes, many buffers per syscall.
     ///
-    /// `Ok(true)` when the queue is empty, `Ok(false)` when the socket would block.
+    /// `Ok(true)` when the queue is empty, `Ok(false)` when the socket is full (then the
+    /// connection waits for its next writable event).
     pub(crate) fn flush(&self) -> io::Result<bool> {
         let mut queue = self.queue.borrow_mut();
         loop {
             if queue.is_empty() {
                 return Ok(true);
             }
-            let n = {
+            let (n, offered) = {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut cnt = 0;
+                let mut offered = 0usize;
                 for (slot, b) in iov.iter_mut().zip(queue.iter()) {
                     *slot = IoSlice::new(b);
+                    offered += b.len();
                     cnt += 1;
                 }
-                match self.stream.try_write_vectored(&iov[..cnt]) {
+                match self.stream.write_vectored(&iov[..cnt]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Ok(n) => (n, offered),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.set(WRITABLE, false);
+                        return Ok(false);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 }
@@ -227,40 +300,10 @@ impl Conn {
                     left = 0;
                 }
             }
-        }
-    }
-
-    fn poll_event(&self, cx: &mut Context<'_>) -> Poll<Event> {
-        let flags = self.flags.get();
-        if flags & DEAD != 0 {
-            return Poll::Ready(Event::Exit);
-        }
-        if self.queued.get() > 0 && self.stream.poll_write_ready(cx).is_ready() {
-            return Poll::Ready(Event::Writable);
-        }
-        if flags & CLOSING == 0
-            && self.paused.get() == 0
-            && self.stream.poll_read_ready(cx).is_ready()
-        {
-            return Poll::Ready(Event::Readable);
-        }
-        let mut slot = self.waker.take();
-        match &slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot = Some(cx.waker().clone()),
-        }
-        self.waker.set(slot);
-        Poll::Pending
-    }
-}
-
-/// The task of one socket: wait for readiness, hand the event to the driver, repeat.
-pub(crate) async fn run(driver: Rc<Driver>, conn: Rc<Conn>) {
-    loop {
-        match poll_fn(|cx| conn.poll_event(cx)).await {
-            Event::Readable => driver.on_readable(&conn),
-            Event::Writable => driver.on_writable(&conn),
-            Event::Exit => return,
+            if n < offered {
+                self.set(WRITABLE, false);
+                return Ok(queue.is_empty());
+            }
         }
     }
 }

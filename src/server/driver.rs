@@ -1,24 +1,29 @@
 //! The event loop around one [`Engine`]: feeds it socket events and carries out its actions.
 //!
-//! Everything runs on one thread (a tokio `LocalSet`). After every input the driver drains
-//! `poll_action()`, queues the bytes per socket, then flushes each touched socket once with a
-//! vectored write. One timer task sleeps until `poll_timeout()`; it is woken only when a new
-//! deadline is earlier than the one it sleeps for.
+//! Everything runs on one thread (a tokio `LocalSet`). Client and upstream sockets are
+//! registered (edge-triggered) with one mio registry whose epoll descriptor is itself watched by
+//! tokio, so a single I/O task serves every socket and an idle connection costs only its
+//! [`Conn`]. After every input the driver drains `poll_action()`, queues the bytes per socket,
+//! then flushes each touched socket once with a vectored write. One timer task sleeps until
+//! `poll_timeout()`; it is woken only when a new deadline is earlier than the one it sleeps for.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::conn::{self, Conn, Peer, Stream};
+use super::conn::{Conn, Peer, Stream};
 use crate::mux::{Action, Engine, Protocol, Stats, UpstreamId};
 
 /// Capacity reserved for the shared read buffer when it runs low.
@@ -29,6 +34,8 @@ const READ_MIN: usize = 8 * 1024;
 const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Reads resume once the queue is this short again.
 const LOW_WATER: usize = 1024 * 1024;
+/// Readiness events fetched per poll.
+const EVENTS: usize = 1024;
 /// Upper bound on a cancel request's side connection.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +71,11 @@ enum Upstream {
 /// The engine, its sockets and the shared read buffer.
 pub(crate) struct Driver {
     engine: RefCell<Engine>,
+    poll: RefCell<mio::Poll>,
+    registry: mio::Registry,
+    events: RefCell<mio::Events>,
+    ready: RefCell<VecDeque<Rc<Conn>>>,
+    io_wake: Notify,
     clients: RefCell<IdMap<Rc<Conn>>>,
     upstreams: RefCell<IdMap<Upstream>>,
     dirty: RefCell<Vec<Rc<Conn>>>,
@@ -74,10 +86,17 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Wraps an engine; `epoch` is time zero of the engine's millisecond clock.
-    pub(crate) fn new(engine: Engine) -> Rc<Driver> {
-        Rc::new(Driver {
+    /// Wraps an engine; the clock's zero is now.
+    pub(crate) fn new(engine: Engine) -> io::Result<Rc<Driver>> {
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        Ok(Rc::new(Driver {
             engine: RefCell::new(engine),
+            poll: RefCell::new(poll),
+            registry,
+            events: RefCell::new(mio::Events::with_capacity(EVENTS)),
+            ready: RefCell::default(),
+            io_wake: Notify::new(),
             clients: RefCell::default(),
             upstreams: RefCell::default(),
             dirty: RefCell::default(),
@@ -85,7 +104,7 @@ impl Driver {
             epoch: Instant::now(),
             timer: Notify::new(),
             armed: Cell::new(None),
-        })
+        }))
     }
 
     /// Milliseconds since the driver started.
@@ -138,32 +157,135 @@ impl Driver {
             }
         }
         self.dirty.borrow_mut().clear();
+        self.ready.borrow_mut().clear();
     }
 
-    /// Registers an accepted client socket and starts its task.
-    pub(crate) fn accept(self: &Rc<Self>, stream: Stream) {
+    /// Registers an accepted client socket with the engine and the poller.
+    pub(crate) fn accept(self: &Rc<Self>, mut stream: Stream) {
         let now = self.now_ms();
         let id = self
             .engine
             .borrow_mut()
             .client_open(Protocol::Postgres, now);
-        let conn = Rc::new(Conn::new(Peer::Client(id), stream));
-        self.clients.borrow_mut().insert(id.0, conn.clone());
-        tokio::task::spawn_local(conn::run(self.clone(), conn));
+        let peer = Peer::Client(id);
+        match self.register(&mut stream, peer) {
+            Ok(()) => {
+                let conn = Rc::new(Conn::new(peer, stream));
+                self.clients.borrow_mut().insert(id.0, conn.clone());
+                self.list(&conn);
+                self.io_wake.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!("registering client socket: {e}");
+                self.engine.borrow_mut().client_closed(id, now);
+            }
+        }
         self.drain();
     }
 
+    fn register(&self, stream: &mut Stream, peer: Peer) -> io::Result<()> {
+        let token = peer
+            .token()
+            .ok_or_else(|| io::Error::other("id out of token range"))?;
+        stream.register(&self.registry, token)
+    }
+
+    /// Puts a connection in the ready queue (once).
+    fn list(&self, conn: &Rc<Conn>) {
+        if conn.mark_listed() {
+            self.ready.borrow_mut().push_back(conn.clone());
+        }
+    }
+
+    /// The single I/O task: waits for the poller, then serves ready sockets, forever.
+    pub(crate) async fn run_io(self: Rc<Self>) -> io::Result<()> {
+        let fd: RawFd = self.poll.borrow().as_raw_fd();
+        // SAFETY: `fd` is the epoll descriptor owned by `self.poll`, which is never replaced and
+        // outlives `afd`: this task holds `self` (an `Rc<Driver>`) until `afd` is dropped.
+        let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        let mut more = true;
+        loop {
+            if !more && self.ready.borrow().is_empty() {
+                tokio::select! {
+                    guard = afd.readable() => guard?.clear_ready(),
+                    _ = self.io_wake.notified() => {}
+                }
+            }
+            more = self.poll_events();
+            self.serve_ready();
+            if more || !self.ready.borrow().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Fetches readiness events without blocking; true when the event buffer was full.
+    fn poll_events(&self) -> bool {
+        let mut poll = self.poll.borrow_mut();
+        let mut events = self.events.borrow_mut();
+        if let Err(e) = poll.poll(&mut events, Some(Duration::ZERO)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::warn!("poll: {e}");
+            }
+            return false;
+        }
+        let mut count = 0;
+        for ev in events.iter() {
+            count += 1;
+            let Some(conn) = self.conn_of(Peer::from_token(ev.token())) else {
+                continue;
+            };
+            let failed = ev.is_error();
+            conn.set_ready(
+                ev.is_readable() || ev.is_read_closed() || failed,
+                ev.is_writable() || ev.is_write_closed() || failed,
+            );
+            self.list(&conn);
+        }
+        count >= EVENTS
+    }
+
+    /// One pass over the ready queue: flush what waits for writability, read once from each.
+    fn serve_ready(self: &Rc<Self>) {
+        let n = self.ready.borrow().len();
+        for _ in 0..n {
+            let Some(conn) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            conn.clear_listed();
+            if conn.wants_write() && self.flush_one(&conn) {
+                self.drain();
+            }
+            if conn.wants_read() {
+                self.on_readable(&conn);
+                if conn.wants_read() {
+                    self.list(&conn);
+                }
+            }
+        }
+    }
+
     /// Reads once from a readable socket and feeds the bytes to the engine.
-    pub(crate) fn on_readable(self: &Rc<Self>, conn: &Rc<Conn>) {
+    fn on_readable(self: &Rc<Self>, conn: &Rc<Conn>) {
         let res = {
             let mut buf = self.read_buf.borrow_mut();
             if buf.capacity() - buf.len() < READ_MIN {
                 buf.reserve(READ_CHUNK);
             }
-            match conn.stream.try_read_buf(&mut buf) {
+            let room = buf.capacity() - buf.len();
+            match conn.stream.read_into(&mut buf) {
                 Ok(0) => Err(None),
-                Ok(_) => Ok(buf.split()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(n) => {
+                    if n < room {
+                        conn.clear_readable();
+                    }
+                    Ok(buf.split())
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.clear_readable();
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
                 Err(e) => Err(Some(e)),
             }
@@ -184,13 +306,6 @@ impl Driver {
                 self.lost(conn);
                 self.drain();
             }
-        }
-    }
-
-    /// Flushes a connection whose socket became writable.
-    pub(crate) fn on_writable(self: &Rc<Self>, conn: &Rc<Conn>) {
-        if self.flush_one(conn) {
-            self.drain();
         }
     }
 
@@ -237,7 +352,6 @@ impl Driver {
                 } else if conn.queued() > HIGH_WATER {
                     self.apply_backpressure(conn);
                 }
-                conn.wake();
                 false
             }
             Err(e) => {
@@ -277,7 +391,10 @@ impl Driver {
     fn release_backpressure(&self, conn: &Conn) {
         if let Some(peer) = conn.paused_peer.take() {
             if let Some(f) = self.conn_of(peer) {
-                f.resume();
+                if f.resume() {
+                    self.list(&f);
+                    self.io_wake.notify_one();
+                }
             }
         }
     }
@@ -451,8 +568,15 @@ impl Driver {
         };
         let now = self.now_ms();
         match res {
-            Ok(stream) => {
-                let conn = Rc::new(Conn::new(Peer::Upstream(id), stream));
+            Ok(mut stream) => {
+                let peer = Peer::Upstream(id);
+                if let Err(e) = self.register(&mut stream, peer) {
+                    tracing::warn!("registering upstream socket: {e}");
+                    self.engine.borrow_mut().upstream_closed(id, now);
+                    self.drain();
+                    return;
+                }
+                let conn = Rc::new(Conn::new(peer, stream));
                 for b in early {
                     conn.push(b);
                 }
@@ -462,7 +586,8 @@ impl Driver {
                 self.upstreams
                     .borrow_mut()
                     .insert(id.0, Upstream::Open(conn.clone()));
-                tokio::task::spawn_local(conn::run(self.clone(), conn));
+                self.list(&conn);
+                self.io_wake.notify_one();
                 self.engine.borrow_mut().upstream_connected(id, now);
             }
             Err(e) => {
@@ -519,24 +644,24 @@ impl Driver {
 /// Connects to `host:port` (TCP) or a unix socket path starting with '/'.
 async fn open(target: &str) -> io::Result<Stream> {
     if target.starts_with('/') {
-        Ok(Stream::Unix(UnixStream::connect(target).await?))
+        Stream::from_tokio_unix(UnixStream::connect(target).await?)
     } else {
-        Ok(Stream::tcp(TcpStream::connect(target).await?))
+        Stream::from_tokio_tcp(TcpStream::connect(target).await?)
     }
 }
 
 /// Delivers a cancel request on a side connection; failures are only logged at debug level.
 async fn send_cancel(target: String, bytes: Bytes) {
     let res = tokio::time::timeout(CANCEL_TIMEOUT, async {
-        match open(&target).await? {
-            Stream::Tcp(mut s) => {
-                s.write_all(&bytes).await?;
-                s.shutdown().await
-            }
-            Stream::Unix(mut s) => {
-                s.write_all(&bytes).await?;
-                s.shutdown().await
-            }
+        if target.starts_with('/') {
+            let mut s = UnixStream::connect(&target).await?;
+            s.write_all(&bytes).await?;
+            s.shutdown().await
+        } else {
+            let mut s = TcpStream::connect(&target).await?;
+            s.set_nodelay(true)?;
+            s.write_all(&bytes).await?;
+            s.shutdown().await
         }
     })
     .await;

@@ -42,8 +42,14 @@ impl Listener {
     pub(crate) async fn serve(self, driver: Rc<Driver>) {
         loop {
             let res = match &self {
-                Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::tcp(s)),
-                Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+                Listener::Tcp(l) => l
+                    .accept()
+                    .await
+                    .and_then(|(s, _)| Stream::from_tokio_tcp(s)),
+                Listener::Unix(l, _) => l
+                    .accept()
+                    .await
+                    .and_then(|(s, _)| Stream::from_tokio_unix(s)),
             };
             match res {
                 Ok(stream) => driver.accept(stream),
@@ -94,7 +100,6 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

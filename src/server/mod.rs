@@ -97,7 +97,7 @@ impl Server {
             None => None,
         };
         Ok(Server {
-            driver: Driver::new(engine),
+            driver: Driver::new(engine)?,
             local: LocalSet::new(),
             listeners,
             metrics,
@@ -153,6 +153,12 @@ impl Server {
                 tasks.push(tokio::task::spawn_local(metrics::serve(m, driver.clone())));
             }
             let timer = tokio::task::spawn_local(driver.clone().run_timer());
+            let io_driver = driver.clone();
+            let io = tokio::task::spawn_local(async move {
+                if let Err(e) = io_driver.run_io().await {
+                    tracing::error!("I/O loop failed: {e}");
+                }
+            });
             shutdown.await;
             for t in &tasks {
                 t.abort();
@@ -160,6 +166,7 @@ impl Server {
             listener::cleanup(&sockets);
             drain(&driver, shutdown_timeout).await;
             timer.abort();
+            io.abort();
             driver.close_all();
         });
         Ok(())
