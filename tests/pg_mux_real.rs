@@ -597,6 +597,42 @@ async fn prepared_statements_follow_clients_across_upstreams() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_cache_evictions_are_invisible() {
+    // Room for three server-side statements per upstream, clients using ten each: muxql
+    // keeps closing and re-preparing them, with requests pipelined and upstreams changing.
+    let mux = Mux::start_with(2, |c| c.statement_cache_size = 3);
+    let mut clients = Vec::new();
+    for i in 0..6i32 {
+        let cfg = mux.config();
+        clients.push(tokio::spawn(async move {
+            let c = Arc::new(connect(&cfg).await);
+            let mut stmts = Vec::new();
+            for k in 0..10 {
+                let sql = format!("SELECT $1::int * {k} + {i}");
+                stmts.push(c.prepare(&sql).await.expect("prepare"));
+            }
+            for round in 0..5i32 {
+                let mut inflight = Vec::new();
+                for (k, stmt) in stmts.iter().enumerate() {
+                    let (c, stmt) = (c.clone(), stmt.clone());
+                    inflight.push(tokio::spawn(async move {
+                        let v: i32 = c.query_one(&stmt, &[&round]).await.expect("run").get(0);
+                        (k as i32, v)
+                    }));
+                }
+                for f in inflight {
+                    let (k, v) = f.await.expect("request");
+                    assert_eq!(v, round * k + i, "client {i}, statement {k}, round {round}");
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+}
+
 /// A minimal frontend that speaks the extended protocol by hand, for what drivers do not
 /// expose: choosing statement names. Logs in under trust authentication.
 struct RawClient {
