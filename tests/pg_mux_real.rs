@@ -431,10 +431,42 @@ fn pgbench_schema() -> &'static str {
 const BENCH_CLIENTS: u64 = 200;
 const BENCH_TRANSACTIONS: u64 = 20;
 
-/// Runs pgbench through `mux` with query mode `mode` (`simple`, `extended`, `prepared`),
-/// select-only (`-S`) or the default TPC-B-like script, on `threads` threads; asserts that
-/// every transaction of every client was processed and none failed.
-fn pgbench(mux: &Mux, mode: &str, select_only: bool, threads: u64) {
+/// What pgbench runs.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    /// The built-in select-only script (`-S`).
+    SelectOnly,
+    /// The built-in TPC-B-like script.
+    TpcB,
+    /// [`PIPELINE_SCRIPT`]: each pipeline ends with a single Sync.
+    Pipelined,
+}
+
+/// The pipelined pgbench script (needs the extended or prepared query mode): a TPC-B-like
+/// transaction inside a pipeline, then a second pipeline.
+const PIPELINE_SCRIPT: &str = "\\set aid random(1, 100000)
+\\set tid random(1, 10)
+\\set delta random(-5000, 5000)
+\\startpipeline
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = 1;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+  VALUES (:tid, 1, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+\\endpipeline
+\\startpipeline
+SELECT 1;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+\\endpipeline
+";
+
+/// Runs pgbench through `mux` with query mode `mode` (`simple`, `extended`, `prepared`) and
+/// `workload` on `threads` threads; asserts that every transaction of every client was
+/// processed and none failed.
+fn pgbench(mux: &Mux, mode: &str, workload: Workload, threads: u64) {
     let pg = common::pg();
     let mut cmd = Command::new(pg.bin_path("pgbench"));
     cmd.args(["-n", "-M", mode, "-j", &threads.to_string()])
@@ -444,14 +476,22 @@ fn pgbench(mux: &Mux, mode: &str, select_only: bool, threads: u64) {
         .args(["-U", &pg.scram_user, &pg.db])
         .env("PGPASSWORD", &pg.password)
         .env("PGOPTIONS", format!("-c search_path={}", pgbench_schema()));
-    if select_only {
-        cmd.arg("-S");
+    let script = std::env::temp_dir().join(common::unique_name("pipeline") + ".sql");
+    match workload {
+        Workload::SelectOnly => {
+            cmd.arg("-S");
+        }
+        Workload::TpcB => {}
+        Workload::Pipelined => {
+            std::fs::write(&script, PIPELINE_SCRIPT).expect("write pgbench script");
+            cmd.arg("-f").arg(&script);
+        }
     }
     let out = cmd.output().expect("run pgbench");
+    let _ = std::fs::remove_file(&script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = format!(
-        "pgbench -M {mode} {}: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        if select_only { "-S" } else { "(tpcb)" },
+        "pgbench -M {mode} {workload:?}: {}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -500,29 +540,30 @@ fn assert_tpcb_consistent() {
 #[test]
 fn pgbench_simple_protocol() {
     let mux = Mux::start(8);
-    pgbench(&mux, "simple", true, 2);
-    pgbench(&mux, "simple", false, 2);
+    pgbench(&mux, "simple", Workload::SelectOnly, 2);
+    pgbench(&mux, "simple", Workload::TpcB, 2);
     assert_tpcb_consistent();
 }
 
 #[test]
 fn pgbench_extended_protocol() {
     let mux = Mux::start(8);
-    pgbench(&mux, "extended", true, 2);
-    pgbench(&mux, "extended", false, 2);
+    pgbench(&mux, "extended", Workload::SelectOnly, 2);
+    pgbench(&mux, "extended", Workload::TpcB, 2);
+    pgbench(&mux, "extended", Workload::Pipelined, 2);
     assert_tpcb_consistent();
 }
 
 #[test]
 fn pgbench_prepared_statements() {
     let mux = Mux::start(8);
-    pgbench(&mux, "prepared", true, 2);
+    pgbench(&mux, "prepared", Workload::SelectOnly, 2);
     // pgbench prepares each command with a blocking PQprepare the first time a client runs
     // it. Under transaction pooling a thread blocked there (its client waits for an upstream)
     // stalls the thread's other clients, which hold every upstream inside BEGIN..END: with
     // fewer threads than clients the TPC-B script deadlocks behind any pooler smaller than
     // the client count. One thread per client keeps the blocking call to its own client.
-    pgbench(&mux, "prepared", false, BENCH_CLIENTS);
+    pgbench(&mux, "prepared", Workload::TpcB, BENCH_CLIENTS);
     assert_tpcb_consistent();
 }
 
