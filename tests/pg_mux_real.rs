@@ -1328,7 +1328,10 @@ async fn client_vanishing_mid_query_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_copy_leaves_nothing_behind() {
-    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
+    let mux = Mux::start_with(1, |c| {
+        c.client_auth = ClientAuth::Trust;
+        c.wait_timeout_ms = 10_000;
+    });
     let table = common::unique_name("copy_left");
     let admin = admin().await;
     admin
