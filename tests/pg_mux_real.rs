@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use muxql::mux::{ClientAuth, Config, PoolMode, Protocol, Route, User};
+use muxql::mux::{ClientAuth, Config, PinPolicy, PoolMode, Protocol, Route, User};
 use muxql::server::{ListenAddr, Server, ServerConfig};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1049,6 +1049,89 @@ async fn upstreams_past_their_lifetime_are_replaced() {
     let text = mux.metrics().await;
     assert!(metric(&text, "muxql_upstreams") <= 2.0, "{text}");
     assert_eq!(metric(&text, "muxql_upstreams_active"), 0.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_policy_refuses_session_state_with_transaction_semantics() {
+    let mux = Mux::start_with(2, |c| c.pin_policy = PinPolicy::Reject);
+    let mut c = mux.connect().await;
+    let table = common::unique_name("refused");
+    let err = c
+        .batch_execute(&format!("CREATE TEMP TABLE {table} (x int)"))
+        .await
+        .expect_err("a temp table is refused");
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+    // Through the extended protocol the refusal comes when the statement runs.
+    let err = c
+        .execute("SELECT pg_advisory_lock(1)", &[])
+        .await
+        .expect_err("a session lock is refused");
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+
+    // Inside a transaction the refusal aborts it, as a server error would.
+    let tx = c.transaction().await.expect("begin");
+    tx.batch_execute("LISTEN refused_channel")
+        .await
+        .expect_err("LISTEN is refused");
+    let err = tx.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{err}"
+    );
+    tx.rollback().await.expect("rollback");
+    assert_eq!(scalar(&c, "SELECT 'fine'").await.as_deref(), Some("fine"));
+    let text = mux.metrics().await;
+    assert_eq!(metric(&text, "muxql_clients_pinned"), 0.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_keeps_one_upstream_and_cleans_it() {
+    let mux = Mux::start_with(1, |c| c.routes[0].pool_mode = PoolMode::Session);
+    let table = common::unique_name("session_tmp");
+    let first = mux.connect().await;
+    first
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE {table} (x int); SET search_path = elsewhere"
+        ))
+        .await
+        .expect("session state");
+    let pid = scalar(&first, "SELECT pg_backend_pid()").await;
+    for _ in 0..5 {
+        assert_eq!(scalar(&first, "SELECT pg_backend_pid()").await, pid);
+    }
+    drop(first);
+    let next = mux.connect().await;
+    let row = first_row(
+        &next,
+        &format!(
+            "SELECT pg_backend_pid()::text, to_regclass('pg_temp.{table}') IS NULL, \
+             current_setting('search_path')"
+        ),
+    )
+    .await;
+    assert_eq!(row[0], pid, "pool of one: the same upstream, cleaned");
+    assert_eq!(row[1].as_deref(), Some("t"), "temp table left behind");
+    assert_eq!(
+        row[2].as_deref(),
+        Some("\"$user\", public"),
+        "search_path left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_checked_like_postgres_does() {
+    let mux = Mux::start(1);
+    let mut wrong = mux.config();
+    wrong.password("not the password");
+    let err = wrong.connect(NoTls).await.err().expect("wrong password");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let mut nodb = mux.config();
+    nodb.dbname("no_such_database");
+    let err = nodb.connect(NoTls).await.err().expect("unknown database");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err}");
+    let ok = mux.connect().await;
+    assert_eq!(scalar(&ok, "SELECT 1").await.as_deref(), Some("1"));
 }
 
 /// A key for session advisory locks that no other test (or test process) uses.
