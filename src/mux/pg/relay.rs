@@ -481,6 +481,20 @@ impl Engine {
                         swallow && done.as_ref().is_some_and(|p| p.kind != Kind::Query);
                     if swallow && !injected_extended {
                         u.broken = true;
+                        // The only query muxql injects while a client is attached restores
+                        // that client's session parameters. When it fails (an invalid value
+                        // from the startup packet, which PostgreSQL itself refuses at login),
+                        // the client cannot be served as it asked: fail it with the error.
+                        if let Some(cid) = cid {
+                            let field = |code| {
+                                peek::error_field(body, code)
+                                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                            };
+                            let sqlstate = field(b'C').unwrap_or_else(|| "08006".into());
+                            let message = field(b'M').unwrap_or_default();
+                            self.flush_to_client(Some(cid), &mut buf, &mut run);
+                            return self.pg_fail_client(cid, &sqlstate, &message);
+                        }
                     }
                     forward = cid.is_some() && (forward || injected_extended);
                     if let Some(p) = done.as_ref().filter(|p| p.kind == Kind::Bind) {
