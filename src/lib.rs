@@ -11,6 +11,7 @@
 //! ```
 
 pub mod mux;
+pub mod mysql;
 pub mod pg;
 #[cfg(feature = "server")]
 pub mod server;

@@ -639,3 +639,191 @@ fn error_responses_without_fields_are_relayed() {
     );
     assert_eq!(out.client_msgs(a).len(), 2);
 }
+
+fn parse_msg(name: &str, sql: &str) -> FrontendMessage {
+    FrontendMessage::Parse(Parse {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        query: Bytes::copy_from_slice(sql.as_bytes()),
+        param_types: vec![],
+    })
+}
+
+fn bind_msg(stmt: &str) -> FrontendMessage {
+    FrontendMessage::Bind(Bind {
+        portal: Bytes::new(),
+        statement: Bytes::copy_from_slice(stmt.as_bytes()),
+        param_formats: vec![],
+        params: vec![],
+        result_formats: vec![],
+    })
+}
+
+fn execute_msg() -> FrontendMessage {
+    FrontendMessage::Execute(Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    })
+}
+
+fn error(code: &str, message: &str) -> BackendMessage {
+    BackendMessage::ErrorResponse(Fields::new("ERROR", code, message))
+}
+
+/// A client with statement `s1` prepared on the only upstream, which is returned.
+fn client_with_prepared_s1(sim: &mut Sim) -> (ClientId, UpstreamId) {
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[parse_msg("s1", "SELECT 1"), FrontendMessage::Sync]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    (a, u)
+}
+
+#[test]
+fn an_error_drops_local_answers_queued_behind_it_until_sync() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::from_static(b"s1"),
+    });
+    let out = sim.client_send(
+        a,
+        &[bind_msg("s1"), execute_msg(), close, FrontendMessage::Sync],
+    );
+    assert!(out.client_msgs(a).is_empty());
+    let out = sim.upstream_send(
+        u,
+        &[error("22P02", "bad input"), rfq(TransactionStatus::Idle)],
+    );
+    let msgs = out.client_msgs(a);
+    assert!(
+        matches!(
+            msgs[..],
+            [
+                BackendMessage::ErrorResponse(_),
+                BackendMessage::ReadyForQuery(_)
+            ]
+        ),
+        "{msgs:?}"
+    );
+    assert_eq!(
+        sim.engine.stats().routes[0].upstreams_idle,
+        1,
+        "released after the Sync"
+    );
+}
+
+#[test]
+fn a_changed_plan_makes_the_statement_prepared_afresh() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    let first = match &out.upstream_msgs(u)[0] {
+        FrontendMessage::Bind(b) => b.statement.clone(),
+        other => panic!("{other:?}"),
+    };
+    sim.upstream_send(
+        u,
+        &[
+            error("0A000", "cached plan must not change result type"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    let sent = out.upstream_msgs(u);
+    match (&sent[0], &sent[1]) {
+        (FrontendMessage::Parse(p), FrontendMessage::Bind(b)) => {
+            assert_ne!(p.name, first, "a new server-side name");
+            assert_eq!(b.statement, p.name);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pipelined_queries_keep_the_upstream_until_the_last_answer() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT 1"), q("SELECT 2")]);
+    let (u, _) = out.to_upstreams[0];
+    assert_eq!(out.upstream_msgs(u).len(), 2);
+    sim.client_send(b, &[q("SELECT 3")]);
+    let out = sim.upstream_send(u, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
+    assert!(
+        out.to_upstreams.is_empty(),
+        "b still waits: a's second query is in flight"
+    );
+    let out = sim.upstream_send(u, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 3")]);
+}
+
+#[test]
+fn set_effects_follow_the_transaction_outcome() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN; SET search_path TO rolled_back; ROLLBACK")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[
+            complete("BEGIN"),
+            complete("SET"),
+            complete("ROLLBACK"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    sim.client_send(a, &[q("SET search_path TO kept")]);
+    sim.upstream_send(u, &[complete("SET"), rfq(TransactionStatus::Idle)]);
+    // Another client lands on the upstream: it must be reset to the baseline.
+    let b = sim.ready_client();
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    assert_eq!(out.upstream_msgs(u)[0], q("RESET search_path;"));
+    sim.upstream_send(
+        u,
+        &[
+            complete("RESET"),
+            rfq(TransactionStatus::Idle),
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    // And `a` gets its own value back, never the rolled-back one.
+    let out = sim.client_send(a, &[q("SELECT 2")]);
+    assert_eq!(out.upstream_msgs(u)[0], q("SET search_path TO kept;"));
+}
+
+#[test]
+fn an_upstream_skipping_scram_verification_is_refused() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.routes[0].upstream_password = "secret".into();
+    let mut sim = Sim::new(cfg);
+    let (c, out) = sim.open_client(&[]);
+    let u = out.connects[0];
+    sim.engine.upstream_connected(u, sim.now);
+    sim.drain();
+    let out = sim.upstream_send(
+        u,
+        &[BackendMessage::Authentication(
+            muxql::pg::backend::Authentication::Sasl {
+                mechanisms: vec![Bytes::from_static(b"SCRAM-SHA-256")],
+            },
+        )],
+    );
+    assert_eq!(out.to_upstreams.len(), 1, "SASLInitialResponse sent");
+    let out = sim.upstream_send(
+        u,
+        &[BackendMessage::Authentication(
+            muxql::pg::backend::Authentication::Ok,
+        )],
+    );
+    assert_eq!(out.closed_upstreams, vec![u]);
+    assert_eq!(
+        out.closed_clients,
+        vec![c],
+        "the waiting client is told, not served"
+    );
+}

@@ -12,9 +12,13 @@ use super::frontend::{
     Bind, Close, Describe, Execute, FrontendMessage, FunctionCall, Parse, TargetKind,
 };
 
-/// Bytes without NUL, as String fields hold.
+/// Bytes without NUL, as String fields hold: mostly printable ASCII (which peers that insist
+/// on UTF-8 can compare), sometimes any non-NUL byte.
 pub(crate) fn cstr() -> impl Strategy<Value = Bytes> {
-    vec(1u8..=255, 0..24).prop_map(Bytes::from)
+    prop_oneof![
+        3 => "[ -~]{0,24}".prop_map(Bytes::from),
+        1 => vec(1u8..=255, 0..24).prop_map(Bytes::from),
+    ]
 }
 
 /// Arbitrary bytes.

@@ -13,7 +13,7 @@ use crate::wire::Error;
 mod data_row;
 mod fields;
 
-pub use data_row::{DataRow, DataRowIter};
+pub use data_row::{DataRow, DataRowIter, DataRowRef};
 pub use fields::{code as field, Fields};
 
 /// Backend message type bytes.
@@ -221,7 +221,9 @@ pub enum BackendMessage {
     FunctionCallResponse(Option<Bytes>),
     /// NegotiateProtocolVersion.
     NegotiateProtocolVersion {
-        /// Newest minor protocol version the server supports for the requested major.
+        /// Newest protocol version the server supports for the requested major. The docs say
+        /// "minor version", but PostgreSQL sends the whole version code (`major << 16 |
+        /// minor`, 196608 for 3.0): read it with [`ProtocolVersion`](super::startup::ProtocolVersion).
         newest_minor: u32,
         /// Protocol options (`_pq_.*`) the server did not recognise.
         unsupported: Vec<Bytes>,
@@ -261,8 +263,18 @@ pub enum BackendMessage {
 impl BackendMessage {
     /// Parses a frame read in the backend direction.
     pub fn parse(frame: &Frame) -> Result<Self, Error> {
-        let body = frame.body();
-        match frame.tag() {
+        Self::parse_body(frame.tag(), frame.body())
+    }
+
+    /// Parses a frame read in the backend direction, consuming it (the cheapest path).
+    pub fn from_frame(frame: Frame) -> Result<Self, Error> {
+        let tag = frame.tag();
+        Self::parse_body(tag, frame.into_body())
+    }
+
+    /// Parses the body of a message of type `tag`.
+    pub fn parse_body(tag: u8, body: Bytes) -> Result<Self, Error> {
+        match tag {
             tag::AUTHENTICATION => parse_authentication(body).map(BackendMessage::Authentication),
             tag::BACKEND_KEY_DATA => parse_backend_key_data(body),
             tag::BIND_COMPLETE => empty(body, "BindComplete", BackendMessage::BindComplete),
@@ -905,13 +917,20 @@ mod tests {
             proptest::option::of(arbitrary::bytes()), 0..10)) {
             let row = DataRow::from_values(cols.iter().map(|c| c.as_deref())).unwrap();
             prop_assert_eq!(row.len(), cols.len());
-            prop_assert_eq!(row.iter().collect::<Vec<_>>(), cols);
+            prop_assert_eq!(row.iter().collect::<Vec<_>>(), cols.clone());
+            let borrowed = DataRowRef::parse(row.body()).unwrap();
+            prop_assert_eq!(borrowed.len(), cols.len());
+            let want: Vec<Option<&[u8]>> = cols.iter().map(|c| c.as_deref()).collect();
+            prop_assert_eq!(borrowed.iter().collect::<Vec<_>>(), want);
         }
 
         #[test]
         fn never_panics(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(f) = Frame::from_parts(tag, &body) {
                 if let Ok(BackendMessage::DataRow(row)) = BackendMessage::parse(&f) {
+                    row.iter().for_each(drop);
+                }
+                if let Ok(row) = DataRowRef::parse(&body) {
                     row.iter().for_each(drop);
                 }
                 let _ = ready_for_query_status(&f);

@@ -173,8 +173,18 @@ pub enum FrontendMessage {
 impl FrontendMessage {
     /// Parses a frame read in the frontend direction.
     pub fn parse(frame: &Frame) -> Result<Self, Error> {
-        let body = frame.body();
-        match frame.tag() {
+        Self::parse_body(frame.tag(), frame.body())
+    }
+
+    /// Parses a frame read in the frontend direction, consuming it (the cheapest path).
+    pub fn from_frame(frame: Frame) -> Result<Self, Error> {
+        let tag = frame.tag();
+        Self::parse_body(tag, frame.into_body())
+    }
+
+    /// Parses the body of a message of type `tag`.
+    pub fn parse_body(tag: u8, body: Bytes) -> Result<Self, Error> {
+        match tag {
             tag::BIND => parse_bind(body).map(FrontendMessage::Bind),
             tag::CLOSE => parse_target(body, "Close")
                 .map(|(kind, name)| FrontendMessage::Close(Close { kind, name })),

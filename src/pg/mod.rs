@@ -5,6 +5,8 @@
 mod arbitrary;
 pub mod auth;
 pub mod backend;
+#[cfg(test)]
+mod differential;
 pub mod frame;
 pub mod frontend;
 mod reader;

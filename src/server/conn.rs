@@ -124,6 +124,9 @@ const READABLE: u8 = 8;
 const WRITABLE: u8 = 16;
 /// Listed in the driver's ready queue.
 const LISTED: u8 = 32;
+/// The peer closed its side (reported once by the edge-triggered poller): reads go on until
+/// one returns the end of the stream.
+const READ_CLOSED: u8 = 64;
 
 /// Per-socket state.
 pub(crate) struct Conn {
@@ -199,18 +202,24 @@ impl Conn {
     }
 
     /// Records readiness reported by the poller.
-    pub(crate) fn set_ready(&self, readable: bool, writable: bool) {
-        if readable {
+    pub(crate) fn set_ready(&self, readable: bool, read_closed: bool, writable: bool) {
+        if readable || read_closed {
             self.set(READABLE, true);
+        }
+        if read_closed {
+            self.set(READ_CLOSED, true);
         }
         if writable {
             self.set(WRITABLE, true);
         }
     }
 
-    /// Forgets read readiness until the next event.
+    /// Forgets read readiness until the next event, unless the peer closed its side: a short
+    /// read may leave the end of the stream unread, and no further event will announce it.
     pub(crate) fn clear_readable(&self) {
-        self.set(READABLE, false);
+        if !self.has(READ_CLOSED) {
+            self.set(READABLE, false);
+        }
     }
 
     /// True when a read should be attempted now.

@@ -240,7 +240,8 @@ impl Driver {
             };
             let failed = ev.is_error();
             conn.set_ready(
-                ev.is_readable() || ev.is_read_closed() || failed,
+                ev.is_readable() || failed,
+                ev.is_read_closed(),
                 ev.is_writable() || ev.is_write_closed() || failed,
             );
             self.list(&conn);

@@ -122,12 +122,14 @@ impl Engine {
         let Some(u) = self.upstreams.get_mut(uid.0) else {
             return;
         };
+        // No longer attached: the caller already counted the release, so a retirement below
+        // must not count it again.
+        u.phase = UpPhase::Idle;
         let lifetime = self.config.server_lifetime_ms;
         let expired = lifetime > 0 && self.now.saturating_sub(u.created) >= lifetime;
         if u.broken || expired || !u.expect.is_empty() {
             return self.pg_retire(uid);
         }
-        u.phase = UpPhase::Idle;
         u.idle_since = self.now;
         let route = u.route;
         let leftover = !u.buf.is_empty();

@@ -28,6 +28,17 @@ use crate::pg::sql::{for_each_effect, Effect, PinReason};
 /// SQLSTATE feature_not_supported: a cached plan changed result type.
 const FEATURE_NOT_SUPPORTED: &[u8] = b"0A000";
 
+/// Which session effects of a statement [`Engine::note_effects`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// Pins and setting changes: the statement runs in the unit that carries it.
+    All,
+    /// Pins only: a named statement being parsed.
+    Pins,
+    /// Setting changes only: a named statement being bound to run.
+    Settings,
+}
+
 /// What a scanned client frame needs.
 enum Step {
     /// Forward unchanged, expecting this response (if any).
@@ -106,7 +117,7 @@ impl Engine {
         match tag {
             b'Q' => {
                 let sql = peek::first_cstr(body).unwrap_or(body);
-                if self.note_effects(cid, sql) {
+                if self.note_effects(cid, sql, Record::All) {
                     Step::Rewrite
                 } else {
                     Step::Forward(Some(Kind::Query))
@@ -115,7 +126,7 @@ impl Engine {
             b'P' => match peek::cstr(body) {
                 Some((b"", rest)) => {
                     let sql = peek::first_cstr(rest).unwrap_or(rest);
-                    if self.note_effects(cid, sql) {
+                    if self.note_effects(cid, sql, Record::All) {
                         Step::Rewrite
                     } else {
                         Step::Forward(Some(Kind::Parse))
@@ -145,9 +156,9 @@ impl Engine {
         }
     }
 
-    /// Records the session effects of `sql`; returns whether the statement must be refused
-    /// (a pin under [`PinPolicy::Reject`]).
-    fn note_effects(&mut self, cid: ClientId, sql: &[u8]) -> bool {
+    /// Records the session effects of `sql` that `record` selects; returns whether the
+    /// statement must be refused (a pin under [`PinPolicy::Reject`]).
+    fn note_effects(&mut self, cid: ClientId, sql: &[u8], record: Record) -> bool {
         let Some(c) = self.clients.get_mut(cid.0) else {
             return false;
         };
@@ -157,7 +168,7 @@ impl Engine {
         let mut refused = false;
         let stats = &mut self.pools[route].stats;
         for_each_effect(sql, |effect| match effect {
-            Effect::Pin(_) if !transaction_mode => {}
+            Effect::Pin(_) if record == Record::Settings || !transaction_mode => {}
             Effect::Pin(_) if reject => refused = true,
             Effect::Pin(reason) => {
                 if c.pins == 0 {
@@ -166,7 +177,8 @@ impl Engine {
                 c.pins |= pin_bit(reason);
                 stats.pins += 1;
             }
-            other => c.pending.push(other),
+            other if record != Record::Pins => c.pending.push(other),
+            _ => {}
         });
         refused
     }
@@ -199,6 +211,12 @@ impl Engine {
                 let (portal, name, rest) =
                     crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
                 let stmt = self.client_statement(cid, &name);
+                if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
+                    // A named statement changes settings where it runs, not where it was
+                    // parsed: the two may be different upstreams.
+                    let query = s.query.clone();
+                    self.note_effects(cid, &query, Record::Settings);
+                }
                 let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
                 self.expect(uid, Kind::Bind, false, stmt);
                 encode_bind_with_statement(&mut out, &portal, &server, &rest)
@@ -237,7 +255,8 @@ impl Engine {
     /// A named Parse: map the client's name to the pooled statement and prepare it on this
     /// upstream unless it already is (then ParseComplete is answered locally, in order).
     fn parse_named(&mut self, cid: ClientId, uid: UpstreamId, p: Parse) -> Result<(), String> {
-        let refused = self.note_effects(cid, &p.query);
+        // Pins count from the Parse; setting changes from each Bind (see above).
+        let refused = self.note_effects(cid, &p.query, Record::Pins);
         let (query, types) = if refused {
             (rejection_sql(), Vec::new())
         } else {
@@ -462,6 +481,20 @@ impl Engine {
                         swallow && done.as_ref().is_some_and(|p| p.kind != Kind::Query);
                     if swallow && !injected_extended {
                         u.broken = true;
+                        // The only query muxql injects while a client is attached restores
+                        // that client's session parameters. When it fails (an invalid value
+                        // from the startup packet, which PostgreSQL itself refuses at login),
+                        // the client cannot be served as it asked: fail it with the error.
+                        if let Some(cid) = cid {
+                            let field = |code| {
+                                peek::error_field(body, code)
+                                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                            };
+                            let sqlstate = field(b'C').unwrap_or_else(|| "08006".into());
+                            let message = field(b'M').unwrap_or_default();
+                            self.flush_to_client(Some(cid), &mut buf, &mut run);
+                            return self.pg_fail_client(cid, &sqlstate, &message);
+                        }
                     }
                     forward = cid.is_some() && (forward || injected_extended);
                     if let Some(p) = done.as_ref().filter(|p| p.kind == Kind::Bind) {

@@ -18,6 +18,8 @@ pub(crate) struct Statement {
     pub(crate) query: Bytes,
     /// Parameter type OIDs from the client's Parse.
     pub(crate) param_types: Box<[u32]>,
+    /// Whether running it changes session settings (SET, RESET, DISCARD ALL...).
+    pub(crate) changes_settings: bool,
     /// Current server-side id; replaced when the statement must be prepared afresh.
     server_id: Cell<u64>,
 }
@@ -49,9 +51,14 @@ impl Registry {
             return Rc::clone(s);
         }
         self.next_id += 1;
+        let mut changes_settings = false;
+        crate::pg::sql::for_each_effect(&key.0, |e| {
+            changes_settings |= !matches!(e, crate::pg::sql::Effect::Pin(_));
+        });
         let stmt = Rc::new(Statement {
             query: key.0.clone(),
             param_types: key.1.clone(),
+            changes_settings,
             server_id: Cell::new(self.next_id),
         });
         self.entries.insert(key, Rc::clone(&stmt));

@@ -286,6 +286,10 @@ fn answer_auth(
 ) -> Result<Option<Bytes>, String> {
     let mut out = BytesMut::new();
     let encoded = match auth_msg {
+        // A server that skips SCRAM's final message has not proven it knows the password.
+        Authentication::Ok if login.scram.as_ref().is_some_and(|s| !s.is_verified()) => {
+            return Err("server accepted the login without completing SCRAM".into())
+        }
         Authentication::Ok => return Ok(None),
         Authentication::CleartextPassword => encode_password_message(&mut out, password.as_bytes()),
         Authentication::Md5Password { salt } => {

@@ -183,6 +183,17 @@ impl ScramClient {
     }
 }
 
+impl ScramClient {
+    /// Whether the server proved it knows the password ([`handle_server_final`] succeeded).
+    /// An AuthenticationOk that arrives while this is false skipped the server's proof and
+    /// must be refused, as libpq does.
+    ///
+    /// [`handle_server_final`]: Self::handle_server_final
+    pub fn is_verified(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+}
+
 impl std::fmt::Debug for ScramClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScramClient")

@@ -27,10 +27,11 @@ pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 /// The only channel binding type PostgreSQL supports.
 pub const TLS_SERVER_END_POINT: &str = "tls-server-end-point";
 
-/// Largest iteration count accepted from a server. PostgreSQL defaults
-/// to 4096 and OWASP recommends 600,000 for PBKDF2-HMAC-SHA256; each iteration costs about a
-/// microsecond on the single-threaded Engine, so this caps a hostile server at about a second
-/// of CPU per login (the unbounded-count class of PgBouncer CVE-2026-6665).
+/// Largest iteration count accepted from a server. PostgreSQL defaults to 4096 and OWASP
+/// recommends 600,000 for PBKDF2-HMAC-SHA256, so legitimate settings fit. Each iteration is one
+/// HMAC (two SHA-256 compressions, under a microsecond), so this caps what a hostile server can
+/// make the single-threaded Engine spend at under a second of CPU per login (the
+/// unbounded-count class of PgBouncer CVE-2026-6665).
 pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 /// Longest nonce accepted (the combined client and server nonce, as text). PostgreSQL's is
 /// 48 characters.

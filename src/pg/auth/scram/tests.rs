@@ -26,7 +26,9 @@ fn rfc7677_client() {
     assert_eq!(c.client_first(), CLIENT_FIRST.as_bytes());
     let fin = c.handle_server_first(SERVER_FIRST.as_bytes()).unwrap();
     assert_eq!(String::from_utf8(fin).unwrap(), CLIENT_FINAL);
+    assert!(!c.is_verified());
     c.handle_server_final(SERVER_FINAL.as_bytes()).unwrap();
+    assert!(c.is_verified());
 }
 
 #[test]

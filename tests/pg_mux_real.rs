@@ -1,0 +1,1737 @@
+//! muxql in front of a real PostgreSQL, driven by real clients: psql, pgbench, tokio-postgres
+//! and a hand-rolled extended-protocol frontend (issue 5).
+//!
+//! Every test starts its own in-process muxql ([`Mux`]) on free ports and uses its own tables,
+//! so the tests run in parallel against the one harness PostgreSQL.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use muxql::mux::{ClientAuth, Config, PinPolicy, PoolMode, Protocol, Route, User};
+use muxql::server::{ListenAddr, Server, ServerConfig};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, SimpleQueryMessage};
+
+/// Longest any bounded wait in these tests lasts.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Names of muxql server threads that panicked. tokio catches a panic inside a task and the
+/// server carries on, so a panic hook records them for [`Mux`]'s drop to report.
+fn server_panics() -> &'static Mutex<Vec<String>> {
+    static PANICS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    PANICS.get_or_init(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if let (Some(name), Some(panics)) = (thread.name(), PANICS.get()) {
+                if name.starts_with("muxql-server_") {
+                    panics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(name.to_string());
+                }
+            }
+            default(info);
+        }));
+        Mutex::new(Vec::new())
+    })
+}
+
+/// A muxql server running in-process on its own thread (it drives a current-thread runtime),
+/// routing database `muxql` to the harness PostgreSQL as the SCRAM user. Stopped when dropped;
+/// the drop fails the test if anything panicked in the server.
+struct Mux {
+    /// Port of the PostgreSQL listener on 127.0.0.1.
+    port: u16,
+    /// Address of the metrics endpoint.
+    metrics: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Name of the server thread.
+    name: String,
+}
+
+impl Mux {
+    /// Starts muxql with a transaction-mode pool of `pool_size` and SCRAM client logins.
+    fn start(pool_size: usize) -> Mux {
+        Mux::start_with(pool_size, |_| {})
+    }
+
+    /// Starts muxql with a transaction-mode pool of `pool_size` and SCRAM client logins, then
+    /// lets `tweak` change the engine configuration.
+    fn start_with(pool_size: usize, tweak: impl FnOnce(&mut Config)) -> Mux {
+        let pg = common::pg();
+        let mut engine = Config {
+            routes: vec![Route {
+                protocol: Protocol::Postgres,
+                database: pg.db.clone(),
+                client_user: None,
+                target: pg.addr(),
+                upstream_user: pg.scram_user.clone(),
+                upstream_password: pg.password.clone(),
+                upstream_database: pg.db.clone(),
+                pool_size,
+                pool_mode: PoolMode::Transaction,
+            }],
+            users: vec![User {
+                name: pg.scram_user.clone(),
+                password: pg.password.clone(),
+            }],
+            ..Config::default()
+        };
+        tweak(&mut engine);
+        let config = ServerConfig {
+            engine,
+            listen_pg: vec![ListenAddr::Tcp("127.0.0.1:0".into())],
+            metrics: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            shutdown_timeout: Duration::from_secs(1),
+            log_level: None,
+        };
+        let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        server_panics();
+        let name = common::unique_name("muxql-server");
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let server = Server::bind(config).expect("bind muxql");
+                let port = match server.local_addrs().as_slice() {
+                    [ListenAddr::Tcp(a)] => a.parse::<SocketAddr>().expect("listen address").port(),
+                    other => panic!("expected one TCP listener, got {other:?}"),
+                };
+                let metrics = server.metrics_addr().expect("metrics address");
+                addrs_tx.send((port, metrics)).expect("report addresses");
+                server
+                    .run_until(async {
+                        let _ = stopped.await;
+                    })
+                    .expect("run muxql");
+            });
+        let thread = thread.expect("spawn the muxql thread");
+        let (port, metrics) = addrs_rx.recv().expect("muxql started");
+        Mux {
+            port,
+            metrics,
+            stop: Some(stop),
+            thread: Some(thread),
+            name,
+        }
+    }
+
+    /// A tokio-postgres config for the SCRAM user through this muxql.
+    fn config(&self) -> tokio_postgres::Config {
+        let pg = common::pg();
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1")
+            .port(self.port)
+            .user(&pg.scram_user)
+            .password(&pg.password)
+            .dbname(&pg.db);
+        c
+    }
+
+    /// Connects a tokio-postgres client through this muxql.
+    async fn connect(&self) -> Client {
+        connect(&self.config()).await
+    }
+
+    /// `psql` preset to log in through this muxql (`-X -q -At`, stop on the first error).
+    fn psql(&self) -> Command {
+        let pg = common::pg();
+        let mut cmd = Command::new(pg.bin_path("psql"));
+        cmd.args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            &pg.scram_user,
+            "-d",
+            &pg.db,
+        ])
+        .env("PGPASSWORD", &pg.password)
+        .env_remove("PGOPTIONS");
+        cmd
+    }
+
+    /// The body of `GET /metrics`, fetched with a plain HTTP/1.0 request.
+    async fn metrics(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics)
+            .await
+            .expect("connect metrics");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .expect("send metrics request");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.expect("read metrics");
+        let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "metrics answered {head}");
+        body.to_string()
+    }
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let joined = self.thread.take().is_none_or(|t| t.join().is_ok());
+        let panicked = !joined
+            || server_panics()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&self.name);
+        // A panic in the server fails the test, unless the test is failing already.
+        if panicked && !std::thread::panicking() {
+            panic!("muxql panicked (see the output above)");
+        }
+    }
+}
+
+/// The value of the metric family `name` summed over its label sets; panics when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
+        .map(|l| {
+            let v = l.rsplit(' ').next().unwrap_or_default();
+            v.parse().unwrap_or_else(|_| panic!("bad sample {l:?}"))
+        })
+        .collect();
+    assert!(!values.is_empty(), "metric {name} missing from:\n{text}");
+    values.iter().sum()
+}
+
+/// Connects a tokio-postgres client with `cfg`; its connection runs on a spawned task.
+async fn connect(cfg: &tokio_postgres::Config) -> Client {
+    common::pg_connect(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+/// A superuser connection straight to PostgreSQL, bypassing muxql.
+async fn admin() -> Client {
+    let pg = common::pg();
+    connect(&pg.config(&pg.superuser)).await
+}
+
+/// Polls `pg_stat_activity` (through `admin`) until a backend is running a query containing
+/// `marker`; returns that backend's pid.
+async fn wait_running(admin: &Client, marker: &str) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let rows = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' \
+                 AND pid <> pg_backend_pid() AND strpos(query, $1) > 0",
+                &[&marker],
+            )
+            .await
+            .expect("query pg_stat_activity");
+        if let Some(row) = rows.first() {
+            return row.get(0);
+        }
+        assert!(Instant::now() < deadline, "no backend runs {marker:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs a simple query and returns its first row as text.
+async fn first_row(client: &Client, sql: &str) -> Vec<Option<String>> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Runs a simple query and returns the first column of its first row as text.
+async fn scalar(client: &Client, sql: &str) -> Option<String> {
+    first_row(client, sql).await.swap_remove(0)
+}
+
+/// Runs a command to completion and returns its output, panicking with its stderr on failure.
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The standard output of a successful command, trimmed.
+fn stdout_of(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_ok(cmd).stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn psql_runs_queries_transactions_and_copy_through_muxql() {
+    let mux = Mux::start(2);
+    let table = common::unique_name("psql_t");
+
+    assert_eq!(stdout_of(mux.psql().args(["-c", "select 1"])), "1");
+    assert_eq!(
+        stdout_of(
+            mux.psql()
+                .args(["-c", "select 1 + 1"])
+                .args(["-c", "select current_user"])
+        ),
+        format!("2\n{}", common::pg().scram_user)
+    );
+
+    // COPY FROM STDIN and TO STDOUT cross the proxy in both directions.
+    let mut copy_in = mux
+        .psql()
+        .args(["-c", &format!("create table {table} (x int, t text)")])
+        .args(["-c", &format!("copy {table} from stdin")])
+        .args(["-c", &format!("select count(*), sum(x) from {table}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psql");
+    {
+        use std::io::Write;
+        let mut stdin = copy_in.stdin.take().expect("psql stdin");
+        for i in 1..=1000 {
+            writeln!(stdin, "{i}\trow {i}").expect("write COPY data");
+        }
+        writeln!(stdin, "\\.").expect("end COPY data");
+    }
+    let out = copy_in.wait_with_output().expect("psql COPY");
+    assert!(
+        out.status.success(),
+        "COPY FROM STDIN: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000|500500");
+    let copied = stdout_of(mux.psql().args([
+        "-c",
+        &format!("copy (select x from {table} where x <= 3 order by x) to stdout"),
+    ]));
+    assert_eq!(copied, "1\n2\n3");
+
+    // A script with a transaction, a variable and a meta-command, read from stdin.
+    let mut script = mux
+        .psql()
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psql");
+    {
+        use std::io::Write;
+        let mut stdin = script.stdin.take().expect("psql stdin");
+        write!(
+            stdin,
+            "BEGIN;\n\
+             INSERT INTO {table} VALUES (2000, 'in tx');\n\
+             SELECT txid_current() AS xid \\gset\n\
+             SELECT txid_current() = :xid;\n\
+             COMMIT;\n\
+             SELECT count(*) FROM {table} WHERE x = 2000;\n\
+             \\dt {table}\n"
+        )
+        .expect("write script");
+    }
+    let out = script.wait_with_output().expect("psql script");
+    assert!(
+        out.status.success(),
+        "script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["t", "1"], "script output: {stdout}");
+    assert!(lines[2].contains(&table), "\\dt lists the table: {stdout}");
+
+    // An error reaches psql as an error, and the next session is unaffected.
+    let out = mux
+        .psql()
+        .args(["-c", "select 1/0"])
+        .output()
+        .expect("run psql");
+    assert!(!out.status.success(), "division by zero must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("division by zero"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout_of(
+            mux.psql()
+                .args(["-c", &format!("drop table {table}")])
+                .args(["-c", "select 'still fine'"])
+        ),
+        "still fine"
+    );
+}
+
+/// The schema holding the pgbench tables (scale 1), initialised once per test binary directly
+/// on PostgreSQL by the SCRAM user. pgbench has no schema option, so every run selects it with
+/// `PGOPTIONS=-c search_path=...`, which muxql receives as startup options.
+fn pgbench_schema() -> &'static str {
+    static SCHEMA: OnceLock<String> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let pg = common::pg();
+        let schema = common::unique_name("pgbench");
+        run_ok(
+            pg.psql(&pg.scram_user)
+                .args(["-c", &format!("create schema {schema}")]),
+        );
+        run_ok(
+            Command::new(pg.bin_path("pgbench"))
+                .args(["-i", "-q", "-s", "1", "-h", &pg.host])
+                .args(["-p", &pg.port.to_string(), "-U", &pg.scram_user, &pg.db])
+                .env("PGPASSWORD", &pg.password)
+                .env("PGOPTIONS", format!("-c search_path={schema}")),
+        );
+        schema
+    })
+}
+
+/// Clients and transactions per client of every pgbench run.
+const BENCH_CLIENTS: u64 = 200;
+const BENCH_TRANSACTIONS: u64 = 20;
+
+/// What pgbench runs.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    /// The built-in select-only script (`-S`).
+    SelectOnly,
+    /// The built-in TPC-B-like script.
+    TpcB,
+    /// [`PIPELINE_SCRIPT`]: each pipeline ends with a single Sync.
+    Pipelined,
+}
+
+/// The pipelined pgbench script (needs the extended or prepared query mode): a TPC-B-like
+/// transaction inside a pipeline, then a second pipeline.
+const PIPELINE_SCRIPT: &str = "\\set aid random(1, 100000)
+\\set tid random(1, 10)
+\\set delta random(-5000, 5000)
+\\startpipeline
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = 1;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+  VALUES (:tid, 1, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+\\endpipeline
+\\startpipeline
+SELECT 1;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+\\endpipeline
+";
+
+/// Runs pgbench through `mux` with query mode `mode` (`simple`, `extended`, `prepared`) and
+/// `workload` on `threads` threads; asserts that every transaction of every client was
+/// processed and none failed.
+fn pgbench(mux: &Mux, mode: &str, workload: Workload, threads: u64) {
+    let pg = common::pg();
+    let mut cmd = Command::new(pg.bin_path("pgbench"));
+    cmd.args(["-n", "-M", mode, "-j", &threads.to_string()])
+        .args(["-c", &BENCH_CLIENTS.to_string()])
+        .args(["-t", &BENCH_TRANSACTIONS.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &mux.port.to_string()])
+        .args(["-U", &pg.scram_user, &pg.db])
+        .env("PGPASSWORD", &pg.password)
+        .env("PGOPTIONS", format!("-c search_path={}", pgbench_schema()));
+    let script = std::env::temp_dir().join(common::unique_name("pipeline") + ".sql");
+    match workload {
+        Workload::SelectOnly => {
+            cmd.arg("-S");
+        }
+        Workload::TpcB => {}
+        Workload::Pipelined => {
+            std::fs::write(&script, PIPELINE_SCRIPT).expect("write pgbench script");
+            cmd.arg("-f").arg(&script);
+        }
+    }
+    let out = cmd.output().expect("run pgbench");
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = format!(
+        "pgbench -M {mode} {workload:?}: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    let field = |prefix: &str| -> &str {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {report}"))
+            .trim()
+    };
+    let expected = BENCH_CLIENTS * BENCH_TRANSACTIONS;
+    assert_eq!(
+        field("number of transactions actually processed:"),
+        format!("{expected}/{expected}"),
+        "{report}"
+    );
+    let failed = field("number of failed transactions:");
+    assert!(failed.starts_with("0 "), "failed transactions: {report}");
+}
+
+/// Checks the TPC-B invariant on the pgbench tables, directly on PostgreSQL: every committed
+/// transaction moved the same delta into an account, its teller, its branch and the history,
+/// so the four sums agree (in one snapshot) unless some transaction was applied in part.
+fn assert_tpcb_consistent() {
+    let pg = common::pg();
+    let s = pgbench_schema();
+    let sums = stdout_of(pg.psql(&pg.scram_user).args([
+        "-At",
+        "-c",
+        &format!(
+            "select (select sum(abalance) from {s}.pgbench_accounts), \
+             (select sum(tbalance) from {s}.pgbench_tellers), \
+             (select sum(bbalance) from {s}.pgbench_branches), \
+             (select coalesce(sum(delta), 0) from {s}.pgbench_history)"
+        ),
+    ]));
+    let parts: Vec<&str> = sums.split('|').collect();
+    assert_eq!(parts.len(), 4, "{sums}");
+    assert!(
+        parts.iter().all(|p| *p == parts[0]),
+        "balances disagree: {sums}"
+    );
+}
+
+#[test]
+fn pgbench_simple_protocol() {
+    let mux = Mux::start(8);
+    pgbench(&mux, "simple", Workload::SelectOnly, 2);
+    pgbench(&mux, "simple", Workload::TpcB, 2);
+    assert_tpcb_consistent();
+}
+
+#[test]
+fn pgbench_extended_protocol() {
+    let mux = Mux::start(8);
+    pgbench(&mux, "extended", Workload::SelectOnly, 2);
+    pgbench(&mux, "extended", Workload::TpcB, 2);
+    pgbench(&mux, "extended", Workload::Pipelined, 2);
+    assert_tpcb_consistent();
+}
+
+#[test]
+fn pgbench_prepared_statements() {
+    let mux = Mux::start(8);
+    pgbench(&mux, "prepared", Workload::SelectOnly, 2);
+    // pgbench prepares each command with a blocking PQprepare the first time a client runs
+    // it. Under transaction pooling a thread blocked there (its client waits for an upstream)
+    // stalls the thread's other clients, which hold every upstream inside BEGIN..END: with
+    // fewer threads than clients the TPC-B script deadlocks behind any pooler smaller than
+    // the client count. One thread per client keeps the blocking call to its own client.
+    pgbench(&mux, "prepared", Workload::TpcB, BENCH_CLIENTS);
+    assert_tpcb_consistent();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_clients_across_upstreams() {
+    let mux = Mux::start(4);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Clients that keep taking upstreams for short transactions, so workers keep moving.
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        let (cfg, stop) = (mux.config(), stop.clone());
+        holders.push(tokio::spawn(async move {
+            let mut c = connect(&cfg).await;
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let tx = c.transaction().await.expect("begin");
+                tx.execute("SELECT pg_sleep(0.002)", &[])
+                    .await
+                    .expect("sleep");
+                tx.commit().await.expect("commit");
+                rounds += 1;
+            }
+            rounds
+        }));
+    }
+
+    let mut workers = Vec::new();
+    for i in 0..16i32 {
+        let cfg = mux.config();
+        workers.push(tokio::spawn(async move {
+            let mut c = connect(&cfg).await;
+            // One statement text every worker shares, one of its own; both prepared once.
+            let shared = c
+                .prepare("SELECT $1::int * 2, pg_backend_pid()")
+                .await
+                .expect("prepare shared");
+            let own = c
+                .prepare(&format!("SELECT $1::int + {i}, 'worker {i}'::text"))
+                .await
+                .expect("prepare own");
+            let mut pids = HashSet::new();
+            for j in 0..50i32 {
+                let row = c.query_one(&shared, &[&j]).await.expect("shared");
+                assert_eq!(row.get::<_, i32>(0), 2 * j);
+                pids.insert(row.get::<_, i32>(1));
+                if j % 10 == 9 {
+                    let tx = c.transaction().await.expect("begin");
+                    let row = tx.query_one(&own, &[&j]).await.expect("own in tx");
+                    assert_eq!(row.get::<_, i32>(0), i + j);
+                    tx.commit().await.expect("commit");
+                } else {
+                    let row = c.query_one(&own, &[&j]).await.expect("own");
+                    assert_eq!(row.get::<_, i32>(0), i + j);
+                    assert_eq!(row.get::<_, String>(1), format!("worker {i}"));
+                }
+            }
+            pids.len()
+        }));
+    }
+    let mut most_upstreams = 0;
+    for w in workers {
+        most_upstreams = most_upstreams.max(w.await.expect("worker"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in holders {
+        assert!(h.await.expect("holder") > 0);
+    }
+    assert!(
+        most_upstreams > 1,
+        "no worker ever changed upstream: the test proves nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_cache_evictions_are_invisible() {
+    // Room for three server-side statements per upstream, clients using ten each: muxql
+    // keeps closing and re-preparing them, with requests pipelined and upstreams changing.
+    let mux = Mux::start_with(2, |c| c.statement_cache_size = 3);
+    let mut clients = Vec::new();
+    for i in 0..6i32 {
+        let cfg = mux.config();
+        clients.push(tokio::spawn(async move {
+            let c = Arc::new(connect(&cfg).await);
+            let mut stmts = Vec::new();
+            for k in 0..10 {
+                let sql = format!("SELECT $1::int * {k} + {i}");
+                stmts.push(c.prepare(&sql).await.expect("prepare"));
+            }
+            for round in 0..5i32 {
+                let mut inflight = Vec::new();
+                for (k, stmt) in stmts.iter().enumerate() {
+                    let (c, stmt) = (c.clone(), stmt.clone());
+                    inflight.push(tokio::spawn(async move {
+                        let v: i32 = c.query_one(&stmt, &[&round]).await.expect("run").get(0);
+                        (k as i32, v)
+                    }));
+                }
+                for f in inflight {
+                    let (k, v) = f.await.expect("request");
+                    assert_eq!(v, round * k + i, "client {i}, statement {k}, round {round}");
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+}
+
+/// A minimal frontend that speaks the extended protocol by hand, for what drivers do not
+/// expose: choosing statement names. Logs in under trust authentication.
+struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    /// Connects to `port` and logs in as the SCRAM user (muxql must use trust logins).
+    async fn connect(port: u16) -> RawClient {
+        let pg = common::pg();
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect raw client");
+        let mut raw = RawClient {
+            stream,
+            buf: BytesMut::new(),
+        };
+        let mut out = BytesMut::new();
+        frontend::startup_message(
+            [
+                ("user", pg.scram_user.as_str()),
+                ("database", pg.db.as_str()),
+            ],
+            &mut out,
+        )
+        .expect("encode startup");
+        raw.send(out).await;
+        for (tag, body) in raw.until_ready().await {
+            match tag {
+                b'R' => assert_eq!(&body[..], &[0, 0, 0, 0], "only trust logins"),
+                b'E' => panic!("login failed: {}", error_text(&body)),
+                _ => {}
+            }
+        }
+        raw
+    }
+
+    /// Writes `bytes`.
+    async fn send(&mut self, bytes: BytesMut) {
+        self.stream.write_all(&bytes).await.expect("write");
+    }
+
+    /// Reads one message: its tag and body.
+    async fn recv(&mut self) -> (u8, Bytes) {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
+                if self.buf.len() > len {
+                    let tag = self.buf[0];
+                    let mut frame = self.buf.split_to(len + 1).freeze();
+                    frame.advance(5);
+                    return (tag, frame);
+                }
+            }
+            let n = tokio::time::timeout(PATIENCE, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answered in time")
+                .expect("read");
+            assert!(n > 0, "server closed the connection");
+        }
+    }
+
+    /// Reads messages up to and including ReadyForQuery.
+    async fn until_ready(&mut self) -> Vec<(u8, Bytes)> {
+        let mut msgs = Vec::new();
+        loop {
+            let (tag, body) = self.recv().await;
+            msgs.push((tag, body));
+            if tag == b'Z' {
+                return msgs;
+            }
+        }
+    }
+
+    /// Parses statement `name` as `sql` (one Sync unit); panics on an error.
+    async fn prepare(&mut self, name: &str, sql: &str) {
+        let mut out = BytesMut::new();
+        frontend::parse(name, sql, std::iter::empty(), &mut out).expect("encode parse");
+        frontend::sync(&mut out);
+        self.send(out).await;
+        let tags = expect_no_error(self.until_ready().await);
+        assert_eq!(tags, b"1Z", "Parse {name}");
+    }
+
+    /// Binds statement `name` to text parameters, executes it in one Sync unit, and returns
+    /// the text of the single value of its single row.
+    async fn execute(&mut self, name: &str, params: &[&str]) -> String {
+        let mut out = BytesMut::new();
+        frontend::bind(
+            "",
+            name,
+            std::iter::empty(),
+            params.iter(),
+            |p, buf| {
+                buf.put_slice(p.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            std::iter::empty(),
+            &mut out,
+        )
+        .map_err(|_| "bind")
+        .expect("encode bind");
+        frontend::execute("", 0, &mut out).expect("encode execute");
+        frontend::sync(&mut out);
+        self.send(out).await;
+        let msgs = self.until_ready().await;
+        let row = msgs
+            .iter()
+            .find(|(t, _)| *t == b'D')
+            .map(|(_, b)| single_value(b));
+        expect_no_error(msgs);
+        row.unwrap_or_else(|| panic!("no row from {name}"))
+    }
+
+    /// Describes statement `name` alone (no Parse in the unit, as pgJDBC does) and returns the
+    /// number of parameters it takes.
+    async fn describe_params(&mut self, name: &str) -> u16 {
+        let mut out = BytesMut::new();
+        frontend::describe(b'S', name, &mut out).expect("encode describe");
+        frontend::sync(&mut out);
+        self.send(out).await;
+        let msgs = self.until_ready().await;
+        let params = msgs
+            .iter()
+            .find(|(t, _)| *t == b't')
+            .map(|(_, b)| u16::from_be_bytes([b[0], b[1]]));
+        expect_no_error(msgs);
+        params.unwrap_or_else(|| panic!("no ParameterDescription for {name}"))
+    }
+
+    /// Closes statement `name` (one Sync unit).
+    async fn close(&mut self, name: &str) {
+        let mut out = BytesMut::new();
+        frontend::close(b'S', name, &mut out).expect("encode close");
+        frontend::sync(&mut out);
+        self.send(out).await;
+        assert_eq!(expect_no_error(self.until_ready().await), b"3Z");
+    }
+}
+
+/// The tags of `msgs`, panicking on an ErrorResponse.
+fn expect_no_error(msgs: Vec<(u8, Bytes)>) -> Vec<u8> {
+    for (tag, body) in &msgs {
+        assert!(*tag != b'E', "server error: {}", error_text(body));
+    }
+    msgs.into_iter().map(|(t, _)| t).collect()
+}
+
+/// SQLSTATE and message of an ErrorResponse body.
+fn error_text(body: &[u8]) -> String {
+    body.split(|&b| b == 0)
+        .filter(|f| matches!(f.first(), Some(b'C' | b'M')))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The only value of a one-column DataRow, as text.
+fn single_value(body: &[u8]) -> String {
+    assert_eq!(u16::from_be_bytes([body[0], body[1]]), 1, "one column");
+    let len = i32::from_be_bytes(body[2..6].try_into().expect("4 bytes"));
+    let len = usize::try_from(len).expect("not NULL");
+    String::from_utf8_lossy(&body[6..6 + len]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_statement_name_means_each_clients_own_sql() {
+    let mux = Mux::start_with(4, |c| c.client_auth = ClientAuth::Trust);
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let port = mux.port;
+        tasks.push(tokio::spawn(async move {
+            let mut c = RawClient::connect(port).await;
+            c.prepare("stmt", &format!("SELECT $1::int + {i}")).await;
+            for j in 0..10 {
+                let got = c.execute("stmt", &[&j.to_string()]).await;
+                assert_eq!(got, (i + j).to_string(), "client {i}, round {j}");
+            }
+            // Describe-only on whatever upstream comes next, then a redefinition.
+            assert_eq!(c.describe_params("stmt").await, 1);
+            c.close("stmt").await;
+            c.prepare("stmt", &format!("SELECT $1::int * {i}, $2::text"))
+                .await;
+            assert_eq!(c.describe_params("stmt").await, 2);
+            c.prepare("one", &format!("SELECT $1::int * {i}")).await;
+            for j in 0..5 {
+                let got = c.execute("one", &[&j.to_string()]).await;
+                assert_eq!(got, (i * j).to_string(), "client {i}, redefined, round {j}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+}
+
+/// The time zone client `i` asks for: distinct for every i < 24.
+fn zone(i: usize) -> String {
+    let sign = if i % 2 == 0 { '+' } else { '-' };
+    format!("Etc/GMT{sign}{}", i / 2 + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings_stay_with_their_client() {
+    let mux = Mux::start(3);
+    let mut tasks = Vec::new();
+    for i in 0..20usize {
+        let mut cfg = mux.config();
+        let (tz, app, path) = (zone(i), format!("app_{i}"), format!("sp_{i}"));
+        // A third of the clients set their values in the startup packet, a third with SET
+        // in simple queries, a third with SET statements the driver prepares and executes.
+        let how = i % 3;
+        if how == 0 {
+            cfg.options(format!("-c TimeZone={tz} -c search_path={path}"))
+                .application_name(&app);
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&cfg).await;
+            let sets = [
+                format!("SET TimeZone = '{tz}'"),
+                format!("SET application_name = '{app}'"),
+                format!("SET search_path = {path}"),
+            ];
+            for set in &sets {
+                match how {
+                    1 => c.batch_execute(set).await,
+                    2 => c.execute(set.as_str(), &[]).await.map(|_| ()),
+                    _ => Ok(()),
+                }
+                .unwrap_or_else(|e| panic!("{set}: {e}"));
+            }
+            let show = c
+                .prepare(
+                    "SELECT current_setting('TimeZone'), current_setting('application_name'), \
+                     current_setting('search_path')",
+                )
+                .await
+                .expect("prepare");
+            let mut path = path;
+            for n in 0..100 {
+                let row = c.query_one(&show, &[]).await.expect("show settings");
+                let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+                assert_eq!(
+                    got,
+                    (tz.clone(), app.clone(), path.clone()),
+                    "client {i}, query {n}"
+                );
+                match n % 25 {
+                    // SET LOCAL ends with its transaction.
+                    5 => {
+                        let tx = c.transaction().await.expect("begin");
+                        tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
+                            .await
+                            .expect("set local");
+                        let row = tx.query_one(&show, &[]).await.expect("show in tx");
+                        assert_eq!(row.get::<_, String>(0), "UTC");
+                        tx.commit().await.expect("commit");
+                    }
+                    // A SET in a rolled-back transaction is undone.
+                    10 => {
+                        let tx = c.transaction().await.expect("begin");
+                        tx.batch_execute(
+                            "SET application_name = 'rolled_back'; SET search_path = nowhere",
+                        )
+                        .await
+                        .expect("set in tx");
+                        tx.rollback().await.expect("rollback");
+                    }
+                    // A SET in a committed transaction sticks.
+                    15 => {
+                        path = format!("sp_{i}_{n}");
+                        let tx = c.transaction().await.expect("begin");
+                        tx.batch_execute(&format!("SET search_path = {path}"))
+                            .await
+                            .expect("set in tx");
+                        tx.commit().await.expect("commit");
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_setting_from_prepared_set_is_really_applied() {
+    // Every client sets the same search_path with a statement the driver prepares (Parse in
+    // one Sync unit, Bind/Execute in the next), so the two units can land on different
+    // upstreams, and every upstream that claims the value must really have it: muxql skips
+    // replaying a value an upstream already has, so a wrong claim shows as a wrong setting.
+    let mux = Mux::start(3);
+    let path = common::unique_name("shared_sp");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (cfg, path) = (mux.config(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            c.execute(format!("SET search_path = {path}").as_str(), &[])
+                .await
+                .expect("SET");
+            let show = c
+                .prepare("SELECT current_setting('search_path')")
+                .await
+                .expect("prepare");
+            for n in 0..50 {
+                let got: String = c.query_one(&show, &[]).await.expect("show").get(0);
+                assert_eq!(got, path, "client {i}, query {n}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_startup_setting_is_refused_as_postgres_does() {
+    let mux = Mux::start(2);
+    let bogus = |mut cfg: tokio_postgres::Config| {
+        cfg.options("-c TimeZone=Bogus/Zone");
+        cfg
+    };
+    let pg = common::pg();
+    let direct = bogus(pg.config(&pg.scram_user))
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("PostgreSQL refuses an invalid startup setting");
+    assert_eq!(direct.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+
+    // muxql only meets the value when it applies it upstream, after the login: the client
+    // must then get PostgreSQL's error, not run its queries without the setting.
+    let outcome = match bogus(mux.config()).connect(NoTls).await {
+        Err(e) => Err(e),
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client.simple_query("SHOW TimeZone").await.map(|rows| {
+                rows.iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            })
+        }
+    };
+    let err = outcome.expect_err("a session without its startup setting");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_PARAMETER_VALUE),
+        "{err}"
+    );
+
+    // Other clients are served as usual.
+    let ok = mux.connect().await;
+    assert_eq!(scalar(&ok, "SELECT 1").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_past_their_lifetime_are_replaced() {
+    let mux = Mux::start_with(2, |c| c.server_lifetime_ms = 200);
+    let client = mux.connect().await;
+    // The upstream outlives its lifetime while serving this query, so it is closed when
+    // released and the next query gets a new one.
+    let old = first_row(&client, "SELECT pg_backend_pid(), pg_sleep(0.3)::text").await;
+    let new = first_row(&client, "SELECT pg_backend_pid(), 1 + 1").await;
+    assert_eq!(new[1].as_deref(), Some("2"));
+    assert_ne!(old[0], new[0], "the upstream outlived its lifetime");
+    let text = mux.metrics().await;
+    assert!(metric(&text, "muxql_upstreams") <= 2.0, "{text}");
+    assert_eq!(metric(&text, "muxql_upstreams_active"), 0.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_policy_refuses_session_state_with_transaction_semantics() {
+    let mux = Mux::start_with(2, |c| c.pin_policy = PinPolicy::Reject);
+    let mut c = mux.connect().await;
+    let table = common::unique_name("refused");
+    let err = c
+        .batch_execute(&format!("CREATE TEMP TABLE {table} (x int)"))
+        .await
+        .expect_err("a temp table is refused");
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+    // Through the extended protocol the refusal comes when the statement runs.
+    let err = c
+        .execute("SELECT pg_advisory_lock(1)", &[])
+        .await
+        .expect_err("a session lock is refused");
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+
+    // Inside a transaction the refusal aborts it, as a server error would.
+    let tx = c.transaction().await.expect("begin");
+    tx.batch_execute("LISTEN refused_channel")
+        .await
+        .expect_err("LISTEN is refused");
+    let err = tx.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{err}"
+    );
+    tx.rollback().await.expect("rollback");
+    assert_eq!(scalar(&c, "SELECT 'fine'").await.as_deref(), Some("fine"));
+    let text = mux.metrics().await;
+    assert_eq!(metric(&text, "muxql_clients_pinned"), 0.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_keeps_one_upstream_and_cleans_it() {
+    let mux = Mux::start_with(1, |c| c.routes[0].pool_mode = PoolMode::Session);
+    let table = common::unique_name("session_tmp");
+    let first = mux.connect().await;
+    first
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE {table} (x int); SET search_path = elsewhere"
+        ))
+        .await
+        .expect("session state");
+    let pid = scalar(&first, "SELECT pg_backend_pid()").await;
+    for _ in 0..5 {
+        assert_eq!(scalar(&first, "SELECT pg_backend_pid()").await, pid);
+    }
+    drop(first);
+    let next = mux.connect().await;
+    let row = first_row(
+        &next,
+        &format!(
+            "SELECT pg_backend_pid()::text, to_regclass('pg_temp.{table}') IS NULL, \
+             current_setting('search_path')"
+        ),
+    )
+    .await;
+    assert_eq!(row[0], pid, "pool of one: the same upstream, cleaned");
+    assert_eq!(row[1].as_deref(), Some("t"), "temp table left behind");
+    assert_eq!(
+        row[2].as_deref(),
+        Some("\"$user\", public"),
+        "search_path left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_checked_like_postgres_does() {
+    let mux = Mux::start(1);
+    let mut wrong = mux.config();
+    wrong.password("not the password");
+    let err = wrong.connect(NoTls).await.err().expect("wrong password");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let mut nodb = mux.config();
+    nodb.dbname("no_such_database");
+    let err = nodb.connect(NoTls).await.err().expect("unknown database");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err}");
+    let ok = mux.connect().await;
+    assert_eq!(scalar(&ok, "SELECT 1").await.as_deref(), Some("1"));
+}
+
+/// A key for session advisory locks that no other test (or test process) uses.
+fn unique_lock_key() -> i64 {
+    use std::sync::atomic::AtomicI64;
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    (i64::from(std::process::id()) << 20) | NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_lock_pins_its_client() {
+    let mux = Mux::start(2);
+    let key = unique_lock_key();
+    let owner = mux.connect().await;
+    let other = mux.connect().await;
+    let pid = scalar(&owner, "SELECT pg_backend_pid()").await;
+    owner
+        .query_one("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .expect("lock");
+    for round in 0..20 {
+        let got: bool = other
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .expect("try lock")
+            .get(0);
+        assert!(
+            !got,
+            "round {round}: another client took a held session lock"
+        );
+        assert_eq!(
+            scalar(&owner, "SELECT pg_backend_pid()").await,
+            pid,
+            "round {round}: the lock holder moved to another upstream"
+        );
+    }
+    let unlocked: bool = owner
+        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .expect("unlock")
+        .get(0);
+    assert!(unlocked);
+    let got: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .expect("try lock")
+        .get(0);
+    assert!(got, "the released lock is free");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_table_pins_its_client() {
+    let mux = Mux::start(2);
+    let table = common::unique_name("tmp");
+    let owner = mux.connect().await;
+    owner
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE {table} (x int); INSERT INTO {table} VALUES (1)"
+        ))
+        .await
+        .expect("create temp table");
+    let probe = format!("SELECT to_regclass('{table}') IS NULL");
+    for round in 0..20 {
+        // A fresh client and a long-lived one, each in its own transaction, never see it.
+        let others = [mux.connect().await, mux.connect().await];
+        for other in &others {
+            assert_eq!(
+                scalar(other, &probe).await.as_deref(),
+                Some("t"),
+                "round {round}: another client sees the temp table"
+            );
+        }
+        owner
+            .batch_execute(&format!("INSERT INTO {table} VALUES ({round})"))
+            .await
+            .expect("owner still has its temp table");
+    }
+    assert_eq!(
+        scalar(&owner, &format!("SELECT count(*) FROM {table}"))
+            .await
+            .as_deref(),
+        Some("21")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_pins_and_receives_notifications() {
+    let mux = Mux::start(2);
+    let channel = common::unique_name("chan");
+    let (listener, mut notes) = connect_listening(&mux.config()).await;
+    listener
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .expect("listen");
+    let sender = mux.connect().await;
+    for n in 0..5 {
+        // Traffic on the listener between notifications must not move it off its upstream.
+        assert_eq!(scalar(&listener, "SELECT 1").await.as_deref(), Some("1"));
+        sender
+            .batch_execute(&format!("NOTIFY {channel}, 'note {n}'"))
+            .await
+            .expect("notify");
+        let note = tokio::time::timeout(PATIENCE, notes.recv())
+            .await
+            .unwrap_or_else(|_| panic!("notification {n} never arrived"))
+            .expect("listener connection open");
+        assert_eq!(note.channel(), channel);
+        assert_eq!(note.payload(), format!("note {n}"));
+    }
+}
+
+/// Connects with `cfg` and forwards the notifications the connection receives to a channel.
+async fn connect_listening(
+    cfg: &tokio_postgres::Config,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<Notification>) {
+    let (client, mut conn) = cfg.connect(NoTls).await.expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let AsyncMessage::Notification(n) = msg {
+                if tx.send(n).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_client_leaves_nothing_behind() {
+    let mux = Mux::start(1);
+    let table = common::unique_name("tmp");
+    let key = unique_lock_key();
+    let gone = mux.connect().await;
+    gone.batch_execute(&format!(
+        "CREATE TEMP TABLE {table} (x int); LISTEN {table}; PREPARE {table}_p AS SELECT 1; \
+         SELECT pg_advisory_lock({key})"
+    ))
+    .await
+    .expect("session state");
+    let pid = scalar(&gone, "SELECT pg_backend_pid()").await;
+    drop(gone);
+
+    // Pool of one: the next client gets the same upstream once it has been cleaned.
+    let next = mux.connect().await;
+    let row = next
+        .query_one(
+            "SELECT pg_backend_pid()::text, to_regclass($1) IS NULL, \
+             (SELECT count(*) FROM pg_listening_channels()), \
+             (SELECT count(*) FROM pg_prepared_statements WHERE name = $2), \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+              AND pid = pg_backend_pid())",
+            &[&table, &format!("{table}_p")],
+        )
+        .await
+        .expect("inspect session");
+    assert_eq!(row.get::<_, String>(0), pid.expect("pid"), "same upstream");
+    assert!(row.get::<_, bool>(1), "temp table left behind");
+    assert_eq!(row.get::<_, i64>(2), 0, "LISTEN left behind");
+    assert_eq!(row.get::<_, i64>(3), 0, "prepared statement left behind");
+    assert_eq!(row.get::<_, i64>(4), 0, "advisory lock left behind");
+}
+
+/// How a client leaves in the middle of its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// Drops its client: the driver sends Terminate.
+    Terminate,
+    /// Its socket closes with nothing said.
+    Vanish,
+    /// Its socket closes after a statement failed (the transaction is aborted).
+    VanishInFailedTransaction,
+    /// Its socket closes while a query runs upstream.
+    VanishMidQuery,
+}
+
+/// A client on a pool of one opens a transaction, inserts a row, changes settings, and leaves
+/// as `how` says; the next client must find no transaction, no row and no setting of it.
+async fn leaving_in_transaction_leaves_nothing(how: Leave) {
+    let mux = Mux::start(1);
+    let table = common::unique_name("left");
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (x int); GRANT ALL ON {table} TO PUBLIC"
+        ))
+        .await
+        .expect("create table");
+
+    let (client, conn) = mux.config().connect(NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO {table} VALUES (1); SET LOCAL statement_timeout = '1234s'; \
+             SET application_name = 'leaver'; SET work_mem = '7MB'"
+        ))
+        .await
+        .expect("open transaction");
+    let pid = scalar(&client, "SELECT pg_backend_pid()").await;
+    match how {
+        Leave::Terminate => drop(client),
+        Leave::Vanish => {
+            conn.abort();
+            let _ = conn.await;
+        }
+        Leave::VanishInFailedTransaction => {
+            let err = client.simple_query("SELECT 1/0").await.expect_err("1/0");
+            assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO), "{err}");
+            conn.abort();
+            let _ = conn.await;
+        }
+        Leave::VanishMidQuery => {
+            let marker = common::unique_name("midquery");
+            let sql = format!("SELECT pg_sleep(2) /* {marker} */");
+            let running = tokio::spawn(async move { client.simple_query(&sql).await.map(|_| ()) });
+            wait_running(&admin, &marker).await;
+            conn.abort();
+            let _ = conn.await;
+            assert!(running.await.expect("query task").is_err());
+        }
+    }
+
+    let inspect = format!(
+        "SELECT pg_backend_pid()::text, txid_current_if_assigned() IS NULL, \
+         now() = statement_timestamp(), current_setting('statement_timeout'), \
+         current_setting('application_name'), current_setting('work_mem'), \
+         (SELECT count(*) FROM {table})"
+    );
+    // Simple queries: in the extended protocol, Bind and Execute stamp separate times.
+    let pg = common::pg();
+    let fresh = first_row(&connect(&pg.config(&pg.scram_user)).await, &inspect).await;
+    let next = first_row(&mux.connect().await, &inspect).await;
+    // An idle upstream is rolled back and reused; one still owing a response is closed. The
+    // driver reports an error before the ReadyForQuery that follows it arrives, so after a
+    // failed statement either may happen.
+    let reused = match how {
+        Leave::Terminate | Leave::Vanish => Some(true),
+        Leave::VanishMidQuery => Some(false),
+        Leave::VanishInFailedTransaction => None,
+    };
+    if let Some(reused) = reused {
+        assert_eq!(next[0] == pid, reused, "upstream reuse");
+    }
+    let t = Some("t".to_string());
+    assert_eq!(next[1], t, "a transaction id is still assigned");
+    assert_eq!(next[2], t, "still inside the old transaction");
+    for (i, what) in [(3, "SET LOCAL"), (4, "application_name"), (5, "work_mem")] {
+        assert_eq!(next[i], fresh[i], "{what} leaked");
+    }
+    assert_eq!(next[6].as_deref(), Some("0"), "uncommitted row visible");
+    admin
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_terminating_in_transaction_leaves_nothing_behind() {
+    leaving_in_transaction_leaves_nothing(Leave::Terminate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_in_transaction_leaves_nothing_behind() {
+    leaving_in_transaction_leaves_nothing(Leave::Vanish).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_in_failed_transaction_leaves_nothing_behind() {
+    leaving_in_transaction_leaves_nothing(Leave::VanishInFailedTransaction).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_query_leaves_nothing_behind() {
+    leaving_in_transaction_leaves_nothing(Leave::VanishMidQuery).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_copy_leaves_nothing_behind() {
+    let mux = Mux::start_with(1, |c| {
+        c.client_auth = ClientAuth::Trust;
+        c.wait_timeout_ms = 10_000;
+    });
+    let table = common::unique_name("copy_left");
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (x int); GRANT ALL ON {table} TO PUBLIC"
+        ))
+        .await
+        .expect("create table");
+
+    let mut raw = RawClient::connect(mux.port).await;
+    let mut out = BytesMut::new();
+    frontend::query(&format!("COPY {table} FROM STDIN"), &mut out).expect("encode query");
+    raw.send(out).await;
+    let (tag, _) = raw.recv().await;
+    assert_eq!(tag, b'G', "CopyInResponse");
+    let mut out = BytesMut::new();
+    frontend::CopyData::new(&b"1\n2\n3\n"[..])
+        .expect("copy data")
+        .write(&mut out);
+    raw.send(out).await;
+    drop(raw);
+
+    // Pool of one: the next client must not be served by an upstream still in COPY.
+    let next = mux.connect().await;
+    let row = first_row(
+        &next,
+        &format!("SELECT txid_current_if_assigned() IS NULL, (SELECT count(*) FROM {table}), 'ok'"),
+    )
+    .await;
+    assert_eq!(row, [Some("t".into()), Some("0".into()), Some("ok".into())]);
+    admin
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_with_errors_get_their_own_answers() {
+    let mux = Mux::start(2);
+    let mut clients = Vec::new();
+    for i in 0..8i32 {
+        let cfg = mux.config();
+        clients.push(tokio::spawn(async move {
+            let c = Arc::new(connect(&cfg).await);
+            let stmt = c.prepare("SELECT 1000 / $1::int").await.expect("prepare");
+            for round in 0..10 {
+                // Ten requests in flight at once on one connection, some of them failing.
+                let mut inflight = Vec::new();
+                for j in 0..10i32 {
+                    let (c, stmt) = (c.clone(), stmt.clone());
+                    let d = (i + j + round) % 4;
+                    inflight.push(tokio::spawn(async move {
+                        if j % 3 == 0 {
+                            let sql = format!("SELECT 1000 / {d}");
+                            (d, scalar_result(&c, &sql).await)
+                        } else {
+                            let r = c.query_one(&stmt, &[&d]).await;
+                            (d, r.map(|row| row.get::<_, i32>(0).to_string()))
+                        }
+                    }));
+                }
+                for f in inflight {
+                    match f.await.expect("request") {
+                        (0, Err(e)) => {
+                            assert_eq!(e.code(), Some(&SqlState::DIVISION_BY_ZERO), "{e}")
+                        }
+                        (d, Ok(v)) if d != 0 => assert_eq!(v, (1000 / d).to_string()),
+                        (d, r) => panic!("client {i}: 1000 / {d} gave {r:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+}
+
+/// Runs a simple query returning one value; its text, or the error.
+async fn scalar_result(client: &Client, sql: &str) -> Result<String, tokio_postgres::Error> {
+    let msgs = client.simple_query(sql).await?;
+    Ok(msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no value")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_result_streams_while_others_work() {
+    let mux = Mux::start(2);
+    let big = mux.connect().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let small = {
+        let (cfg, stop) = (mux.config(), stop.clone());
+        tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            assert_eq!(scalar(&c, "SELECT 42").await.as_deref(), Some("42"));
+            let _ = started_tx.send(());
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(scalar(&c, "SELECT 42").await.as_deref(), Some("42"));
+                n += 1;
+            }
+            n
+        })
+    };
+    started.await.expect("small client started");
+    // About 24 MB of rows, each carrying its own number, with a pause half-way through
+    // during which the other client must get answers.
+    let rows = big
+        .query(
+            "SELECT g, repeat(md5(g::text), 25), \
+             CASE WHEN g = 15000 THEN pg_sleep(0.5)::text END \
+             FROM generate_series(1, 30000) g",
+            &[],
+        )
+        .await
+        .expect("large query");
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(rows.len(), 30000);
+    for (i, row) in rows.iter().enumerate() {
+        let g: i32 = row.get(0);
+        assert_eq!(g as usize, i + 1);
+        assert_eq!(row.get::<_, &str>(1).len(), 800);
+    }
+    assert!(small.await.expect("small client") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_running_query() {
+    let mux = Mux::start(2);
+    let admin = admin().await;
+    let client = Arc::new(mux.connect().await);
+    let marker = common::unique_name("cancel");
+    let running = {
+        let (client, sql) = (
+            client.clone(),
+            format!("SELECT pg_sleep(10) /* {marker} */"),
+        );
+        tokio::spawn(async move { client.simple_query(&sql).await })
+    };
+    wait_running(&admin, &marker).await;
+    let sent = Instant::now();
+    client
+        .cancel_token()
+        .cancel_query(NoTls)
+        .await
+        .expect("send cancel to muxql");
+    let err = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the query ends after the cancel")
+        .expect("query task")
+        .expect_err("a cancelled query fails");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "cancel took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        scalar(&client, "SELECT 'after'").await.as_deref(),
+        Some("after")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_cancel_does_not_touch_the_next_client() {
+    let mux = Mux::start(1);
+    let admin = admin().await;
+    let early = mux.connect().await;
+    let early_pid = scalar(&early, "SELECT pg_backend_pid()").await;
+
+    // Pool of one: the next client's query runs on the upstream the early client used.
+    let next = mux.connect().await;
+    let marker = common::unique_name("late_cancel");
+    let sql = format!("SELECT pg_sleep(1) /* {marker} */");
+    let running = tokio::spawn(async move {
+        let pid = scalar(&next, "SELECT pg_backend_pid()").await;
+        let slept = next.simple_query(&sql).await.map(|_| ());
+        (pid, slept)
+    });
+    wait_running(&admin, &marker).await;
+    early
+        .cancel_token()
+        .cancel_query(NoTls)
+        .await
+        .expect("send cancel to muxql");
+    let (pid, slept) = running.await.expect("query task");
+    assert_eq!(pid, early_pid, "both clients used the only upstream");
+    slept.expect("a cancel for a finished query must not cancel another client's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_upstream_fails_only_its_client() {
+    const POOL: usize = 3;
+    let mux = Mux::start(POOL);
+    let admin = admin().await;
+
+    let mut victim = mux.connect().await;
+    let tx = victim.transaction().await.expect("begin");
+    let pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+
+    // Bystanders keep working through the termination.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut bystanders = Vec::new();
+    for _ in 0..4 {
+        let (cfg, stop) = (mux.config(), stop.clone());
+        bystanders.push(tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) || n < 20 {
+                assert_eq!(scalar(&c, "SELECT 1").await.as_deref(), Some("1"));
+                n += 1;
+            }
+            n
+        }));
+    }
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed);
+    assert!(
+        tx.query_one("SELECT 1", &[]).await.is_err(),
+        "the client of a terminated upstream must get an error"
+    );
+    drop(tx);
+    stop.store(true, Ordering::Relaxed);
+    for b in bystanders {
+        assert!(b.await.expect("bystander") >= 20);
+    }
+
+    // The pool refills: POOL transactions at once, none on the terminated backend.
+    let mut clients = Vec::new();
+    for _ in 0..POOL {
+        clients.push(mux.connect().await);
+    }
+    let mut txs = Vec::new();
+    for c in &mut clients {
+        txs.push(c.transaction().await.expect("begin"));
+    }
+    let mut pids = HashSet::new();
+    for tx in &txs {
+        let p: i32 = tx
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+        pids.insert(p);
+    }
+    assert_eq!(
+        pids.len(),
+        POOL,
+        "{POOL} transactions need {POOL} upstreams"
+    );
+    assert!(!pids.contains(&pid), "the terminated backend is gone");
+    for tx in txs {
+        tx.commit().await.expect("commit");
+    }
+    let text = mux.metrics().await;
+    assert!(metric(&text, "muxql_upstreams_discarded_total") >= 1.0);
+    assert!(metric(&text, "muxql_upstreams") <= POOL as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_many_clients_over_few_upstreams() {
+    const POOL: usize = 2;
+    const CLIENTS: usize = 20;
+    let mux = Mux::start(POOL);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(Arc::new(mux.connect().await));
+    }
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..5 {
+                let row = c.query_one("SELECT $1::int", &[&n]).await.expect("query");
+                assert_eq!(row.get::<_, i32>(0), n);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    clients[0]
+        .batch_execute("CREATE TEMP TABLE pinned_by_metrics_test (x int)")
+        .await
+        .expect("pin");
+
+    let text = mux.metrics().await;
+    let peak_clients = metric(&text, "muxql_peak_clients");
+    let peak_upstreams = metric(&text, "muxql_peak_upstreams");
+    assert_eq!(metric(&text, "muxql_clients"), CLIENTS as f64);
+    assert!(peak_clients >= CLIENTS as f64, "{text}");
+    assert!((1.0..=POOL as f64).contains(&peak_upstreams), "{text}");
+    assert!(peak_clients > peak_upstreams);
+    assert!(metric(&text, "muxql_upstreams") <= POOL as f64);
+    assert!(metric(&text, "muxql_transactions_total") >= (CLIENTS * 5) as f64);
+    assert!(metric(&text, "muxql_queries_total") >= (CLIENTS * 5) as f64);
+    assert_eq!(metric(&text, "muxql_clients_pinned"), 1.0);
+    assert!(metric(&text, "muxql_pins_total") >= 1.0);
+
+    drop(clients);
+    let deadline = Instant::now() + PATIENCE;
+    while metric(&mux.metrics().await, "muxql_clients") != 0.0 {
+        assert!(Instant::now() < deadline, "clients never left the metrics");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
