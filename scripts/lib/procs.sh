@@ -60,7 +60,7 @@ start_muxql() {
     >"$logfile" 2>&1 &
   MUXQL_PID=$!
   STARTED_PIDS+=("$MUXQL_PID")
-  wait_port "$mport" "$MUXQL_PID" || die "muxql did not start; see $logfile"
+  wait_port "$mport" "$MUXQL_PID" || die "muxql did not start: $(tail -n 1 "$logfile")"
 }
 
 # start_pgbouncer DIR PORT PG_PORT USER PASSWORD DB POOL_SIZE: transaction-mode PgBouncer as the
