@@ -77,10 +77,39 @@ pub(crate) enum Phase {
     Ready,
 }
 
+/// What a startup packet asks for, copied out of it so that no read buffer stays referenced
+/// while the client authenticates. Nothing of it is applied before authentication succeeds.
+#[derive(Debug)]
+pub(crate) struct Requested {
+    user: String,
+    database: String,
+    params: ParamDiff,
+}
+
+impl Requested {
+    fn new(startup: &Startup) -> Self {
+        let text = |name| {
+            startup
+                .param(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let user = text("user");
+        let database = Some(text("database"))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| user.clone());
+        Requested {
+            user,
+            database,
+            params: startup_params(startup),
+        }
+    }
+}
+
 /// An authentication exchange in progress.
 #[derive(Debug)]
 pub(crate) struct Login {
-    startup: Startup,
+    request: Requested,
     user: Option<usize>,
     method: Method,
     minor: u16,
@@ -234,13 +263,14 @@ impl Engine {
         if startup.version.major() != 3 {
             return self.pg_fail_client(id, FEATURE_NOT_SUPPORTED, "unsupported frontend protocol");
         }
-        let Some(user_name) = startup.param("user").cloned() else {
+        if startup.param("user").is_none() {
             return self.pg_fail_client(
                 id,
                 INVALID_AUTHORIZATION,
                 "no PostgreSQL user name specified in startup packet",
             );
-        };
+        }
+        let request = Requested::new(&startup);
         let requested = startup.version.minor();
         let minor = if requested >= NEWEST_MINOR {
             NEWEST_MINOR
@@ -261,10 +291,7 @@ impl Engine {
             }
             .encode(&mut out);
         }
-        let user = self
-            .users
-            .iter()
-            .position(|u| u.name.as_bytes() == &user_name[..]);
+        let user = self.users.iter().position(|u| u.name == request.user);
         let method = match self.config.client_auth {
             ClientAuth::Trust => None,
             ClientAuth::ScramSha256 => {
@@ -299,12 +326,12 @@ impl Engine {
             self.send_client(id, out.freeze());
         }
         match method {
-            None if user.is_none() => self.pg_auth_failed(id, &user_name),
-            None => self.pg_login_succeeded(id, startup, minor),
+            None if user.is_none() => self.pg_auth_failed(id, &request.user),
+            None => self.pg_login_succeeded(id, request, minor),
             Some(method) => {
                 if let Some(c) = self.clients.get_mut(id.0) {
                     c.phase = Phase::Auth(Box::new(Login {
-                        startup,
+                        request,
                         user,
                         method,
                         minor,
@@ -349,7 +376,6 @@ impl Engine {
             return false;
         };
         let mut login = login;
-        let user_name = login.startup.param("user").cloned().unwrap_or_default();
         let body = frame.body();
         let outcome = match login.method {
             Method::ScramFirst(mut server) => {
@@ -399,11 +425,11 @@ impl Engine {
         };
         match outcome {
             Ok(true) => {
-                self.pg_login_succeeded(id, login.startup, login.minor);
+                self.pg_login_succeeded(id, login.request, login.minor);
                 true
             }
             Ok(false) => {
-                self.pg_auth_failed(id, &user_name);
+                self.pg_auth_failed(id, &login.request.user);
                 false
             }
             Err(e) => {
@@ -414,24 +440,19 @@ impl Engine {
     }
 
     /// Refuses a login with PostgreSQL's own wording.
-    fn pg_auth_failed(&mut self, id: ClientId, user: &[u8]) {
-        let msg = format!(
-            "password authentication failed for user \"{}\"",
-            String::from_utf8_lossy(user)
-        );
+    fn pg_auth_failed(&mut self, id: ClientId, user: &str) {
+        let msg = format!("password authentication failed for user \"{user}\"");
         self.pg_fail_client(id, INVALID_PASSWORD, &msg);
     }
 
     /// The client proved its identity: pick its route, record its startup parameters (only
     /// now: nothing from the startup packet is applied before authentication), and welcome it.
-    fn pg_login_succeeded(&mut self, id: ClientId, startup: Startup, minor: u16) {
-        let user = String::from_utf8_lossy(startup.param("user").map_or(&b""[..], |v| &v[..]))
-            .into_owned();
-        let database = startup
-            .param("database")
-            .map(|d| String::from_utf8_lossy(d).into_owned())
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| user.clone());
+    fn pg_login_succeeded(&mut self, id: ClientId, request: Requested, minor: u16) {
+        let Requested {
+            user,
+            database,
+            params,
+        } = request;
         let mut out = BytesMut::new();
         let _ = BackendMessage::Authentication(Authentication::Ok).encode(&mut out);
         self.send_client(id, out.freeze());
@@ -443,7 +464,6 @@ impl Engine {
             let msg = format!("database \"{database}\" does not exist");
             return self.pg_fail_client(id, INVALID_CATALOG, &msg);
         };
-        let params = startup_params(&startup);
         let key_len = if minor >= 2 {
             CANCEL_KEY_LEN_3_2
         } else {
