@@ -224,9 +224,7 @@ impl Engine {
             }
         }
         if let Some(c) = self.clients.get_mut(id.0) {
-            if c.buf.is_empty() && c.buf.capacity() > 0 {
-                c.buf = BytesMut::new();
-            }
+            unpin_read_buffer(&mut c.buf);
         }
     }
 
@@ -583,6 +581,20 @@ impl Engine {
     }
 }
 
+/// Largest leftover (a partial frame) copied out of the host's read buffer.
+const UNPIN_COPY_LIMIT: usize = 1024;
+
+/// Lets go of the host's read buffer once a session's input is handled: an empty buffer (even
+/// one of zero capacity still points into the shared read allocation) is replaced, and a small
+/// partial frame is copied out, so idle sessions keep no read memory alive.
+pub(crate) fn unpin_read_buffer(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    } else if buf.len() <= UNPIN_COPY_LIMIT {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
+
 /// The session parameters a startup packet asks for, as differences to replay.
 fn startup_params(startup: &Startup) -> ParamDiff {
     let mut diff = ParamDiff::default();
@@ -601,4 +613,31 @@ fn startup_params(startup: &Startup) -> ParamDiff {
         }
     }
     diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fully used read allocation, and a session buffer holding its last `leftover` bytes
+    /// after the frames before them were handled.
+    fn shared_read(leftover: &[u8]) -> (BytesMut, BytesMut) {
+        let mut read = BytesMut::with_capacity(64);
+        read.resize(64 - leftover.len(), b'x');
+        read.extend_from_slice(leftover);
+        let mut part = read.split();
+        drop(part.split_to(64 - leftover.len()));
+        (read, part)
+    }
+
+    #[test]
+    fn idle_sessions_keep_no_read_buffer_alive() {
+        for leftover in [&b""[..], b"Q\0\0"] {
+            let (mut read, mut part) = shared_read(leftover);
+            assert!(!read.try_reclaim(64), "still shared before");
+            unpin_read_buffer(&mut part);
+            assert_eq!(&part[..], leftover);
+            assert!(read.try_reclaim(64), "released after");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::expect::ExpectQueue;
 use super::params::ParamDiff;
+use super::session::unpin_read_buffer;
 use super::statements::Prepared;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
@@ -169,9 +170,7 @@ impl Engine {
             UpPhase::Attached(_) | UpPhase::Resetting => self.pg_relay_upstream(id),
         }
         if let Some(u) = self.upstreams.get_mut(id.0) {
-            if u.buf.is_empty() && u.buf.capacity() > 0 {
-                u.buf = BytesMut::new();
-            }
+            unpin_read_buffer(&mut u.buf);
         }
     }
 
