@@ -190,6 +190,9 @@ impl Engine {
         uid: UpstreamId,
         frame: Frame,
     ) -> Result<(), String> {
+        if frame.tag() == b'B' {
+            return self.rewrite_bind(cid, uid, &frame);
+        }
         let msg = FrontendMessage::parse(&frame).map_err(|e| e.to_string())?;
         let mut out = BytesMut::new();
         match msg {
@@ -207,20 +210,6 @@ impl Engine {
                 .encode(&mut out)
             }
             FrontendMessage::Parse(p) => return self.parse_named(cid, uid, p),
-            FrontendMessage::Bind(_) => {
-                let (portal, name, rest) =
-                    crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
-                let stmt = self.client_statement(cid, &name);
-                if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
-                    // A named statement changes settings where it runs, not where it was
-                    // parsed: the two may be different upstreams.
-                    let query = s.query.clone();
-                    self.note_effects(cid, &query, Record::Settings);
-                }
-                let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
-                self.expect(uid, Kind::Bind, false, stmt);
-                encode_bind_with_statement(&mut out, &portal, &server, &rest)
-            }
             FrontendMessage::Describe(d) => {
                 let stmt = self.client_statement(cid, &d.name);
                 let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &d.name);
@@ -249,6 +238,35 @@ impl Engine {
                 bytes: out.freeze(),
             });
         }
+        Ok(())
+    }
+
+    /// A Bind of a named statement: only the statement name is rewritten (the parameter
+    /// values are copied as they are, never decoded), after a swallowed Parse when this
+    /// upstream has not prepared the statement yet.
+    fn rewrite_bind(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        frame: &Frame,
+    ) -> Result<(), String> {
+        let (portal, name, rest) =
+            crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
+        let stmt = self.client_statement(cid, &name);
+        if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
+            // A named statement changes settings where it runs, not where it was
+            // parsed: the two may be different upstreams.
+            let query = s.query.clone();
+            self.note_effects(cid, &query, Record::Settings);
+        }
+        let mut out = BytesMut::with_capacity(frame.as_bytes().len() + 16);
+        let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
+        self.expect(uid, Kind::Bind, false, stmt);
+        encode_bind_with_statement(&mut out, &portal, &server, &rest).map_err(|e| e.to_string())?;
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: out.freeze(),
+        });
         Ok(())
     }
 
