@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use super::expect::{Kind, Pending};
 use super::params::sync_statements;
 use super::session::Phase;
-use super::upstream::{UpPhase, CONNECTION_FAILURE};
+use super::upstream::{UpPhase, Upstream, CONNECTION_FAILURE};
 use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
@@ -142,12 +142,19 @@ impl Engine {
 
     /// Closes an upstream that is not attached to a client.
     pub(crate) fn pg_retire(&mut self, uid: UpstreamId) {
-        let Some(u) = self.upstreams.remove(uid.0) else {
-            return;
-        };
+        if let Some(u) = self.pg_forget_upstream(uid, true) {
+            self.pg_dispatch(u.route);
+        }
+    }
+
+    /// Removes an upstream from the Engine and its pool's counts and tells the host to close
+    /// it, after a Terminate when `terminate` and the connection got that far.
+    fn pg_forget_upstream(&mut self, uid: UpstreamId, terminate: bool) -> Option<Upstream> {
+        let u = self.upstreams.remove(uid.0)?;
         let mut out = BytesMut::new();
-        if FrontendMessage::Terminate.encode(&mut out).is_ok()
+        if terminate
             && !matches!(u.phase, UpPhase::Connecting)
+            && FrontendMessage::Terminate.encode(&mut out).is_ok()
         {
             self.actions.push_back(Action::SendUpstream {
                 id: uid,
@@ -161,10 +168,7 @@ impl Engine {
         if matches!(u.phase, UpPhase::Connecting | UpPhase::Login(_)) {
             pool.connecting -= 1;
         }
-        if let UpPhase::Attached(_) = u.phase {
-            pool.stats.upstreams_active -= 1;
-        }
-        self.pg_dispatch(u.route);
+        Some(u)
     }
 
     /// An upstream failed or closed: its client (if any) gets an error and is closed, clients
@@ -174,9 +178,9 @@ impl Engine {
             return;
         };
         let route = u.route;
-        let phase = std::mem::replace(&mut u.phase, UpPhase::Resetting);
-        let logging_in = matches!(phase, UpPhase::Connecting | UpPhase::Login(_));
-        if let UpPhase::Attached(cid) = phase {
+        let logging_in = matches!(u.phase, UpPhase::Connecting | UpPhase::Login(_));
+        if let Some(cid) = u.client() {
+            u.phase = UpPhase::Resetting;
             let pool = &mut self.pools[route];
             pool.stats.upstreams_active -= 1;
             pool.stats.clients_active -= 1;
@@ -190,15 +194,10 @@ impl Engine {
             );
         }
         if logging_in {
-            self.pools[route].connecting -= 1;
             self.pools[route].last_error = Some(reason.to_string());
         }
-        if let Some(u) = self.upstreams.remove(uid.0) {
-            self.actions.push_back(Action::CloseUpstream { id: uid });
-            let pool = &mut self.pools[u.route];
-            pool.total -= 1;
-            pool.idle.retain(|&i| i != uid);
-            pool.stats.upstreams_discarded += u64::from(!logging_in);
+        if self.pg_forget_upstream(uid, false).is_some() {
+            self.pools[route].stats.upstreams_discarded += u64::from(!logging_in);
         }
         if logging_in && self.pools[route].total == 0 {
             self.pg_fail_unservable(route, reason);

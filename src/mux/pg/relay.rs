@@ -408,22 +408,17 @@ impl Engine {
 
     /// Forwards the pending run of unchanged client frames.
     fn flush_to_upstream(&mut self, uid: UpstreamId, buf: &mut BytesMut, run: &mut usize) {
-        if *run > 0 {
-            let bytes = buf.split_to(*run).freeze();
-            *run = 0;
+        if let Some(bytes) = take_run(buf, run) {
             self.actions
                 .push_back(Action::SendUpstream { id: uid, bytes });
         }
     }
 
-    /// Forwards the pending run of unchanged upstream frames to the client.
+    /// Forwards the pending run of unchanged upstream frames to the client (or drops it
+    /// when the upstream has none).
     fn flush_to_client(&mut self, cid: Option<ClientId>, buf: &mut BytesMut, run: &mut usize) {
-        if *run > 0 {
-            let bytes = buf.split_to(*run).freeze();
-            *run = 0;
-            if let Some(cid) = cid {
-                self.send_client(cid, bytes);
-            }
+        if let (Some(bytes), Some(cid)) = (take_run(buf, run), cid) {
+            self.send_client(cid, bytes);
         }
     }
 
@@ -675,6 +670,12 @@ impl Engine {
             u.params.set(&name, value);
         }
     }
+}
+
+/// Cuts the first `run` bytes (whole frames passed on unchanged) off `buf`, zero-copy.
+fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {
+    let len = std::mem::take(run);
+    (len > 0).then(|| buf.split_to(len).freeze())
 }
 
 /// The lower-case name and the value of a ParameterStatus body.
