@@ -98,6 +98,9 @@ pub struct Config {
     pub client_login_timeout_ms: u64,
     /// Most server-side prepared statements muxql keeps per upstream connection.
     pub statement_cache_size: usize,
+    /// Most clients whose autocommit requests may queue behind another client's on one busy
+    /// upstream in transaction mode, while the pool is full; 0 turns pipelining off.
+    pub pipeline_depth: usize,
     /// Largest accepted message, in bytes.
     pub max_message: usize,
     /// PBKDF2 iterations for the SCRAM secrets derived from configured passwords.
@@ -120,6 +123,7 @@ impl Default for Config {
             connect_timeout_ms: 15_000,
             client_login_timeout_ms: 60_000,
             statement_cache_size: 256,
+            pipeline_depth: 4,
             max_message: DEFAULT_MAX_MESSAGE,
             scram_iterations: 4096,
             rng_seed: None,

@@ -35,6 +35,8 @@ pub struct RouteStats {
     pub pins: u64,
     /// Upstream connections closed because they could not be returned clean.
     pub upstreams_discarded: u64,
+    /// Requests pipelined behind another client's on a busy upstream.
+    pub pipelined: u64,
 }
 
 /// A snapshot of every route's counters, in route order.

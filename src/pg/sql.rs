@@ -85,6 +85,36 @@ pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     }
 }
 
+/// Key words that start a statement which, alone, runs and commits as one implicit
+/// transaction: it cannot open a transaction block or change the session.
+const AUTOCOMMIT_KEYWORDS: [&[u8]; 7] = [
+    b"select", b"insert", b"update", b"delete", b"with", b"values", b"table",
+];
+
+/// Whether `sql` is exactly one statement that runs in its own implicit transaction and
+/// leaves no session state behind: it starts with SELECT, INSERT, UPDATE, DELETE, WITH,
+/// VALUES, TABLE or `(`, and [`for_each_effect`] finds nothing in it.
+///
+/// After such a statement the server is idle (`ReadyForQuery` 'I') and in the session state it
+/// was before, so another client's statement may follow it on the same connection. Trailing
+/// blanks, comments and one `;` are allowed; anything after them is not.
+pub fn is_autocommit_statement(sql: &[u8]) -> bool {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let mut statement = Statement::new(&mut lexer);
+    let plain = match statement.peek() {
+        Some(first) if first.kind == Kind::Punct(b'(') => true,
+        Some(first) => AUTOCOMMIT_KEYWORDS.iter().any(|k| statement.is(first, k)),
+        None => false,
+    };
+    if !plain {
+        return false;
+    }
+    let mut effects = false;
+    statement.classify(&mut |_| effects = true);
+    statement.finish(&mut |_| effects = true);
+    !effects && lexer.next_token().is_none()
+}
+
 /// Convenience: collect into a Vec.
 pub fn effects(sql: &[u8]) -> Vec<Effect> {
     let mut out = Vec::new();
@@ -1468,6 +1498,49 @@ mod tests {
                 value,
             );
             prop_assert_eq!(effects(sql.as_bytes()), vec![set(&name, &value)], "{}", sql);
+        }
+    }
+
+    #[test]
+    fn autocommit_statements_are_single_and_stateless() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "select 1",
+            "  /* c */ INSERT INTO t VALUES ('BEGIN; x') -- trailing\n",
+            "UPDATE t SET a = $$;$$ WHERE b = $1",
+            "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+            "(SELECT 1) UNION (SELECT 2);",
+            "VALUES (1), (2)",
+            "TABLE t",
+        ] {
+            assert!(is_autocommit_statement(sql.as_bytes()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_may_leave_state_are_not_autocommit() {
+        for sql in [
+            "",
+            ";",
+            "BEGIN",
+            "begin; select 1",
+            "SELECT 1; SELECT 2",
+            "SELECT 1;;",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT * INTO TEMP t FROM u",
+            "SET search_path = x",
+            "START TRANSACTION",
+            "COMMIT",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "LISTEN x",
+            "COPY t FROM STDIN",
+            "CALL p()",
+            "DO $$BEGIN END$$",
+            "EXPLAIN ANALYZE SELECT 1",
+            "PREPARE p AS SELECT 1",
+            "\"select\" 1",
+        ] {
+            assert!(!is_autocommit_statement(sql.as_bytes()), "{sql}");
         }
     }
 }

@@ -165,6 +165,10 @@ pub struct Args {
     /// transaction | session [default: transaction].
     #[arg(long = "pool-mode", value_name = "MODE")]
     pub pool_mode: Option<String>,
+    /// Clients that may queue an autocommit request behind another's on a busy upstream;
+    /// 0 turns cross-client pipelining off [default: 4].
+    #[arg(long = "pipeline-depth", value_name = "N")]
+    pub pipeline_depth: Option<usize>,
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -230,6 +234,8 @@ pub struct FileConfig {
     pub client_login_timeout: Option<String>,
     /// Prepared statements cached per pool.
     pub statement_cache_size: Option<usize>,
+    /// Cross-client pipelining depth (0: off).
+    pub pipeline_depth: Option<usize>,
     /// Largest accepted protocol message in bytes.
     pub max_message: Option<usize>,
     /// SCRAM iteration count for client authentication.
@@ -593,6 +599,9 @@ impl ServerConfig {
         }
         if let Some(v) = file.statement_cache_size {
             engine.statement_cache_size = v;
+        }
+        if let Some(v) = args.pipeline_depth.or(file.pipeline_depth) {
+            engine.pipeline_depth = v;
         }
         if let Some(v) = file.max_message {
             engine.max_message = v;

@@ -28,7 +28,7 @@ fn f(v: u64) -> f64 {
     v as f64
 }
 
-const FAMILIES: [Family; 16] = [
+const FAMILIES: [Family; 17] = [
     Family {
         name: "muxql_clients",
         kind: "gauge",
@@ -124,6 +124,12 @@ const FAMILIES: [Family; 16] = [
         kind: "counter",
         help: "Upstream connections closed instead of reused.",
         value: |s| f(s.upstreams_discarded),
+    },
+    Family {
+        name: "muxql_pipelined_total",
+        kind: "counter",
+        help: "Requests pipelined behind another client's on a busy upstream.",
+        value: |s| f(s.pipelined),
     },
 ];
 

@@ -121,6 +121,13 @@ impl ExpectQueue {
         matches!(self.items.front(), Some(Item::Response(_)))
     }
 
+    /// Whether a request whose answer goes to the client is outstanding.
+    pub(crate) fn owes_client(&self) -> bool {
+        self.items.iter().any(|i| {
+            matches!(i, Item::Response(p) if !p.swallow) || matches!(i, Item::Synthetic(_))
+        })
+    }
+
     /// Whether a Query (simple protocol) or Sync is outstanding: a query is running.
     pub(crate) fn busy(&self) -> bool {
         !self.items.is_empty()

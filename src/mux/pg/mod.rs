@@ -4,6 +4,7 @@
 mod expect;
 pub(crate) mod params;
 mod peek;
+mod pipeline;
 mod pooling;
 mod relay;
 pub(crate) mod session;

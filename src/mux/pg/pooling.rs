@@ -53,6 +53,7 @@ impl Engine {
                 self.pg_assign(uid, cid);
             }
         }
+        self.pg_pipeline_waiting(route);
         let pool = &mut self.pools[route];
         if pool.waiting == 0 {
             pool.queue.clear();
@@ -125,6 +126,7 @@ impl Engine {
         // No longer attached: the caller already counted the release, so a retirement below
         // must not count it again.
         u.phase = UpPhase::Idle;
+        u.pipeline_ok = false;
         let lifetime = self.config.server_lifetime_ms;
         let expired = lifetime > 0 && self.now.saturating_sub(u.created) >= lifetime;
         if u.broken || expired || !u.expect.is_empty() {
@@ -167,6 +169,9 @@ impl Engine {
         pool.idle.retain(|&i| i != uid);
         if matches!(u.phase, UpPhase::Connecting | UpPhase::Login(_)) {
             pool.connecting -= 1;
+        }
+        for cid in u.followers.iter().flatten() {
+            self.pg_fail_client(*cid, CONNECTION_FAILURE, "server connection lost");
         }
         Some(u)
     }
@@ -246,6 +251,15 @@ impl Engine {
         if c.waiting_since.is_some() {
             pool.waiting -= 1;
         }
+        if let Some(uid) = c.queued_on {
+            // Its request is on the wire already: the answer is dropped when its turn comes.
+            pool.stats.clients_active -= 1;
+            if let Some(u) = self.upstreams.get_mut(uid.0) {
+                for f in u.followers.iter_mut().filter(|f| **f == Some(cid)) {
+                    *f = None;
+                }
+            }
+        }
         if c.pins != 0 {
             pool.stats.clients_pinned -= 1;
         }
@@ -265,6 +279,11 @@ impl Engine {
             return;
         };
         u.phase = UpPhase::Resetting;
+        if !u.followers.is_empty() {
+            // An autocommit unit is running with others queued behind it: its answer is
+            // dropped and the next follower is served after it.
+            return;
+        }
         if !u.expect.is_empty() {
             self.pools[u.route].stats.upstreams_discarded += 1;
             return self.pg_retire(uid);

@@ -53,11 +53,17 @@ enum Step {
 
 impl Engine {
     /// Handles a ready client's buffered input: waits for an upstream, or relays to it.
+    ///
+    /// Input stays buffered while the client's pipelined request waits for its turn, and while
+    /// other clients' requests are pipelined behind its own (they must stay in order).
     pub(crate) fn pg_relay_client(&mut self, cid: ClientId) {
         let limits = self.limits;
         let Some(c) = self.clients.get_mut(cid.0) else {
             return;
         };
+        if c.queued_on.is_some() {
+            return;
+        }
         let Some(uid) = c.upstream else {
             match peek_header(&c.buf, Direction::Frontend, &limits) {
                 Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e.to_string()),
@@ -65,6 +71,28 @@ impl Engine {
                 Ok(Some(h)) if h.tag == b'X' => self.pg_close_client(cid),
                 Ok(Some(_)) => self.pg_wait_for_upstream(cid),
             }
+            return;
+        };
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        if !u.followers.is_empty() {
+            return;
+        }
+        u.pipeline_ok = self.config.pipeline_depth > 0
+            && c.pins == 0
+            && u.tx_status == b'I'
+            && !u.expect.owes_client()
+            && self.config.routes[u.route].pool_mode == PoolMode::Transaction
+            && super::pipeline::is_autocommit_unit(&c.buf, &c.stmts, &limits);
+        self.pg_forward(cid, uid);
+    }
+
+    /// Relays a client's complete buffered frames to upstream `uid`, rewriting what names
+    /// pooled statements and answering locally what muxql answers itself.
+    pub(crate) fn pg_forward(&mut self, cid: ClientId, uid: UpstreamId) {
+        let limits = self.limits;
+        let Some(c) = self.clients.get_mut(cid.0) else {
             return;
         };
         let mut buf = std::mem::take(&mut c.buf);
@@ -429,9 +457,11 @@ impl Engine {
         let Some(u) = self.upstreams.get_mut(uid.0) else {
             return;
         };
-        let cid = u.client();
+        let route = u.route;
+        let mut cid = u.client();
         let mut buf = std::mem::take(&mut u.buf);
         let mut run = 0;
+        let mut promoted = false;
         loop {
             let header = match peek_header(&buf[run..], Direction::Backend, &limits) {
                 Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
@@ -484,6 +514,8 @@ impl Engine {
             for p in &dropped {
                 forget_unprepared(&mut u.prepared, p);
             }
+            let ends_unit =
+                tag == b'Z' && !u.followers.is_empty() && done.as_ref().is_some_and(|p| !p.swallow);
             let mut forward = !swallow && cid.is_some();
             match tag {
                 b'E' => {
@@ -549,6 +581,19 @@ impl Engine {
                 self.flush_to_client(cid, &mut buf, &mut run);
                 buf.advance(header.frame_len);
             }
+            if ends_unit {
+                self.flush_to_client(cid, &mut buf, &mut run);
+                if let Some(cid) = cid {
+                    self.release_synthetics(uid, cid);
+                }
+                if status != b'I' {
+                    // Followers' requests would run inside this transaction: never let them.
+                    return self.pg_upstream_lost(uid, "pipelined request left a transaction open");
+                }
+                cid = self.pg_promote(uid, cid);
+                promoted = true;
+                continue;
+            }
             if tag == b'Z' && self.releasable(uid) {
                 self.flush_to_client(cid, &mut buf, &mut run);
                 if let Some(cid) = cid {
@@ -569,6 +614,9 @@ impl Engine {
         }
         if let Some(u) = self.upstreams.get_mut(uid.0) {
             u.buf = buf;
+        }
+        if promoted {
+            self.pg_dispatch(route);
         }
     }
 

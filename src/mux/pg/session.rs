@@ -133,6 +133,10 @@ pub(crate) struct Client {
     pub(crate) route: usize,
     /// The upstream this client holds.
     pub(crate) upstream: Option<UpstreamId>,
+    /// The busy upstream this client's request was pipelined onto, behind another client's.
+    pub(crate) queued_on: Option<UpstreamId>,
+    /// A cancel arrived while queued: forward it once this client's request runs.
+    pub(crate) cancel_requested: bool,
     /// When the client started waiting for an upstream.
     pub(crate) waiting_since: Option<u64>,
     /// Pin reasons (bits of [`pin_bit`]); non-zero keeps the upstream attached.
@@ -156,6 +160,8 @@ impl Client {
             buf: BytesMut::new(),
             route: 0,
             upstream: None,
+            queued_on: None,
+            cancel_requested: false,
             waiting_since: None,
             pins: 0,
             params: ParamDiff::default(),
@@ -538,23 +544,15 @@ impl Engine {
         let Some(&target) = self.cancel_index.get(&pid) else {
             return;
         };
-        let Some(c) = self.clients.get(target.0) else {
+        let Some(c) = self.clients.get_mut(target.0) else {
             return;
         };
         if c.cancel_key.len() != key.len() || !bool::from(c.cancel_key.ct_eq(key)) {
             return;
         }
-        let Some(uid) = c.upstream else {
-            return;
-        };
-        let Some(u) = self.upstreams.get(uid.0) else {
-            return;
-        };
-        if let Some(bytes) = u.cancel_request() {
-            self.actions.push_back(Action::SendCancel {
-                route: u.route,
-                bytes,
-            });
+        match c.upstream {
+            Some(uid) => self.pg_forward_cancel(uid),
+            None => c.cancel_requested = c.queued_on.is_some(),
         }
     }
 

@@ -20,6 +20,9 @@ pub(crate) struct Statement {
     pub(crate) param_types: Box<[u32]>,
     /// Whether running it changes session settings (SET, RESET, DISCARD ALL...).
     pub(crate) changes_settings: bool,
+    /// Whether it is one statement that runs in its own implicit transaction and leaves no
+    /// session state (see [`crate::pg::sql::is_autocommit_statement`]).
+    pub(crate) autocommit: bool,
     /// Current server-side id; replaced when the statement must be prepared afresh.
     server_id: Cell<u64>,
 }
@@ -59,6 +62,7 @@ impl Registry {
             query: key.0.clone(),
             param_types: key.1.clone(),
             changes_settings,
+            autocommit: crate::pg::sql::is_autocommit_statement(&key.0),
             server_id: Cell::new(self.next_id),
         });
         self.entries.insert(key, Rc::clone(&stmt));

@@ -1,6 +1,8 @@
 //! An upstream PostgreSQL connection: its login with the route's credentials, and the state
 //! muxql tracks on it (transaction status, session parameters, prepared statements).
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 use super::expect::ExpectQueue;
@@ -62,6 +64,11 @@ pub(crate) struct Upstream {
     pub(crate) deadline: u64,
     /// Must be closed rather than reused.
     pub(crate) broken: bool,
+    /// Clients whose requests were pipelined behind the attached client's, in order (`None`
+    /// for one that left since).
+    pub(crate) followers: VecDeque<Option<ClientId>>,
+    /// The attached client sent one autocommit unit: more clients may queue behind it.
+    pub(crate) pipeline_ok: bool,
 }
 
 impl Upstream {
@@ -105,6 +112,8 @@ impl Engine {
             backend_key: Bytes::new(),
             params: ParamDiff::default(),
             prepared: Prepared::default(),
+            followers: VecDeque::new(),
+            pipeline_ok: false,
             created: self.now,
             idle_since: self.now,
             deadline: self.now.saturating_add(self.config.connect_timeout_ms),

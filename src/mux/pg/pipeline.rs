@@ -1,0 +1,334 @@
+//! Cross-client pipelining: while every upstream of a full pool is busy, a waiting client whose
+//! whole request is one autocommit unit is sent right behind another client's autocommit unit
+//! on a busy upstream, instead of waiting for that upstream to come back to the pool.
+//!
+//! An autocommit unit is a simple Query, or an extended-protocol sequence ending with its only
+//! Sync, whose statements all pass [`is_autocommit_statement`]: afterwards the server is idle
+//! ('I') in the session state it had before, so the unit after it finds the connection as if
+//! fresh from the pool. The server answers in order, and each unit ends with the one
+//! ReadyForQuery its Query or Sync gets; there the next queued client (a follower) becomes the
+//! client served. Followers never need session parameters replayed: they only queue behind
+//! upstreams whose parameters equal their own.
+//!
+//! What this saves is the idle gap between one client's ReadyForQuery and the next client's
+//! request, and one read and one write per request on both ends of the upstream socket.
+//! Fairness: the wait queue stays FIFO (a client that cannot be pipelined stops pipelining for
+//! everyone behind it until an upstream comes free), and at most `pipeline_depth` followers
+//! queue behind one upstream.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::params::ParamDiff;
+use super::peek;
+use super::statements::Statement;
+use super::upstream::UpPhase;
+use crate::mux::config::PoolMode;
+use crate::mux::engine::Engine;
+use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::Action;
+use crate::pg::frame::{peek_header, Direction, HEADER_LEN};
+use crate::pg::sql::is_autocommit_statement;
+use crate::wire::Limits;
+
+/// Whether `buf` holds exactly one autocommit unit and nothing else.
+///
+/// Unnamed statements must be parsed within the unit (one parsed before its Sync may be gone
+/// or replaced); named statements must be known to the client and autocommit themselves.
+pub(crate) fn is_autocommit_unit(
+    buf: &[u8],
+    stmts: &HashMap<Bytes, Rc<Statement>>,
+    limits: &Limits,
+) -> bool {
+    let named_ok = |name: &[u8]| stmts.get(name).is_some_and(|s| s.autocommit);
+    let mut rest = buf;
+    let mut parsed = false;
+    let mut first = true;
+    loop {
+        let header = match peek_header(rest, Direction::Frontend, limits) {
+            Ok(Some(h)) if rest.len() >= h.frame_len => h,
+            _ => return false,
+        };
+        let body = &rest[HEADER_LEN..header.frame_len];
+        rest = &rest[header.frame_len..];
+        let ok = match header.tag {
+            b'Q' => {
+                return first
+                    && rest.is_empty()
+                    && is_autocommit_statement(peek::first_cstr(body).unwrap_or(body))
+            }
+            b'S' => return !first && rest.is_empty(),
+            b'P' => match peek::cstr(body) {
+                Some((b"", sql)) => {
+                    parsed = true;
+                    is_autocommit_statement(peek::first_cstr(sql).unwrap_or(sql))
+                }
+                _ => false,
+            },
+            b'B' => match peek::bind_statement(body) {
+                Some(b"") => parsed,
+                Some(name) => named_ok(name),
+                None => false,
+            },
+            b'D' => match peek::target(body) {
+                Some((b'P', _)) => true,
+                Some((b'S', b"")) => parsed,
+                Some((b'S', name)) => named_ok(name),
+                _ => false,
+            },
+            b'E' => true,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        first = false;
+    }
+}
+
+impl Engine {
+    /// Sends waiting clients of `route`, oldest first, behind busy upstreams while the pool is
+    /// full and the client at the head of the queue has one autocommit unit to send.
+    pub(crate) fn pg_pipeline_waiting(&mut self, route: usize) {
+        let depth = self.config.pipeline_depth;
+        let cfg = &self.config.routes[route];
+        if depth == 0 || cfg.pool_mode != PoolMode::Transaction {
+            return;
+        }
+        let size = cfg.pool_size;
+        loop {
+            let pool = &self.pools[route];
+            if pool.waiting == 0 || !pool.idle.is_empty() || pool.total < size {
+                return;
+            }
+            let Some(&cid) = pool.queue.front() else {
+                return;
+            };
+            let Some(c) = self
+                .clients
+                .get(cid.0)
+                .filter(|c| c.waiting_since.is_some() && c.upstream.is_none())
+            else {
+                self.pools[route].queue.pop_front();
+                continue;
+            };
+            if c.pins != 0 || !is_autocommit_unit(&c.buf, &c.stmts, &self.limits) {
+                return;
+            }
+            let Some(uid) = self.pg_pipeline_target(route, &c.params, depth) else {
+                return;
+            };
+            self.pools[route].queue.pop_front();
+            self.pg_follow(cid, uid);
+        }
+    }
+
+    /// The busy upstream of `route` with the fewest followers that can take one more client
+    /// with session parameters `params`.
+    fn pg_pipeline_target(
+        &self,
+        route: usize,
+        params: &ParamDiff,
+        depth: usize,
+    ) -> Option<UpstreamId> {
+        self.upstreams
+            .iter()
+            .filter(|(_, u)| {
+                u.route == route
+                    && u.pipeline_ok
+                    && matches!(u.phase, UpPhase::Attached(_))
+                    && u.followers.len() < depth
+                    && u.params == *params
+            })
+            .min_by_key(|(_, u)| u.followers.len())
+            .map(|(id, _)| UpstreamId(id))
+    }
+
+    /// Queues a waiting client behind upstream `uid` and sends its request.
+    fn pg_follow(&mut self, cid: ClientId, uid: UpstreamId) {
+        let now = self.now;
+        let (Some(c), Some(u)) = (self.clients.get_mut(cid.0), self.upstreams.get_mut(uid.0))
+        else {
+            return;
+        };
+        let pool = &mut self.pools[c.route];
+        pool.waiting -= 1;
+        pool.stats.wait_ms += now.saturating_sub(c.waiting_since.take().unwrap_or(now));
+        pool.stats.clients_active += 1;
+        pool.stats.pipelined += 1;
+        c.queued_on = Some(uid);
+        u.followers.push_back(Some(cid));
+        self.pg_forward(cid, uid);
+    }
+
+    /// The unit of the client served by `uid` (`old`, or nobody when it left) is complete:
+    /// the next follower becomes the client served. Returns it (`None` when it left too).
+    pub(crate) fn pg_promote(
+        &mut self,
+        uid: UpstreamId,
+        old: Option<ClientId>,
+    ) -> Option<ClientId> {
+        let u = self.upstreams.get_mut(uid.0)?;
+        let next = u.followers.pop_front()?;
+        let was_attached = matches!(u.phase, UpPhase::Attached(_));
+        u.phase = match next {
+            Some(cid) => UpPhase::Attached(cid),
+            None => UpPhase::Resetting,
+        };
+        let route = u.route;
+        let stats = &mut self.pools[route].stats;
+        match (was_attached, next.is_some()) {
+            (true, false) => stats.upstreams_active -= 1,
+            (false, true) => stats.upstreams_active += 1,
+            _ => {}
+        }
+        if let Some(c) = old.and_then(|o| self.clients.get_mut(o.0)) {
+            c.upstream = None;
+            stats.clients_active -= 1;
+            if !c.buf.is_empty() {
+                self.ready.extend(old);
+            }
+        }
+        let cid = next?;
+        let c = self.clients.get_mut(cid.0)?;
+        c.queued_on = None;
+        c.upstream = Some(uid);
+        if !c.buf.is_empty() {
+            self.ready.push_back(cid);
+        }
+        if std::mem::take(&mut c.cancel_requested) {
+            self.pg_forward_cancel(uid);
+        }
+        Some(cid)
+    }
+
+    /// Sends a CancelRequest for whatever runs on `uid`; no client queues behind it after that
+    /// (the cancel might arrive after the query it was meant for).
+    pub(crate) fn pg_forward_cancel(&mut self, uid: UpstreamId) {
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        if let Some(bytes) = u.cancel_request() {
+            u.pipeline_ok = false;
+            self.actions.push_back(Action::SendCancel {
+                route: u.route,
+                bytes,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::frontend::{Bind, Describe, Execute, FrontendMessage, Parse, TargetKind};
+    use bytes::BytesMut;
+
+    fn encode(msgs: &[FrontendMessage]) -> BytesMut {
+        let mut b = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut b).unwrap();
+        }
+        b
+    }
+
+    fn query(sql: &str) -> FrontendMessage {
+        FrontendMessage::Query(Bytes::copy_from_slice(sql.as_bytes()))
+    }
+
+    fn parse(name: &str, sql: &str) -> FrontendMessage {
+        FrontendMessage::Parse(Parse {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            query: Bytes::copy_from_slice(sql.as_bytes()),
+            param_types: Vec::new(),
+        })
+    }
+
+    fn bind(stmt: &str) -> FrontendMessage {
+        FrontendMessage::Bind(Bind {
+            portal: Bytes::new(),
+            statement: Bytes::copy_from_slice(stmt.as_bytes()),
+            param_formats: Vec::new(),
+            params: Vec::new(),
+            result_formats: Vec::new(),
+        })
+    }
+
+    fn execute() -> FrontendMessage {
+        FrontendMessage::Execute(Execute {
+            portal: Bytes::new(),
+            max_rows: 0,
+        })
+    }
+
+    fn describe_portal() -> FrontendMessage {
+        FrontendMessage::Describe(Describe {
+            kind: TargetKind::Portal,
+            name: Bytes::new(),
+        })
+    }
+
+    fn unit(msgs: &[FrontendMessage], stmts: &HashMap<Bytes, Rc<Statement>>) -> bool {
+        is_autocommit_unit(&encode(msgs), stmts, &Limits::default())
+    }
+
+    #[test]
+    fn one_simple_autocommit_query_is_a_unit() {
+        let none = HashMap::new();
+        assert!(unit(&[query("SELECT 1")], &none));
+        assert!(!unit(&[query("BEGIN")], &none));
+        assert!(!unit(&[query("SELECT 1"), query("SELECT 1")], &none));
+        let mut partial = encode(&[query("SELECT 1")]);
+        partial.truncate(partial.len() - 1);
+        assert!(!is_autocommit_unit(&partial, &none, &Limits::default()));
+    }
+
+    #[test]
+    fn extended_units_end_with_their_only_sync() {
+        let none = HashMap::new();
+        let s = FrontendMessage::Sync;
+        let p = || parse("", "SELECT $1");
+        assert!(unit(
+            &[p(), bind(""), describe_portal(), execute(), s.clone()],
+            &none
+        ));
+        assert!(!unit(&[p(), bind(""), execute()], &none), "no Sync yet");
+        assert!(
+            !unit(
+                &[p(), bind(""), execute(), s.clone(), query("SELECT 1")],
+                &none
+            ),
+            "more after the Sync"
+        );
+        assert!(
+            !unit(&[bind(""), execute(), s.clone()], &none),
+            "unnamed statement from an earlier unit"
+        );
+        assert!(!unit(
+            &[parse("", "BEGIN"), bind(""), execute(), s.clone()],
+            &none
+        ));
+        assert!(!unit(&[parse("s1", "SELECT 1"), s.clone()], &none));
+        assert!(
+            !unit(&[s.clone()], &none),
+            "a lone Sync runs nothing but is not worth it"
+        );
+        assert!(!unit(&[FrontendMessage::Flush, s], &none));
+    }
+
+    #[test]
+    fn named_statements_must_be_known_and_autocommit() {
+        let mut registry = super::super::statements::Registry::default();
+        let mut stmts = HashMap::new();
+        let select = registry.intern(Bytes::from_static(b"SELECT 1"), Vec::new());
+        let begin = registry.intern(Bytes::from_static(b"BEGIN"), Vec::new());
+        stmts.insert(Bytes::from_static(b"sel"), select);
+        stmts.insert(Bytes::from_static(b"beg"), begin);
+        let s = FrontendMessage::Sync;
+        assert!(unit(&[bind("sel"), execute(), s.clone()], &stmts));
+        assert!(!unit(&[bind("beg"), execute(), s.clone()], &stmts));
+        assert!(!unit(&[bind("unknown"), execute(), s], &stmts));
+    }
+}
