@@ -311,11 +311,8 @@ mod tests {
             &none
         ));
         assert!(!unit(&[parse("s1", "SELECT 1"), s.clone()], &none));
-        assert!(
-            !unit(&[s.clone()], &none),
-            "a lone Sync runs nothing but is not worth it"
-        );
-        assert!(!unit(&[FrontendMessage::Flush, s], &none));
+        assert!(!unit(&[FrontendMessage::Flush, s.clone()], &none));
+        assert!(!unit(&[s], &none), "a lone Sync is not worth it");
     }
 
     #[test]
