@@ -199,6 +199,19 @@ impl Sim {
         (id, self.drain())
     }
 
+    /// Sends a CancelRequest on a new connection; returns the cancels forwarded upstream.
+    fn cancel(&mut self, pid: u32, key: Bytes) -> Vec<Bytes> {
+        let id = self.engine.client_open(Protocol::Postgres, self.now);
+        let mut buf = BytesMut::new();
+        StartupRequest::Cancel(CancelRequest { pid, key })
+            .encode(&mut buf)
+            .unwrap();
+        self.engine.client_data(id, buf, self.now);
+        let out = self.drain();
+        assert_eq!(out.closed_clients, vec![id]);
+        out.cancels
+    }
+
     /// A ready client and (when the pool had none) its route's first upstream, logged in.
     fn ready_client(&mut self) -> ClientId {
         let (id, out) = self.open_client(&[]);
@@ -207,6 +220,18 @@ impl Sim {
         }
         id
     }
+}
+
+/// The cancel key muxql gave client `id` in its welcome.
+fn cancel_key(welcome: &Out, id: ClientId) -> (u32, Bytes) {
+    welcome
+        .client_msgs(id)
+        .into_iter()
+        .find_map(|m| match m {
+            BackendMessage::BackendKeyData { pid, key } => Some((pid, key)),
+            _ => None,
+        })
+        .expect("BackendKeyData")
 }
 
 fn is_ready(msgs: &[BackendMessage]) -> bool {
@@ -461,25 +486,8 @@ fn cancel_reaches_the_upstream_only_while_the_query_runs() {
     let mut sim = Sim::new(config(1, PoolMode::Transaction));
     let (a, out) = sim.open_client(&[]);
     let welcome = sim.login_upstream(out.connects[0], 77);
-    let (pid, key) = welcome
-        .client_msgs(a)
-        .into_iter()
-        .find_map(|m| match m {
-            BackendMessage::BackendKeyData { pid, key } => Some((pid, key)),
-            _ => None,
-        })
-        .unwrap();
-    let cancel = |sim: &mut Sim, key: Bytes| {
-        let id = sim.engine.client_open(Protocol::Postgres, sim.now);
-        let mut buf = BytesMut::new();
-        StartupRequest::Cancel(CancelRequest { pid, key })
-            .encode(&mut buf)
-            .unwrap();
-        sim.engine.client_data(id, buf, sim.now);
-        let out = sim.drain();
-        assert_eq!(out.closed_clients, vec![id]);
-        out.cancels
-    };
+    let (pid, key) = cancel_key(&welcome, a);
+    let cancel = |sim: &mut Sim, key: Bytes| sim.cancel(pid, key);
     assert!(
         cancel(&mut sim, key.clone()).is_empty(),
         "idle client: nothing to cancel"
@@ -826,4 +834,229 @@ fn an_upstream_skipping_scram_verification_is_refused() {
         vec![c],
         "the waiting client is told, not served"
     );
+}
+
+// Cross-client pipelining (src/mux/pg/pipeline.rs).
+
+fn select_answer(n: &str) -> Vec<BackendMessage> {
+    vec![
+        complete(&format!("SELECT {n}")),
+        rfq(TransactionStatus::Idle),
+    ]
+}
+
+/// `n` ready clients on a pool of one; the first one's `SELECT 1` is running. Returns the
+/// clients and the upstream.
+fn one_busy_upstream(n: usize) -> (Sim, Vec<ClientId>, UpstreamId) {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let clients: Vec<ClientId> = (0..n).map(|_| sim.ready_client()).collect();
+    let out = sim.client_send(clients[0], &[q("SELECT 1")]);
+    let (u, _) = out.to_upstreams[0];
+    (sim, clients, u)
+}
+
+#[test]
+fn autocommit_queries_queue_behind_a_busy_upstream_and_get_their_own_answers() {
+    let (mut sim, c, u) = one_busy_upstream(3);
+    let out = sim.client_send(c[1], &[q("SELECT 2")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")], "sent at once");
+    let out = sim.client_send(c[2], &[q("SELECT 3")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 3")]);
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!((stats.pipelined, stats.clients_waiting), (2, 0));
+    let answers = [select_answer("1"), select_answer("2"), select_answer("3")].concat();
+    let out = sim.upstream_send(u, &answers);
+    for (i, id) in c.iter().enumerate() {
+        assert_eq!(out.client_msgs(*id), select_answer(&(i + 1).to_string()));
+    }
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!((stats.upstreams_idle, stats.clients_active), (1, 0));
+    assert_eq!(stats.transactions, 3);
+}
+
+#[test]
+fn only_autocommit_units_queue_and_the_wait_queue_stays_in_order() {
+    let (mut sim, c, u) = one_busy_upstream(3);
+    let out = sim.client_send(c[1], &[q("BEGIN")]);
+    assert!(out.to_upstreams.is_empty(), "a transaction waits");
+    let out = sim.client_send(c[2], &[q("SELECT 3")]);
+    assert!(
+        out.to_upstreams.is_empty(),
+        "no overtaking the waiting BEGIN"
+    );
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(out.upstream_msgs(u), vec![q("BEGIN")]);
+    let out = sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    assert!(
+        out.to_upstreams.is_empty(),
+        "nothing queues behind a transaction"
+    );
+    let out = sim.client_send(c[1], &[q("COMMIT")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("COMMIT")]);
+    let out = sim.upstream_send(u, &[complete("COMMIT"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 3")]);
+    assert_eq!(sim.engine.stats().routes[0].pipelined, 0);
+}
+
+#[test]
+fn clients_with_other_session_parameters_do_not_queue() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let (b, _) = sim.open_client(&[("application_name", "other")]);
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let (u, _) = out.to_upstreams[0];
+    let out = sim.client_send(b, &[q("SELECT 2")]);
+    assert!(out.to_upstreams.is_empty());
+    let out = sim.upstream_send(u, &select_answer("1"));
+    let sent = out.upstream_msgs(u);
+    assert_eq!(
+        sent.len(),
+        2,
+        "parameters replayed, then the query: {sent:?}"
+    );
+    assert_eq!(sent[1], q("SELECT 2"));
+}
+
+#[test]
+fn extended_units_queue_and_an_error_stays_in_its_own_unit() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    let unit = [
+        parse_msg("", "SELECT $1"),
+        bind_msg(""),
+        execute_msg(),
+        FrontendMessage::Sync,
+    ];
+    let out = sim.client_send(c[1], &unit);
+    assert_eq!(out.upstream_msgs(u), unit.to_vec());
+    let mut answers = vec![error("42601", "syntax error"), rfq(TransactionStatus::Idle)];
+    answers.extend([
+        BackendMessage::ParseComplete,
+        BackendMessage::BindComplete,
+        complete("SELECT 1"),
+        rfq(TransactionStatus::Idle),
+    ]);
+    let out = sim.upstream_send(u, &answers);
+    assert_eq!(out.client_msgs(c[0]), answers[..2].to_vec());
+    assert_eq!(out.client_msgs(c[1]), answers[2..].to_vec());
+}
+
+#[test]
+fn a_queued_client_that_leaves_gets_nothing_and_the_rest_go_on() {
+    let (mut sim, c, u) = one_busy_upstream(3);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    sim.client_send(c[2], &[q("SELECT 3")]);
+    sim.engine.client_closed(c[1], sim.now);
+    sim.drain();
+    let answers = [select_answer("1"), select_answer("2"), select_answer("3")].concat();
+    let out = sim.upstream_send(u, &answers);
+    assert_eq!(out.client_msgs(c[0]), select_answer("1"));
+    assert!(out.client_msgs(c[1]).is_empty());
+    assert_eq!(out.client_msgs(c[2]), select_answer("3"));
+    assert!(out.closed_upstreams.is_empty());
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!((stats.upstreams_idle, stats.upstreams_active), (1, 0));
+    assert_eq!(stats.clients_active, 0);
+}
+
+#[test]
+fn the_running_client_leaving_does_not_cost_the_queued_ones_their_answers() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    sim.engine.client_closed(c[0], sim.now);
+    let out = sim.drain();
+    assert!(out.closed_upstreams.is_empty(), "the upstream is kept");
+    let answers = [select_answer("1"), select_answer("2")].concat();
+    let out = sim.upstream_send(u, &answers);
+    assert_eq!(out.client_msgs(c[1]), select_answer("2"));
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!((stats.upstreams_idle, stats.upstreams_active), (1, 0));
+    assert_eq!(stats.clients_active, 0);
+}
+
+#[test]
+fn a_lost_upstream_fails_every_client_queued_on_it() {
+    let (mut sim, c, u) = one_busy_upstream(3);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    for id in &c[..2] {
+        assert!(out.closed_clients.contains(id));
+        assert!(matches!(
+            out.client_msgs(*id).last(),
+            Some(BackendMessage::ErrorResponse(_))
+        ));
+    }
+    assert!(
+        !out.closed_clients.contains(&c[2]),
+        "an idle client is untouched"
+    );
+    assert_eq!(sim.engine.stats().routes[0].clients_active, 0);
+}
+
+#[test]
+fn a_head_left_inside_a_transaction_ends_the_connection_not_the_isolation() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    let out = sim.upstream_send(
+        u,
+        &[complete("SELECT 1"), rfq(TransactionStatus::InTransaction)],
+    );
+    assert!(out.closed_upstreams.contains(&u));
+    assert!(
+        out.closed_clients.contains(&c[1]),
+        "its query ran in a stranger's transaction"
+    );
+}
+
+#[test]
+fn a_cancel_for_a_queued_client_is_sent_when_its_query_starts() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let (b, welcome) = sim.open_client(&[]);
+    let (pid, key) = cancel_key(&welcome, b);
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.client_send(b, &[q("SELECT pg_sleep(10)")]);
+    assert!(sim.cancel(pid, key).is_empty(), "a's query runs now");
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(out.cancels.len(), 1, "b's query runs now");
+    let c = sim.ready_client();
+    let out = sim.client_send(c, &[q("SELECT 3")]);
+    assert!(
+        out.to_upstreams.is_empty(),
+        "nothing queues behind a cancelled query"
+    );
+}
+
+#[test]
+fn input_of_the_running_client_waits_behind_queued_ones() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    let out = sim.client_send(c[0], &[q("SELECT 3")]);
+    assert!(out.to_upstreams.is_empty(), "it would overtake c1's query");
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(
+        out.upstream_msgs(u),
+        vec![q("SELECT 3")],
+        "queued behind c1's"
+    );
+    let answers = [select_answer("2"), select_answer("3")].concat();
+    let out = sim.upstream_send(u, &answers);
+    assert_eq!(out.client_msgs(c[1]), select_answer("2"));
+    assert_eq!(out.client_msgs(c[0]), select_answer("3"));
+}
+
+#[test]
+fn pipeline_depth_zero_turns_queueing_off() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.pipeline_depth = 0;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    sim.client_send(a, &[q("SELECT 1")]);
+    let out = sim.client_send(b, &[q("SELECT 2")]);
+    assert!(out.to_upstreams.is_empty());
 }
