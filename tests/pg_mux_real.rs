@@ -1735,3 +1735,63 @@ async fn metrics_show_many_clients_over_few_upstreams() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Cross-client pipelining against the real server: autocommit requests of many clients queue
+/// behind each other on two upstreams, and each client sees only its own answers, errors and
+/// settings, while transactions in between never let a stranger's statement in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_get_their_own_answers_and_never_join_a_transaction() {
+    const CLIENTS: i32 = 24;
+    const ROUNDS: i32 = 60;
+    let mux = Mux::start(2);
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let cfg = mux.config();
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&cfg).await;
+            for round in 0..ROUNDS {
+                let n = i * 1000 + round;
+                if i % 6 == 0 {
+                    // A transaction with a setting only it may see.
+                    let tx = c.transaction().await.expect("begin");
+                    let mine = format!("tx{n}");
+                    tx.batch_execute(&format!("SET LOCAL application_name = '{mine}'"))
+                        .await
+                        .expect("set local");
+                    let seen: String = tx
+                        .query_one("SELECT current_setting('application_name')", &[])
+                        .await
+                        .expect("setting")
+                        .get(0);
+                    assert_eq!(seen, mine);
+                    tx.commit().await.expect("commit");
+                    continue;
+                }
+                let app = scalar(&c, "SELECT current_setting('application_name')").await;
+                assert!(
+                    !app.as_deref().unwrap_or_default().starts_with("tx"),
+                    "client {i} ran inside another client's transaction ({app:?})"
+                );
+                let got = scalar_result(&c, &format!("SELECT {n}"))
+                    .await
+                    .expect("simple");
+                assert_eq!(got, n.to_string());
+                let row = c
+                    .query_one("SELECT $1::int + 1", &[&n])
+                    .await
+                    .expect("extended");
+                assert_eq!(row.get::<_, i32>(0), n + 1);
+                if round % 10 == 0 {
+                    let err = c.simple_query("SELECT 1 / 0").await.expect_err("1 / 0");
+                    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let text = mux.metrics().await;
+    assert!(metric(&text, "muxql_pipelined_total") > 0.0, "{text}");
+    assert_eq!(metric(&text, "muxql_upstreams_discarded_total"), 0.0);
+}
