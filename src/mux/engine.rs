@@ -8,6 +8,7 @@ use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
 use super::ids::{ClientId, Slots, UpstreamId};
 use super::pg::session::{Client, UserSecret};
+use super::pg::sql_verdicts::SqlVerdicts;
 use super::pg::upstream::Upstream;
 use super::pool::Pool;
 use super::rng::Rng;
@@ -34,6 +35,8 @@ pub struct Engine {
     pub(crate) logging_in: u64,
     /// Clients whose buffered input must be looked at again.
     pub(crate) ready: VecDeque<ClientId>,
+    /// Classifications of recently seen SQL texts.
+    pub(crate) sql_verdicts: SqlVerdicts,
 }
 
 impl Engine {
@@ -60,6 +63,7 @@ impl Engine {
             login_deadlines: VecDeque::new(),
             logging_in: 0,
             ready: VecDeque::new(),
+            sql_verdicts: SqlVerdicts::default(),
         })
     }
 

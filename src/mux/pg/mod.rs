@@ -8,5 +8,6 @@ mod pipeline;
 mod pooling;
 mod relay;
 pub(crate) mod session;
+pub(crate) mod sql_verdicts;
 pub(crate) mod statements;
 pub(crate) mod upstream;

@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::params::ParamDiff;
 use super::peek;
+use super::sql_verdicts::SqlVerdicts;
 use super::statements::Statement;
 use super::upstream::UpPhase;
 use crate::mux::config::PoolMode;
@@ -30,7 +31,6 @@ use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::Action;
 use crate::pg::frame::{peek_header, Direction, HEADER_LEN};
-use crate::pg::sql::is_autocommit_statement;
 use crate::wire::Limits;
 
 /// Whether `buf` holds exactly one autocommit unit and nothing else.
@@ -40,6 +40,7 @@ use crate::wire::Limits;
 pub(crate) fn is_autocommit_unit(
     buf: &[u8],
     stmts: &HashMap<Bytes, Rc<Statement>>,
+    verdicts: &mut SqlVerdicts,
     limits: &Limits,
 ) -> bool {
     let named_ok = |name: &[u8]| stmts.get(name).is_some_and(|s| s.autocommit);
@@ -57,13 +58,17 @@ pub(crate) fn is_autocommit_unit(
             b'Q' => {
                 return first
                     && rest.is_empty()
-                    && is_autocommit_statement(peek::first_cstr(body).unwrap_or(body))
+                    && verdicts
+                        .get(peek::first_cstr(body).unwrap_or(body))
+                        .autocommit
             }
             b'S' => return !first && rest.is_empty(),
             b'P' => match peek::cstr(body) {
                 Some((b"", sql)) => {
                     parsed = true;
-                    is_autocommit_statement(peek::first_cstr(sql).unwrap_or(sql))
+                    verdicts
+                        .get(peek::first_cstr(sql).unwrap_or(sql))
+                        .autocommit
                 }
                 _ => false,
             },
@@ -114,7 +119,8 @@ impl Engine {
                 self.pools[route].queue.pop_front();
                 continue;
             };
-            if c.pins != 0 || !is_autocommit_unit(&c.buf, &c.stmts, &self.limits) {
+            let unit = is_autocommit_unit(&c.buf, &c.stmts, &mut self.sql_verdicts, &self.limits);
+            if c.pins != 0 || !unit {
                 return;
             }
             let Some(uid) = self.pg_pipeline_target(route, &c.params, depth) else {
@@ -271,7 +277,8 @@ mod tests {
     }
 
     fn unit(msgs: &[FrontendMessage], stmts: &HashMap<Bytes, Rc<Statement>>) -> bool {
-        is_autocommit_unit(&encode(msgs), stmts, &Limits::default())
+        let mut verdicts = SqlVerdicts::default();
+        is_autocommit_unit(&encode(msgs), stmts, &mut verdicts, &Limits::default())
     }
 
     #[test]
@@ -282,7 +289,13 @@ mod tests {
         assert!(!unit(&[query("SELECT 1"), query("SELECT 1")], &none));
         let mut partial = encode(&[query("SELECT 1")]);
         partial.truncate(partial.len() - 1);
-        assert!(!is_autocommit_unit(&partial, &none, &Limits::default()));
+        let mut verdicts = SqlVerdicts::default();
+        assert!(!is_autocommit_unit(
+            &partial,
+            &none,
+            &mut verdicts,
+            &Limits::default()
+        ));
     }
 
     #[test]

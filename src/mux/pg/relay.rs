@@ -84,7 +84,12 @@ impl Engine {
             && u.tx_status == b'I'
             && !u.expect.owes_client()
             && self.config.routes[u.route].pool_mode == PoolMode::Transaction
-            && super::pipeline::is_autocommit_unit(&c.buf, &c.stmts, &limits);
+            && super::pipeline::is_autocommit_unit(
+                &c.buf,
+                &c.stmts,
+                &mut self.sql_verdicts,
+                &limits,
+            );
         self.pg_forward(cid, uid);
     }
 
@@ -187,6 +192,9 @@ impl Engine {
     /// Records the session effects of `sql` that `record` selects; returns whether the
     /// statement must be refused (a pin under [`PinPolicy::Reject`]).
     fn note_effects(&mut self, cid: ClientId, sql: &[u8], record: Record) -> bool {
+        if !self.sql_verdicts.get(sql).effects {
+            return false;
+        }
         let Some(c) = self.clients.get_mut(cid.0) else {
             return false;
         };
