@@ -64,9 +64,10 @@ start_muxql() {
 }
 
 # start_pgbouncer DIR PORT PG_PORT USER PASSWORD DB POOL_SIZE: transaction-mode PgBouncer as the
-# postgres OS user (it refuses root), SCRAM client auth; sets PGBOUNCER_PID.
+# postgres OS user (it refuses root), SCRAM client auth; sets PGBOUNCER_PID. PGBOUNCER names
+# the binary (default: pgbouncer on PATH).
 start_pgbouncer() {
-  local dir=$1 port=$2 pgport=$3 user=$4 pw=$5 db=$6 pool=$7
+  local dir=$1 port=$2 pgport=$3 user=$4 pw=$5 db=$6 pool=$7 bin=${PGBOUNCER:-pgbouncer}
   mkdir -p "$dir"
   printf '"%s" "%s"\n' "$user" "$pw" >"$dir/userlist.txt"
   cat >"$dir/pgbouncer.ini" <<INI
@@ -90,16 +91,20 @@ pidfile = $dir/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 INI
+  if "$bin" --version 2>/dev/null | grep -qE 'PgBouncer 1\.(2[1-9]|[3-9][0-9])'; then
+    # 1.21 and later pool prepared statements in transaction mode.
+    echo 'max_prepared_statements = 200' >>"$dir/pgbouncer.ini"
+  fi
   chmod 755 "$dir"
   chmod 644 "$dir"/*
   if ((EUID == 0)); then
     chown postgres "$dir"
     # runuser's PAM session resets the descriptor limit: raise it again as postgres.
     # shellcheck disable=SC2016  # expanded by the inner shell
-    runuser -u postgres -- bash -c 'ulimit -n "$1" 2>/dev/null; exec pgbouncer "$2"' _ \
-      "$(ulimit -n)" "$dir/pgbouncer.ini" >/dev/null 2>&1 &
+    runuser -u postgres -- bash -c 'ulimit -n "$1" 2>/dev/null; exec "$2" "$3"' _ \
+      "$(ulimit -n)" "$bin" "$dir/pgbouncer.ini" >/dev/null 2>&1 &
   else
-    pgbouncer "$dir/pgbouncer.ini" >/dev/null 2>&1 &
+    "$bin" "$dir/pgbouncer.ini" >/dev/null 2>&1 &
   fi
   STARTED_PIDS+=("$!")
   local i

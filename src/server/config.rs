@@ -852,6 +852,18 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_depth_comes_from_flag_then_file_then_default() {
+        let base = ["--listen-pg", "h:1", "--upstream", "postgres://a@h/d"];
+        let depth = |file: &str, extra: &[&str]| {
+            let flags: Vec<&str> = base.iter().chain(extra).copied().collect();
+            merge(file, &flags).unwrap().engine.pipeline_depth
+        };
+        assert_eq!(depth("", &[]), Config::default().pipeline_depth);
+        assert_eq!(depth("pipeline_depth = 2", &[]), 2);
+        assert_eq!(depth("pipeline_depth = 2", &["--pipeline-depth", "0"]), 0);
+    }
+
+    #[test]
     fn flags_override_file() {
         let file = r#"
             listen_pg = ["127.0.0.1:1111"]
