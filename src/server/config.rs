@@ -858,7 +858,7 @@ mod tests {
             let flags: Vec<&str> = base.iter().chain(extra).copied().collect();
             merge(file, &flags).unwrap().engine.pipeline_depth
         };
-        assert_eq!(depth("", &[]), Config::default().pipeline_depth);
+        assert_eq!(depth("", &[]), crate::mux::Config::default().pipeline_depth);
         assert_eq!(depth("pipeline_depth = 2", &[]), 2);
         assert_eq!(depth("pipeline_depth = 2", &["--pipeline-depth", "0"]), 0);
     }
