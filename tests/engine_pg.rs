@@ -1060,3 +1060,25 @@ fn pipeline_depth_zero_turns_queueing_off() {
     let out = sim.client_send(b, &[q("SELECT 2")]);
     assert!(out.to_upstreams.is_empty());
 }
+
+#[test]
+fn input_a_waiting_client_cannot_pass_on_counts_as_backlog() {
+    let (mut sim, c, _) = one_busy_upstream(2);
+    assert_eq!(
+        sim.engine.client_backlog(c[0]),
+        0,
+        "its input went upstream"
+    );
+    let mut partial = enc_front(&[q("SELECT 2")]);
+    let mut rest = partial.split_off(partial.len() - 1);
+    sim.engine.client_data(c[1], partial, sim.now);
+    assert_eq!(
+        sim.engine.client_backlog(c[1]),
+        0,
+        "a partial message may grow"
+    );
+    rest.extend_from_slice(&enc_front(&[q("BEGIN")]));
+    sim.engine.client_data(c[1], rest, sim.now);
+    let waiting = sim.engine.client_backlog(c[1]);
+    assert_eq!(waiting, enc_front(&[q("SELECT 2"), q("BEGIN")]).len());
+}

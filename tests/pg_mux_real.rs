@@ -1795,3 +1795,52 @@ async fn queued_requests_get_their_own_answers_and_never_join_a_transaction() {
     assert!(metric(&text, "muxql_pipelined_total") > 0.0, "{text}");
     assert_eq!(metric(&text, "muxql_upstreams_discarded_total"), 0.0);
 }
+
+/// A client flooding requests while it waits for an upstream is held back by TCP instead of
+/// buffered in muxql: muxql stops reading from it once a little input waits, and serves it and
+/// everyone else normally once the upstream frees up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_waiting_client_is_held_back_not_buffered() {
+    const FLOOD: usize = 64 << 20;
+    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
+    let mut holder = mux.connect().await;
+    let tx = holder.transaction().await.expect("begin");
+    tx.batch_execute("SELECT 1")
+        .await
+        .expect("hold the only upstream");
+
+    let mut flooder = RawClient::connect(mux.port).await;
+    let mut chunk = BytesMut::new();
+    let sql = format!("SELECT 1 /* {} */", "x".repeat(60 << 10));
+    frontend::query(&sql, &mut chunk).expect("encode query");
+    let mut written = 0;
+    while written < FLOOD {
+        let write = flooder.stream.write_all(&chunk);
+        match tokio::time::timeout(Duration::from_secs(2), write).await {
+            Ok(r) => r.expect("write"),
+            Err(_) => break,
+        }
+        written += chunk.len();
+    }
+    assert!(
+        written < FLOOD / 2,
+        "muxql took {written} bytes from a client that waits for an upstream"
+    );
+
+    tx.commit().await.expect("commit");
+    drop(flooder);
+    let other = mux.connect().await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout(PATIENCE, scalar_result(&other, "SELECT 42")).await {
+            Ok(Ok(v)) => {
+                assert_eq!(v, "42");
+                break;
+            }
+            r => assert!(
+                Instant::now() < deadline,
+                "no answer after the flood: {r:?}"
+            ),
+        }
+    }
+}

@@ -149,6 +149,17 @@ impl Engine {
         }
     }
 
+    /// Bytes of complete requests a client sent that the Engine holds but cannot pass on yet
+    /// (it waits for an upstream, or its turn on one). A host should stop reading from a
+    /// client while this is large and resume once it shrinks, as the kernel then holds the
+    /// client back; a partial message counts as nothing, so a large one can always complete.
+    pub fn client_backlog(&self, id: ClientId) -> usize {
+        self.clients
+            .get(id.0)
+            .filter(|c| c.is_ready())
+            .map_or(0, |c| super::pg::session::backlog(&c.buf, &self.limits))
+    }
+
     /// The upstream a client holds, if any (for backpressure in the host).
     pub fn upstream_of_client(&self, id: ClientId) -> Option<UpstreamId> {
         self.clients.get(id.0).and_then(|c| c.upstream)

@@ -34,6 +34,9 @@ const READ_MIN: usize = 8 * 1024;
 const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Reads resume once the queue is this short again.
 const LOW_WATER: usize = 1024 * 1024;
+/// Input a client may have waiting in the engine before the driver stops reading from it
+/// (the kernel's socket buffers then hold the client back).
+const CLIENT_BACKLOG: usize = 256 * 1024;
 /// Readiness events fetched per poll.
 const EVENTS: usize = 1024;
 /// Upper bound on a cancel request's side connection.
@@ -80,6 +83,8 @@ pub(crate) struct Driver {
     upstreams: RefCell<IdMap<Upstream>>,
     dirty: RefCell<Vec<Rc<Conn>>>,
     flushing: RefCell<Vec<Rc<Conn>>>,
+    /// Clients not read from because the engine holds too much of their input.
+    backlogged: RefCell<Vec<Rc<Conn>>>,
     read_buf: RefCell<BytesMut>,
     epoch: Instant,
     timer: Notify,
@@ -102,6 +107,7 @@ impl Driver {
             upstreams: RefCell::default(),
             dirty: RefCell::default(),
             flushing: RefCell::default(),
+            backlogged: RefCell::default(),
             read_buf: RefCell::new(BytesMut::new()),
             epoch: Instant::now(),
             timer: Notify::new(),
@@ -160,6 +166,7 @@ impl Driver {
         }
         self.dirty.borrow_mut().clear();
         self.ready.borrow_mut().clear();
+        self.backlogged.borrow_mut().clear();
     }
 
     /// Registers an accepted client socket with the engine and the poller.
@@ -301,6 +308,7 @@ impl Driver {
                     Peer::Upstream(id) => self.engine.borrow_mut().upstream_data(id, data, now),
                 }
                 self.drain();
+                self.check_backlog(conn);
             }
             Err(e) => {
                 if let Some(e) = e {
@@ -334,7 +342,49 @@ impl Driver {
                 break;
             }
         }
+        self.resume_backlogged();
         self.rearm_timer();
+    }
+
+    /// Stops reading from a client whose input the engine cannot pass on yet.
+    fn check_backlog(&self, conn: &Rc<Conn>) {
+        let Peer::Client(id) = conn.peer else {
+            return;
+        };
+        if !conn.is_dead() && self.engine.borrow().client_backlog(id) > CLIENT_BACKLOG {
+            conn.pause();
+            self.backlogged.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Reads again from clients whose backlog the engine has worked off.
+    fn resume_backlogged(&self) {
+        if self.backlogged.borrow().is_empty() {
+            return;
+        }
+        let mut resumed = Vec::new();
+        {
+            let engine = self.engine.borrow();
+            self.backlogged.borrow_mut().retain(|conn| {
+                let Peer::Client(id) = conn.peer else {
+                    return false;
+                };
+                if conn.is_dead() {
+                    return false;
+                }
+                if engine.client_backlog(id) > CLIENT_BACKLOG {
+                    return true;
+                }
+                resumed.push(conn.clone());
+                false
+            });
+        }
+        for conn in resumed {
+            if conn.resume() {
+                self.list(&conn);
+                self.io_wake.notify_one();
+            }
+        }
     }
 
     /// Writes a connection's queue; true when a failure was reported to the engine.

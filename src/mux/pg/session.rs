@@ -18,11 +18,11 @@ use crate::pg::auth::{self, ScramSecret, ScramServer, SCRAM_SHA_256};
 use crate::pg::backend::{
     encode_error_response, Authentication, BackendMessage, TransactionStatus,
 };
-use crate::pg::frame::{split_frame, Direction};
+use crate::pg::frame::{peek_header, split_frame, Direction};
 use crate::pg::frontend::SaslInitialResponse;
 use crate::pg::sql::Effect;
 use crate::pg::startup::{split_startup, Startup, StartupRequest};
-use crate::wire::Error;
+use crate::wire::{Error, Limits};
 
 /// Cancel key length handed to protocol 3.2 clients (what PostgreSQL 18 sends).
 const CANCEL_KEY_LEN_3_2: usize = 32;
@@ -576,6 +576,14 @@ impl Engine {
             self.actions.push_back(Action::CloseClient { id });
             self.pg_drop_client(id);
         }
+    }
+}
+
+/// Bytes buffered behind a complete first message: input waiting to be passed on.
+pub(crate) fn backlog(buf: &BytesMut, limits: &Limits) -> usize {
+    match peek_header(buf, Direction::Frontend, limits) {
+        Ok(Some(h)) if buf.len() >= h.frame_len => buf.len(),
+        _ => 0,
     }
 }
 
