@@ -1844,3 +1844,41 @@ async fn a_flooding_waiting_client_is_held_back_not_buffered() {
         }
     }
 }
+
+/// A client that stops reading a large result holds back its own query, not muxql's memory:
+/// muxql stops reading from the upstream, so the server waits to write (ClientWrite), and the
+/// rows arrive complete once the client reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_not_reading_its_result_holds_back_the_server() {
+    const ROWS: usize = 256;
+    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
+    let admin = admin().await;
+    let marker = format!("slow_reader_{}", common::unique_name("q").replace('-', "_"));
+    let mut raw = RawClient::connect(mux.port).await;
+    let mut out = BytesMut::new();
+    let sql = format!("SELECT repeat('x', 1048576) AS {marker} FROM generate_series(1, {ROWS})");
+    frontend::query(&sql, &mut out).expect("encode query");
+    raw.send(out).await;
+    let pid = wait_running(&admin, &marker).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let row = admin
+        .query_one(
+            "SELECT state, wait_event FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .expect("backend state");
+    let (state, wait): (String, Option<String>) = (row.get(0), row.get(1));
+    assert_eq!(
+        (state.as_str(), wait.as_deref()),
+        ("active", Some("ClientWrite")),
+        "256 MiB must not be buffered in muxql for a client that does not read"
+    );
+    let rows = raw
+        .until_ready()
+        .await
+        .iter()
+        .filter(|(tag, _)| *tag == b'D')
+        .count();
+    assert_eq!(rows, ROWS);
+}
