@@ -123,3 +123,37 @@ async fn queries_flow_through_muxql() {
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_the_wait_for_running_transactions() {
+    let pg = common::pg();
+    let upstream = format!(
+        "postgres://{}:{}@{}/{}",
+        pg.scram_user,
+        pg.password,
+        pg.addr(),
+        pg.db
+    );
+    let mut m = Muxql::start(&["--upstream", &upstream, "--shutdown-timeout", "60s"]);
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(m.port)
+        .user(&pg.scram_user)
+        .password(&pg.password)
+        .dbname(&pg.db);
+    let mut client = connect(&cfg).await;
+    let tx = client.transaction().await.expect("begin");
+    tx.batch_execute("SELECT 1").await.expect("in transaction");
+    m.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        m.is_running(),
+        "the first signal waits for the open transaction"
+    );
+    m.signal("INT");
+    let status = tokio::task::spawn_blocking(move || m.wait_exit(Duration::from_secs(5)))
+        .await
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(tx.commit().await.is_err(), "its connection was closed");
+}

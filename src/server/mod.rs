@@ -23,9 +23,11 @@ mod metrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
 pub use config::{
@@ -116,18 +118,39 @@ impl Server {
         self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal ends the
+    /// wait for running transactions at once.
     pub fn run(self) -> Result<(), Error> {
-        let signals = {
+        let first = Arc::new(Notify::new());
+        let second = Arc::new(Notify::new());
+        {
             let _guard = self.runtime.enter();
-            Signals::new()?
-        };
-        self.run_until(signals.recv_owned())
+            let mut signals = Signals::new()?;
+            let (first, second) = (first.clone(), second.clone());
+            self.runtime.spawn(async move {
+                signals.recv().await;
+                first.notify_one();
+                signals.recv().await;
+                second.notify_one();
+            });
+        }
+        self.serve(async move { first.notified().await }, async move {
+            second.notified().await
+        })
     }
 
     /// Serves until `shutdown` completes, then stops accepting, waits (up to the shutdown
     /// timeout) until no client holds an upstream, and returns.
     pub fn run_until<F: Future<Output = ()>>(self, shutdown: F) -> Result<(), Error> {
+        self.serve(shutdown, std::future::pending())
+    }
+
+    /// [`Server::run_until`], where `force` cuts the wait for running transactions short.
+    fn serve<F, G>(self, shutdown: F, force: G) -> Result<(), Error>
+    where
+        F: Future<Output = ()>,
+        G: Future<Output = ()>,
+    {
         let Server {
             runtime,
             local,
@@ -164,7 +187,10 @@ impl Server {
                 t.abort();
             }
             listener::cleanup(&sockets);
-            drain(&driver, shutdown_timeout).await;
+            tokio::select! {
+                _ = drain(&driver, shutdown_timeout) => {}
+                _ = force => tracing::warn!("second signal: closing connections now"),
+            }
             timer.abort();
             io.abort();
             driver.close_all();
@@ -220,8 +246,8 @@ impl Signals {
         })
     }
 
-    /// Completes at the first SIGINT or SIGTERM.
-    async fn recv_owned(mut self) {
+    /// Completes at the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
         tokio::select! {
             _ = self.int.recv() => tracing::info!("SIGINT received"),
             _ = self.term.recv() => tracing::info!("SIGTERM received"),

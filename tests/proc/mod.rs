@@ -86,13 +86,30 @@ impl Muxql {
     }
 
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
-    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("child present");
+    pub fn terminate(self, limit: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(limit)
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`...).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("child present");
         let ok = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{name}"), &child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(ok.success(), "kill -TERM failed");
+        assert!(ok.success(), "kill -{name} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("child present");
+        child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits (at most `limit`) for the exit status.
+    pub fn wait_exit(mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("child present");
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -100,7 +117,7 @@ impl Muxql {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("muxql did not exit within {limit:?} of SIGTERM");
+                panic!("muxql did not exit within {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
