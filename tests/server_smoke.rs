@@ -10,15 +10,20 @@ use tokio_postgres::NoTls;
 
 const POOL: usize = 2;
 
-fn start() -> (Muxql, String, std::path::PathBuf) {
+/// The harness PostgreSQL as an `--upstream` URL.
+fn upstream_url() -> String {
     let pg = common::pg();
-    let upstream = format!(
+    format!(
         "postgres://{}:{}@{}/{}",
         pg.scram_user,
         pg.password,
         pg.addr(),
         pg.db
-    );
+    )
+}
+
+fn start() -> (Muxql, String, std::path::PathBuf) {
+    let upstream = upstream_url();
     let dir = std::env::temp_dir().join(format!("muxql-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let unix = format!("unix:{}/.s.PGSQL.6432", dir.display());
@@ -127,13 +132,7 @@ async fn queries_flow_through_muxql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_ends_the_wait_for_running_transactions() {
     let pg = common::pg();
-    let upstream = format!(
-        "postgres://{}:{}@{}/{}",
-        pg.scram_user,
-        pg.password,
-        pg.addr(),
-        pg.db
-    );
+    let upstream = upstream_url();
     let mut m = Muxql::start(&["--upstream", &upstream, "--shutdown-timeout", "60s"]);
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")

@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::params::ParamDiff;
 use super::peek;
+use super::pooling::stop_waiting;
 use super::sql_verdicts::SqlVerdicts;
 use super::statements::Statement;
 use super::upstream::UpPhase;
@@ -160,9 +161,7 @@ impl Engine {
             return;
         };
         let pool = &mut self.pools[c.route];
-        pool.waiting -= 1;
-        pool.stats.wait_ms += now.saturating_sub(c.waiting_since.take().unwrap_or(now));
-        pool.stats.clients_active += 1;
+        stop_waiting(pool, c, now);
         pool.stats.pipelined += 1;
         c.queued_on = Some(uid);
         u.followers.push_back(Some(cid));

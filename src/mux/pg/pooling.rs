@@ -5,11 +5,12 @@ use bytes::BytesMut;
 
 use super::expect::{Kind, Pending};
 use super::params::sync_statements;
-use super::session::Phase;
+use super::session::{Client, Phase};
 use super::upstream::{UpPhase, Upstream, CONNECTION_FAILURE};
 use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::pool::Pool;
 use crate::mux::Action;
 use crate::pg::frontend::FrontendMessage;
 
@@ -77,9 +78,7 @@ impl Engine {
             return;
         };
         let pool = &mut self.pools[c.route];
-        pool.waiting -= 1;
-        pool.stats.wait_ms += now.saturating_sub(c.waiting_since.take().unwrap_or(now));
-        pool.stats.clients_active += 1;
+        stop_waiting(pool, c, now);
         pool.stats.upstreams_active += 1;
         c.upstream = Some(uid);
         u.phase = UpPhase::Attached(cid);
@@ -411,4 +410,11 @@ impl Engine {
             .filter(|&d| d != u64::MAX)
             .min()
     }
+}
+
+/// Counts a waiting client as served from `now`.
+pub(crate) fn stop_waiting(pool: &mut Pool, c: &mut Client, now: u64) {
+    pool.waiting -= 1;
+    pool.stats.wait_ms += now.saturating_sub(c.waiting_since.take().unwrap_or(now));
+    pool.stats.clients_active += 1;
 }
