@@ -1882,3 +1882,48 @@ async fn a_client_not_reading_its_result_holds_back_the_server() {
         .count();
     assert_eq!(rows, ROWS);
 }
+
+/// A client muxql closes but that does not read what is queued for it is let go after a short
+/// grace (5 s): its socket is closed with the rest of the queue, the final error included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_client_that_does_not_read_is_let_go() {
+    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
+    let admin = admin().await;
+    let marker = format!("unread_{}", common::unique_name("q").replace('-', "_"));
+    let mut raw = RawClient::connect(mux.port).await;
+    let mut out = BytesMut::new();
+    let sql = format!("SELECT repeat('x', 1048576) AS {marker} FROM generate_series(1, 256)");
+    frontend::query(&sql, &mut out).expect("encode query");
+    raw.send(out).await;
+    let pid = wait_running(&admin, &marker).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let wait: Option<String> = admin
+            .query_one(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("backend state")
+            .get(0);
+        if wait.as_deref() == Some("ClientWrite") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "muxql never stopped reading the result"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A message clients may not send: muxql fails the client and closes it after the queue.
+    raw.send(BytesMut::from(&b"Z\0\0\0\x04"[..])).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, raw.stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "muxql still holds the connection open");
+    let fatal = received.windows(5).any(|w| w == b"08P01");
+    assert!(
+        !fatal,
+        "the queue was delivered in full: the connection was kept"
+    );
+}

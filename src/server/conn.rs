@@ -127,6 +127,8 @@ const LISTED: u8 = 32;
 /// The peer closed its side (reported once by the edge-triggered poller): reads go on until
 /// one returns the end of the stream.
 const READ_CLOSED: u8 = 64;
+/// Closing, with a close deadline armed because the peer does not take what is queued.
+const LINGERING: u8 = 128;
 
 /// Per-socket state.
 pub(crate) struct Conn {
@@ -240,6 +242,11 @@ impl Conn {
     /// True once the connection is gone.
     pub(crate) fn is_dead(&self) -> bool {
         self.has(DEAD)
+    }
+
+    /// Marks a closing connection as having its close deadline armed; false if it already had.
+    pub(crate) fn mark_lingering(&self) -> bool {
+        !self.set(LINGERING, true)
     }
 
     /// Records the engine's request to close after flushing.

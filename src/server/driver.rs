@@ -39,6 +39,8 @@ const LOW_WATER: usize = 1024 * 1024;
 const CLIENT_BACKLOG: usize = 256 * 1024;
 /// Readiness events fetched per poll.
 const EVENTS: usize = 1024;
+/// How long a connection the engine closed may take to accept what is queued for it.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Upper bound on a cancel request's side connection.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -388,7 +390,7 @@ impl Driver {
     }
 
     /// Writes a connection's queue; true when a failure was reported to the engine.
-    fn flush_one(&self, conn: &Rc<Conn>) -> bool {
+    fn flush_one(self: &Rc<Self>, conn: &Rc<Conn>) -> bool {
         if conn.is_dead() {
             return false;
         }
@@ -399,6 +401,10 @@ impl Driver {
                 } else {
                     self.release_backpressure(conn);
                 }
+                false
+            }
+            Ok(false) if conn.is_closing() => {
+                self.linger(conn);
                 false
             }
             Ok(false) => {
@@ -420,6 +426,30 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Gives a closing connection whose peer does not read [`CLOSE_LINGER`] to take its
+    /// queue; then it is closed with whatever is left.
+    fn linger(self: &Rc<Self>, conn: &Rc<Conn>) {
+        if !conn.mark_lingering() {
+            return;
+        }
+        // Weak: a connection that flushes in time must close at once, not when this wakes.
+        let (driver, conn) = (Rc::downgrade(self), Rc::downgrade(conn));
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(CLOSE_LINGER).await;
+            let (Some(driver), Some(conn)) = (driver.upgrade(), conn.upgrade()) else {
+                return;
+            };
+            if !conn.is_dead() {
+                tracing::debug!(
+                    "{:?}: closed with {} bytes unsent",
+                    conn.peer,
+                    conn.queued()
+                );
+                driver.forget(&conn);
+            }
+        });
     }
 
     /// Pauses reads from the connection that feeds `conn`, whose queue is too long.
