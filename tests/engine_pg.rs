@@ -1082,3 +1082,52 @@ fn input_a_waiting_client_cannot_pass_on_counts_as_backlog() {
     let waiting = sim.engine.client_backlog(c[1]);
     assert_eq!(waiting, enc_front(&[q("SELECT 2"), q("BEGIN")]).len());
 }
+
+#[test]
+fn another_clients_unnamed_statement_is_closed_before_a_bind_can_run_it() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(
+        a,
+        &[parse_msg("", "SELECT 'a secret'"), FrontendMessage::Sync],
+    );
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    let unit = [bind_msg(""), execute_msg(), FrontendMessage::Sync];
+    let out = sim.client_send(b, &unit);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::new(),
+    });
+    assert_eq!(out.upstream_msgs(u), [vec![close], unit.to_vec()].concat());
+    let missing = error("26000", "unnamed prepared statement does not exist");
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::CloseComplete,
+            missing.clone(),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(b),
+        vec![missing, rfq(TransactionStatus::Idle)]
+    );
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("", "SELECT 1"),
+            bind_msg(""),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(
+        out.upstream_msgs(u).len(),
+        3,
+        "its own unnamed statement binds as it is"
+    );
+}

@@ -1927,3 +1927,42 @@ async fn a_closed_client_that_does_not_read_is_let_go() {
         "the queue was delivered in full: the connection was kept"
     );
 }
+
+/// The unnamed statement one client parsed stays its own: another client landing on the same
+/// upstream and binding the unnamed statement without parsing gets PostgreSQL's "does not
+/// exist" (26000), never the first client's query; the first client still binds its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clients_unnamed_statement_cannot_be_bound() {
+    let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
+    let mut owner = RawClient::connect(mux.port).await;
+    let mut stranger = RawClient::connect(mux.port).await;
+    owner.prepare("", "SELECT 'owner secret'::text").await;
+    let mut out = BytesMut::new();
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty(),
+        std::iter::empty::<&str>(),
+        |_, _| Ok(postgres_protocol::IsNull::No),
+        std::iter::empty(),
+        &mut out,
+    )
+    .map_err(|_| "bind")
+    .expect("encode bind");
+    frontend::execute("", 0, &mut out).expect("encode execute");
+    frontend::sync(&mut out);
+    stranger.send(out).await;
+    let msgs = stranger.until_ready().await;
+    let errors: Vec<String> = msgs
+        .iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| error_text(b))
+        .collect();
+    assert!(
+        msgs.iter().all(|(t, _)| *t != b'D'),
+        "the stranger ran the owner's query"
+    );
+    assert!(errors.iter().any(|e| e.contains("26000")), "{errors:?}");
+    owner.prepare("", "SELECT 'own again'::text").await;
+    assert_eq!(owner.execute("", &[]).await, "own again");
+}

@@ -109,7 +109,7 @@ impl Engine {
                 Err(e) => break Err(e.to_string()),
             };
             let body = &buf[run + HEADER_LEN..run + header.frame_len];
-            match self.classify_client_frame(cid, header.tag, body) {
+            match self.classify_client_frame(cid, uid, header.tag, body) {
                 Step::Forward(kind) => {
                     if let Some(kind) = kind {
                         self.expect(uid, kind, false, None);
@@ -146,7 +146,17 @@ impl Engine {
     }
 
     /// Decides what a client frame needs, noting session effects of any SQL it carries.
-    fn classify_client_frame(&mut self, cid: ClientId, tag: u8, body: &[u8]) -> Step {
+    fn classify_client_frame(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        tag: u8,
+        body: &[u8],
+    ) -> Step {
+        let unnamed_is_own = self
+            .upstreams
+            .get(uid.0)
+            .is_some_and(|u| u.unnamed_owner == Some(cid));
         match tag {
             b'Q' => {
                 let sql = peek::first_cstr(body).unwrap_or(body);
@@ -158,6 +168,9 @@ impl Engine {
             }
             b'P' => match peek::cstr(body) {
                 Some((b"", rest)) => {
+                    if let Some(u) = self.upstreams.get_mut(uid.0) {
+                        u.unnamed_owner = Some(cid);
+                    }
                     let sql = peek::first_cstr(rest).unwrap_or(rest);
                     if self.note_effects(cid, sql, Record::All) {
                         Step::Rewrite
@@ -167,13 +180,15 @@ impl Engine {
                 }
                 _ => Step::Rewrite,
             },
+            // Another client's unnamed statement is closed first, so that the server reports
+            // it missing (26000) instead of running it.
             b'B' => match peek::bind_statement(body) {
-                Some(b"") => Step::Forward(Some(Kind::Bind)),
+                Some(b"") if unnamed_is_own => Step::Forward(Some(Kind::Bind)),
                 _ => Step::Rewrite,
             },
             b'D' => match peek::target(body) {
-                Some((b'S', name)) if !name.is_empty() => Step::Rewrite,
-                Some((b'S', _)) => Step::Forward(Some(Kind::DescribeStatement)),
+                Some((b'S', b"")) if unnamed_is_own => Step::Forward(Some(Kind::DescribeStatement)),
+                Some((b'S', _)) => Step::Rewrite,
                 _ => Step::Forward(Some(Kind::DescribePortal)),
             },
             b'C' => match peek::target(body) {
@@ -226,6 +241,9 @@ impl Engine {
         uid: UpstreamId,
         frame: Frame,
     ) -> Result<(), String> {
+        if let Some(kind) = unnamed_statement_use(&frame) {
+            return self.close_foreign_unnamed(uid, &frame, kind);
+        }
         if frame.tag() == b'B' {
             return self.rewrite_bind(cid, uid, &frame);
         }
@@ -274,6 +292,32 @@ impl Engine {
                 bytes: out.freeze(),
             });
         }
+        Ok(())
+    }
+
+    /// A Bind or Describe of an unnamed statement this client did not parse on this upstream:
+    /// it goes on after a swallowed Close of the unnamed statement, so the server answers as
+    /// for a statement that does not exist rather than running another client's.
+    fn close_foreign_unnamed(
+        &mut self,
+        uid: UpstreamId,
+        frame: &Frame,
+        kind: Kind,
+    ) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        FrontendMessage::Close(Close {
+            kind: TargetKind::Statement,
+            name: Bytes::new(),
+        })
+        .encode(&mut out)
+        .map_err(|e| e.to_string())?;
+        self.expect(uid, Kind::Close, true, None);
+        out.extend_from_slice(frame.as_bytes());
+        self.expect(uid, kind, false, None);
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: out.freeze(),
+        });
         Ok(())
     }
 
@@ -732,6 +776,16 @@ impl Engine {
 fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {
     let len = std::mem::take(run);
     (len > 0).then(|| buf.split_to(len).freeze())
+}
+
+/// What a Bind or a statement Describe of the unnamed statement expects, if `frame` is one.
+fn unnamed_statement_use(frame: &Frame) -> Option<Kind> {
+    let body = frame.body();
+    match frame.tag() {
+        b'B' => (peek::bind_statement(&body) == Some(b"")).then_some(Kind::Bind),
+        b'D' => (peek::target(&body) == Some((b'S', b""))).then_some(Kind::DescribeStatement),
+        _ => None,
+    }
 }
 
 /// The lower-case name and the value of a ParameterStatus body.

@@ -69,6 +69,8 @@ pub(crate) struct Upstream {
     pub(crate) followers: VecDeque<Option<ClientId>>,
     /// The attached client sent one autocommit unit: more clients may queue behind it.
     pub(crate) pipeline_ok: bool,
+    /// The client whose Parse last set the unnamed statement on this connection.
+    pub(crate) unnamed_owner: Option<ClientId>,
 }
 
 impl Upstream {
@@ -114,6 +116,7 @@ impl Engine {
             prepared: Prepared::default(),
             followers: VecDeque::new(),
             pipeline_ok: false,
+            unnamed_owner: None,
             created: self.now,
             idle_since: self.now,
             deadline: self.now.saturating_add(self.config.connect_timeout_ms),
