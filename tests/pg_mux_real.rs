@@ -1966,3 +1966,25 @@ async fn another_clients_unnamed_statement_cannot_be_bound() {
     owner.prepare("", "SELECT 'own again'::text").await;
     assert_eq!(owner.execute("", &[]).await, "own again");
 }
+
+/// `set_config(..., false)` changes a session setting to a value muxql cannot replay, so it pins
+/// its client: the setting stays with that client and never reaches another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_set_config_pins_and_stays_with_its_client() {
+    let mux = Mux::start(2);
+    let setter = mux.connect().await;
+    let other = mux.connect().await;
+    let default = scalar(&other, "SHOW search_path").await;
+    setter
+        .batch_execute("SELECT set_config('search_path', 'pg_catalog', false)")
+        .await
+        .expect("set_config");
+    for _ in 0..20 {
+        assert_eq!(scalar(&other, "SHOW search_path").await, default);
+        assert_eq!(
+            scalar(&setter, "SHOW search_path").await.as_deref(),
+            Some("pg_catalog")
+        );
+    }
+    assert_eq!(metric(&mux.metrics().await, "muxql_clients_pinned"), 1.0);
+}

@@ -14,7 +14,8 @@
 //! ASCII-compatible client encoding is fine.
 //!
 //! What it cannot see: statements run inside functions and `DO` blocks (their bodies are string
-//! constants) and `set_config(name, value, false)`. Client encodings whose multibyte characters
+//! constants); a session-level `set_config(name, value, false)` call is seen but its value is
+//! not known, so it pins ([`PinReason::SetConfig`]). Client encodings whose multibyte characters
 //! may contain the byte `\` (SJIS, BIG5, GBK, GB18030, UHC) can hide the end of an `E'...'`
 //! constant. Names and values are decoded as UTF-8, lossily.
 
@@ -69,6 +70,9 @@ pub enum PinReason {
     SessionAuthorization,
     /// `LOAD 'library'`.
     Load,
+    /// A `set_config(name, value, is_local)` call whose `is_local` is not literally true: it
+    /// changes a session setting to a value the lexer cannot know.
+    SetConfig,
 }
 
 /// Calls `f` for every effect in `sql` (which may hold many `;`-separated statements), in order.
@@ -392,6 +396,21 @@ struct Statement<'l, 'a> {
     done: bool,
     after_lock_name: bool,
     locks: bool,
+    /// Just after the name `set_config`.
+    after_set_config: bool,
+    /// Inside a `set_config(` call: its parenthesis depth, argument index and the tokens of
+    /// its third argument (first, count).
+    set_config_call: Option<SetConfigCall>,
+    session_config: bool,
+}
+
+/// Progress through the arguments of one `set_config(...)` call.
+#[derive(Debug, Clone, Copy)]
+struct SetConfigCall {
+    depth: usize,
+    arg: u8,
+    third: Option<Token>,
+    third_len: usize,
 }
 
 impl<'l, 'a> Statement<'l, 'a> {
@@ -405,6 +424,9 @@ impl<'l, 'a> Statement<'l, 'a> {
             done: false,
             after_lock_name: false,
             locks: false,
+            after_set_config: false,
+            set_config_call: None,
+            session_config: false,
         }
     }
 
@@ -429,8 +451,66 @@ impl<'l, 'a> Statement<'l, 'a> {
             Kind::Word if self.routine => self.track_blocks(token),
             _ => {}
         }
+        self.track_set_config(token);
         self.after_lock_name = self.is_lock_name(token);
+        self.after_set_config = self.is_named(token, b"set_config");
         Some(token)
+    }
+
+    /// Follows `set_config(name, value, is_local)` calls (the `(` of one has just been counted
+    /// when `token` is it): a call whose third argument is not the single word or string
+    /// `true`/`t`/`on`/`yes`/`1` sets a session value.
+    fn track_set_config(&mut self, token: Token) {
+        if self.after_set_config && token.kind == Kind::Punct(b'(') {
+            self.set_config_call = Some(SetConfigCall {
+                depth: self.depth,
+                arg: 0,
+                third: None,
+                third_len: 0,
+            });
+            return;
+        }
+        let Some(mut call) = self.set_config_call else {
+            return;
+        };
+        match token.kind {
+            Kind::Punct(b')') if self.depth < call.depth => {
+                self.set_config_call = None;
+                let local = call.third_len == 1
+                    && call.third.is_some_and(|t| {
+                        let text = match t.kind {
+                            Kind::Str => self
+                                .text(t)
+                                .strip_prefix(b"'")
+                                .and_then(|s| s.strip_suffix(b"'"))
+                                .unwrap_or_default(),
+                            Kind::Word => self.text(t),
+                            _ => b"",
+                        };
+                        ["true", "t", "on", "yes", "1"]
+                            .iter()
+                            .any(|v| text.eq_ignore_ascii_case(v.as_bytes()))
+                    });
+                self.session_config |= !local;
+                return;
+            }
+            Kind::Punct(b',') if self.depth == call.depth => call.arg = call.arg.saturating_add(1),
+            _ if call.arg == 2 => {
+                call.third.get_or_insert(token);
+                call.third_len += 1;
+            }
+            _ => {}
+        }
+        self.set_config_call = Some(call);
+    }
+
+    /// Whether `token` is the (possibly quoted) name `name`.
+    fn is_named(&self, token: Token, name: &[u8]) -> bool {
+        match token.kind {
+            Kind::Word => self.text(token).eq_ignore_ascii_case(name),
+            Kind::QuotedIdent => quoted_inner(self.text(token)) == name,
+            _ => false,
+        }
     }
 
     /// `BEGIN ... END` and `CASE ... END` nesting in a routine body.
@@ -590,6 +670,9 @@ impl<'l, 'a> Statement<'l, 'a> {
         while self.next().is_some() {}
         if self.locks {
             f(Effect::Pin(PinReason::AdvisoryLock));
+        }
+        if self.session_config {
+            f(Effect::Pin(PinReason::SetConfig));
         }
     }
 
@@ -1542,5 +1625,31 @@ mod tests {
         ] {
             assert!(!is_autocommit_statement(sql.as_bytes()), "{sql}");
         }
+    }
+
+    #[test]
+    fn session_set_config_calls_pin() {
+        let pin = vec![Effect::Pin(PinReason::SetConfig)];
+        for sql in [
+            "SELECT set_config('search_path', 'x', false)",
+            "select pg_catalog.set_config('a', 'b', is_local)",
+            "SELECT \"set_config\"('a', 'b', 'off')",
+            "SELECT set_config('a', 'b', true), set_config('c', 'd', false)",
+            "SELECT set_config('a', 'b', NOT true)",
+        ] {
+            assert_eq!(effects(sql.as_bytes()), pin, "{sql}");
+        }
+        for sql in [
+            "SELECT set_config('a.b', 'x', true)",
+            "SELECT set_config('x', f(1, 2), 'on')",
+            "SELECT set_config('x', 'y', TRUE); SELECT 1",
+            "SELECT 'set_config(1, 2, false)'",
+            "SELECT set_config",
+        ] {
+            assert!(effects(sql.as_bytes()).is_empty(), "{sql}");
+        }
+        assert!(!is_autocommit_statement(
+            b"SELECT set_config('search_path', 'x', false)"
+        ));
     }
 }

@@ -723,8 +723,9 @@ impl Engine {
                     c.params.retain(|n, _| baseline.is_reported(n));
                     u.params.retain(|n, _| baseline.is_reported(n));
                     let before = c.pins;
-                    c.pins &=
-                        !(pin_bit(PinReason::SetRole) | pin_bit(PinReason::SessionAuthorization));
+                    c.pins &= !(pin_bit(PinReason::SetRole)
+                        | pin_bit(PinReason::SessionAuthorization)
+                        | pin_bit(PinReason::SetConfig));
                     if matches!(effect, Effect::DiscardAll) {
                         c.pins = 0;
                         u.prepared.clear();
