@@ -1,0 +1,526 @@
+//! Property test of the Engine against a model: random clients sending autocommit queries,
+//! transactions and extended-protocol units (some failing) through small pools, with and
+//! without cross-client pipelining, served by fake upstreams that answer in order, delivered in
+//! random byte slices. Every client must get exactly its own answers, in order, with the
+//! transaction status of its own session, and the pools must end idle.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use muxql::mux::{
+    Action, ClientAuth, ClientId, Config, Engine, PoolMode, Protocol, Route, UpstreamId, User,
+};
+use muxql::pg::backend::{Authentication, BackendMessage, Fields, TransactionStatus};
+use muxql::pg::frame::{split_frame, Direction};
+use muxql::pg::frontend::{Bind, Execute, FrontendMessage, Parse};
+use muxql::pg::startup::{ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
+use muxql::wire::Limits;
+use proptest::prelude::*;
+
+/// What a model client asks for.
+#[derive(Debug, Clone, Copy)]
+enum Req {
+    /// `SELECT n` as a simple Query, failing when the flag is set.
+    Select(bool),
+    /// Parse/Bind/Execute/Sync of `SELECT n`, failing at Parse when the flag is set.
+    Extended(bool),
+    /// `BEGIN` (only sent outside a transaction) or `COMMIT` (only inside one).
+    Toggle,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Send(usize, Req),
+    /// Upstream (index mod count) receives up to this many bytes of its pending answers.
+    Deliver(usize, usize),
+    Leave(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let fails = || prop::bool::weighted(0.2);
+    let req = prop_oneof![
+        4 => fails().prop_map(Req::Select),
+        3 => fails().prop_map(Req::Extended),
+        1 => Just(Req::Toggle),
+    ];
+    prop_oneof![
+        6 => (0..6usize, req).prop_map(|(c, r)| Op::Send(c, r)),
+        6 => (0..4usize, 1..400usize).prop_map(|(u, n)| Op::Deliver(u, n)),
+        1 => (0..6usize).prop_map(Op::Leave),
+    ]
+}
+
+/// A fake PostgreSQL backend: answers complete requests in order.
+#[derive(Default)]
+struct FakeServer {
+    inbox: BytesMut,
+    outbox: BytesMut,
+    logged_in: bool,
+    in_tx: bool,
+    failed_tx: bool,
+    /// Discarding extended messages until Sync after an error.
+    skipping: bool,
+    unnamed: String,
+}
+
+impl FakeServer {
+    fn status(&self) -> TransactionStatus {
+        match (self.in_tx, self.failed_tx) {
+            (false, _) => TransactionStatus::Idle,
+            (true, false) => TransactionStatus::InTransaction,
+            (true, true) => TransactionStatus::Failed,
+        }
+    }
+
+    fn answer(&mut self, msg: BackendMessage) {
+        msg.encode(&mut self.outbox).unwrap();
+    }
+
+    fn fail(&mut self) {
+        self.answer(BackendMessage::ErrorResponse(Fields::new(
+            "ERROR", "22012", "fails",
+        )));
+        self.failed_tx |= self.in_tx;
+    }
+
+    /// Runs `sql` as a statement: its CommandComplete or error.
+    fn run(&mut self, sql: &str) {
+        if sql.ends_with("FAIL") {
+            return self.fail();
+        }
+        let tag = match sql {
+            "BEGIN" => {
+                self.in_tx = true;
+                "BEGIN".to_string()
+            }
+            "COMMIT" | "ROLLBACK" | "DISCARD ALL" => {
+                self.in_tx = false;
+                self.failed_tx = false;
+                sql.to_string()
+            }
+            s if s.starts_with("SELECT ") => s.to_string(),
+            _ => "SET".to_string(),
+        };
+        self.answer(BackendMessage::CommandComplete(Bytes::from(tag)));
+    }
+
+    fn process(&mut self) {
+        if !self.logged_in {
+            if self.inbox.len() < 4 {
+                return;
+            }
+            let len = u32::from_be_bytes(self.inbox[..4].try_into().unwrap()) as usize;
+            if self.inbox.len() < len {
+                return;
+            }
+            self.inbox.advance(len);
+            self.logged_in = true;
+            self.answer(BackendMessage::Authentication(Authentication::Ok));
+            for (k, v) in [("server_version", "15.0"), ("client_encoding", "UTF8")] {
+                self.answer(BackendMessage::ParameterStatus {
+                    name: Bytes::from_static(k.as_bytes()),
+                    value: Bytes::from_static(v.as_bytes()),
+                });
+            }
+            self.answer(BackendMessage::BackendKeyData {
+                pid: 1,
+                key: Bytes::from_static(b"KEY!"),
+            });
+            self.answer(BackendMessage::ReadyForQuery(TransactionStatus::Idle));
+        }
+        while let Some(frame) =
+            split_frame(&mut self.inbox, Direction::Frontend, &Limits::default()).unwrap()
+        {
+            let msg = FrontendMessage::parse(&frame).unwrap();
+            if self.skipping && !matches!(msg, FrontendMessage::Sync) {
+                continue;
+            }
+            match msg {
+                FrontendMessage::Query(sql) => {
+                    let sql = String::from_utf8(sql.to_vec()).unwrap();
+                    for stmt in sql.split(';').filter(|s| !s.is_empty()) {
+                        self.run(stmt.trim());
+                    }
+                    self.answer(BackendMessage::ReadyForQuery(self.status()));
+                }
+                FrontendMessage::Parse(p) => {
+                    let sql = String::from_utf8(p.query.to_vec()).unwrap();
+                    if sql.ends_with("FAIL") {
+                        self.fail();
+                        self.skipping = true;
+                    } else {
+                        self.unnamed = sql;
+                        self.answer(BackendMessage::ParseComplete);
+                    }
+                }
+                FrontendMessage::Bind(_) => self.answer(BackendMessage::BindComplete),
+                FrontendMessage::Execute(_) => {
+                    let sql = self.unnamed.clone();
+                    self.run(&sql);
+                }
+                FrontendMessage::Close(_) => self.answer(BackendMessage::CloseComplete),
+                FrontendMessage::Sync => {
+                    self.skipping = false;
+                    self.answer(BackendMessage::ReadyForQuery(self.status()));
+                }
+                FrontendMessage::Terminate => {}
+                other => panic!("fake server got {other:?}"),
+            }
+        }
+    }
+}
+
+/// What a model client expects next: the number of its request and whether it fails.
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    n: u64,
+    fails: bool,
+    /// `BEGIN`/`COMMIT` instead of a numbered SELECT.
+    toggle: Option<&'static str>,
+}
+
+#[derive(Default)]
+struct ModelClient {
+    in_tx: bool,
+    left: bool,
+    outstanding: Option<Expected>,
+    received: BytesMut,
+}
+
+struct World {
+    engine: Engine,
+    clients: Vec<(ClientId, ModelClient)>,
+    servers: HashMap<u64, FakeServer>,
+    server_order: Vec<u64>,
+    next_n: u64,
+    /// Clients are welcomed: from now on everything they receive is checked.
+    checking: bool,
+}
+
+impl World {
+    fn new(pool_size: usize, depth: usize, clients: usize) -> World {
+        let config = Config {
+            routes: vec![Route {
+                protocol: Protocol::Postgres,
+                database: "db".into(),
+                client_user: None,
+                target: "fake".into(),
+                upstream_user: "up".into(),
+                upstream_password: String::new(),
+                upstream_database: "db".into(),
+                pool_size,
+                pool_mode: PoolMode::Transaction,
+            }],
+            users: vec![User {
+                name: "u".into(),
+                password: String::new(),
+            }],
+            client_auth: ClientAuth::Trust,
+            rng_seed: Some([3; 32]),
+            pipeline_depth: depth,
+            ..Config::default()
+        };
+        let mut w = World {
+            engine: Engine::new(config).unwrap(),
+            clients: Vec::new(),
+            servers: HashMap::new(),
+            server_order: Vec::new(),
+            next_n: 1,
+            checking: false,
+        };
+        for _ in 0..clients {
+            let id = w.engine.client_open(Protocol::Postgres, 0);
+            let mut buf = BytesMut::new();
+            StartupRequest::Startup(Startup {
+                version: ProtocolVersion(PROTOCOL_3_0),
+                params: vec![
+                    (Bytes::from_static(b"user"), Bytes::from_static(b"u")),
+                    (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+                ],
+            })
+            .encode(&mut buf)
+            .unwrap();
+            w.clients.push((id, ModelClient::default()));
+            w.engine.client_data(id, buf, 0);
+            w.route();
+        }
+        w.settle();
+        for (_, c) in &mut w.clients {
+            let welcome = std::mem::take(&mut c.received);
+            assert!(welcome.ends_with(b"Z\0\0\0\x05I"), "client welcomed");
+        }
+        w.checking = true;
+        w
+    }
+
+    /// Carries out the Engine's actions.
+    fn route(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::SendClient { id, bytes } => {
+                    let c = self.client_mut(id);
+                    assert!(!c.left, "bytes for a client that left");
+                    c.received.extend_from_slice(&bytes);
+                }
+                Action::SendUpstream { id, bytes } => {
+                    if let Some(s) = self.servers.get_mut(&id.0) {
+                        s.inbox.extend_from_slice(&bytes);
+                    }
+                }
+                Action::ConnectUpstream { id, .. } => {
+                    self.servers.insert(id.0, FakeServer::default());
+                    self.server_order.push(id.0);
+                    self.engine.upstream_connected(id, 0);
+                }
+                Action::CloseUpstream { id } => {
+                    self.servers.remove(&id.0);
+                    self.server_order.retain(|&s| s != id.0);
+                }
+                Action::CloseClient { id } => {
+                    let c = self.client_mut(id);
+                    assert!(c.left, "the engine closed a healthy client");
+                }
+                Action::SendCancel { .. } => panic!("nobody cancels here"),
+            }
+        }
+    }
+
+    fn client_mut(&mut self, id: ClientId) -> &mut ModelClient {
+        &mut self
+            .clients
+            .iter_mut()
+            .find(|(c, _)| *c == id)
+            .expect("known client")
+            .1
+    }
+
+    /// Delivers up to `max` bytes of upstream `index`'s answers.
+    fn deliver(&mut self, index: usize, max: usize) {
+        if self.server_order.is_empty() {
+            return;
+        }
+        let key = self.server_order[index % self.server_order.len()];
+        let Some(s) = self.servers.get_mut(&key) else {
+            return;
+        };
+        s.process();
+        let n = max.min(s.outbox.len());
+        if n == 0 {
+            return;
+        }
+        let chunk = s.outbox.split_to(n);
+        self.engine.upstream_data(UpstreamId(key), chunk, 0);
+        self.route();
+        self.check_clients();
+    }
+
+    /// Delivers everything until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let before: usize = self.servers.values().map(|s| s.inbox.len()).sum();
+            let mut moved = false;
+            for i in 0..self.server_order.len() {
+                let key = self.server_order[i];
+                let pending = self.servers.get_mut(&key).map_or(0, |s| {
+                    s.process();
+                    s.outbox.len()
+                });
+                if pending > 0 {
+                    self.deliver(i, usize::MAX);
+                    moved = true;
+                }
+            }
+            let after: usize = self.servers.values().map(|s| s.inbox.len()).sum();
+            if !moved && before == after {
+                return;
+            }
+        }
+        panic!("the system never settled");
+    }
+
+    fn send(&mut self, index: usize, req: Req) {
+        let n = self.next_n;
+        let len = self.clients.len();
+        let (id, c) = &mut self.clients[index % len];
+        if c.left || c.outstanding.is_some() {
+            return;
+        }
+        self.next_n += 1;
+        let (msgs, expected) = match req {
+            Req::Select(fails) => {
+                let sql = format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
+                (vec![FrontendMessage::Query(Bytes::from(sql))], fails)
+            }
+            Req::Extended(fails) => {
+                let sql = format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
+                (
+                    vec![
+                        FrontendMessage::Parse(Parse {
+                            name: Bytes::new(),
+                            query: Bytes::from(sql),
+                            param_types: Vec::new(),
+                        }),
+                        FrontendMessage::Bind(Bind {
+                            portal: Bytes::new(),
+                            statement: Bytes::new(),
+                            param_formats: Vec::new(),
+                            params: Vec::new(),
+                            result_formats: Vec::new(),
+                        }),
+                        FrontendMessage::Execute(Execute {
+                            portal: Bytes::new(),
+                            max_rows: 0,
+                        }),
+                        FrontendMessage::Sync,
+                    ],
+                    fails,
+                )
+            }
+            Req::Toggle => {
+                let sql = if c.in_tx { "COMMIT" } else { "BEGIN" };
+                c.outstanding = Some(Expected {
+                    n,
+                    fails: false,
+                    toggle: Some(sql),
+                });
+                let mut buf = BytesMut::new();
+                FrontendMessage::Query(Bytes::from_static(sql.as_bytes()))
+                    .encode(&mut buf)
+                    .unwrap();
+                let id = *id;
+                self.engine.client_data(id, buf, 0);
+                self.route();
+                return;
+            }
+        };
+        c.outstanding = Some(Expected {
+            n,
+            fails: expected,
+            toggle: None,
+        });
+        let mut buf = BytesMut::new();
+        for m in &msgs {
+            m.encode(&mut buf).unwrap();
+        }
+        let id = *id;
+        self.engine.client_data(id, buf, 0);
+        self.route();
+    }
+
+    fn leave(&mut self, index: usize) {
+        let len = self.clients.len();
+        let (id, c) = &mut self.clients[index % len];
+        if c.left {
+            return;
+        }
+        c.left = true;
+        let id = *id;
+        self.engine.client_closed(id, 0);
+        self.route();
+    }
+
+    /// Checks what each client received against what it asked for.
+    fn check_clients(&mut self) {
+        if !self.checking {
+            return;
+        }
+        for (_, c) in &mut self.clients {
+            while let Some(frame) =
+                split_frame(&mut c.received, Direction::Backend, &Limits::default()).unwrap()
+            {
+                let msg = BackendMessage::parse(&frame).unwrap();
+                let exp = c
+                    .outstanding
+                    .unwrap_or_else(|| panic!("an answer nobody asked for: {msg:?}"));
+                match msg {
+                    BackendMessage::CommandComplete(tag) => {
+                        let want = match exp.toggle {
+                            Some(t) => t.to_string(),
+                            None => format!("SELECT {}", exp.n),
+                        };
+                        assert!(!exp.fails, "success for a failing request");
+                        assert_eq!(&tag[..], want.as_bytes(), "someone else's answer");
+                    }
+                    BackendMessage::ErrorResponse(_) => assert!(exp.fails, "unexpected error"),
+                    BackendMessage::ParseComplete | BackendMessage::BindComplete => {}
+                    BackendMessage::ReadyForQuery(status) => {
+                        match exp.toggle {
+                            Some("BEGIN") => c.in_tx = true,
+                            Some(_) => c.in_tx = false,
+                            None => {}
+                        }
+                        let want = if c.in_tx {
+                            TransactionStatus::InTransaction
+                        } else {
+                            TransactionStatus::Idle
+                        };
+                        let status = match status {
+                            TransactionStatus::Failed => TransactionStatus::InTransaction,
+                            s => s,
+                        };
+                        assert_eq!(status, want, "another session's transaction status");
+                        c.outstanding = None;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Ends every open transaction, delivers everything, and checks the pools are idle.
+    fn finish(&mut self) {
+        self.settle();
+        // A transaction may start only once another ends: commit until none is open.
+        for _ in 0..=self.clients.len() {
+            for i in 0..self.clients.len() {
+                if self.clients[i].1.in_tx && !self.clients[i].1.left {
+                    self.send(i, Req::Toggle);
+                }
+            }
+            self.settle();
+        }
+        for (_, c) in &self.clients {
+            assert!(
+                c.left || c.outstanding.is_none(),
+                "a request was never answered"
+            );
+        }
+        let stats = self.engine.stats().routes[0];
+        assert_eq!(stats.clients_active, 0, "{stats:?}");
+        assert_eq!(stats.upstreams_active, 0, "{stats:?}");
+        assert_eq!(stats.clients_waiting, 0, "{stats:?}");
+        assert!(self.engine.is_idle());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_client_gets_its_own_answers(
+        pool in 1..4usize,
+        depth in 0..5usize,
+        clients in 2..7usize,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let mut w = World::new(pool, depth, clients);
+        for op in ops {
+            match op {
+                Op::Send(c, r) => w.send(c, r),
+                Op::Deliver(u, n) => w.deliver(u, n),
+                Op::Leave(c) => w.leave(c),
+            }
+        }
+        w.finish();
+    }
+}
+
+#[test]
+fn requests_behind_a_busy_upstream_are_pipelined_and_answered() {
+    let mut w = World::new(1, 4, 3);
+    w.send(0, Req::Select(false));
+    w.send(1, Req::Extended(false));
+    w.send(2, Req::Select(true));
+    assert_eq!(w.engine.stats().routes[0].pipelined, 2);
+    w.finish();
+}
