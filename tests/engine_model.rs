@@ -26,6 +26,8 @@ enum Req {
     Extended(bool),
     /// `BEGIN` (only sent outside a transaction) or `COMMIT` (only inside one).
     Toggle,
+    /// `SELECT n APP`: the fake server answers with the session's `application_name`.
+    ShowApp,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => fails().prop_map(Req::Select),
         3 => fails().prop_map(Req::Extended),
         1 => Just(Req::Toggle),
+        2 => Just(Req::ShowApp),
     ];
     prop_oneof![
         6 => (0..6usize, req).prop_map(|(c, r)| Op::Send(c, r)),
@@ -61,6 +64,8 @@ struct FakeServer {
     /// Discarding extended messages until Sync after an error.
     skipping: bool,
     unnamed: String,
+    /// The session's `application_name`.
+    app: String,
 }
 
 impl FakeServer {
@@ -98,6 +103,16 @@ impl FakeServer {
                 self.failed_tx = false;
                 sql.to_string()
             }
+            "RESET application_name" => {
+                self.app.clear();
+                "RESET".to_string()
+            }
+            s if s.starts_with("SELECT pg_catalog.set_config('application_name','") => {
+                let value = s.split('\'').nth(3).unwrap_or_default();
+                self.app = value.to_string();
+                "SELECT 1".to_string()
+            }
+            s if s.ends_with(" APP") => format!("{} app={}", &s[..s.len() - 4], self.app),
             s if s.starts_with("SELECT ") => s.to_string(),
             _ => "SET".to_string(),
         };
@@ -177,10 +192,14 @@ struct Expected {
     fails: bool,
     /// `BEGIN`/`COMMIT` instead of a numbered SELECT.
     toggle: Option<&'static str>,
+    /// Whether the answer names the session's `application_name`.
+    shows_app: bool,
 }
 
 #[derive(Default)]
 struct ModelClient {
+    /// The `application_name` it logged in with.
+    app: &'static str,
     in_tx: bool,
     left: bool,
     outstanding: Option<Expected>,
@@ -198,7 +217,9 @@ struct World {
 }
 
 impl World {
-    fn new(pool_size: usize, depth: usize, clients: usize) -> World {
+    /// `clients` clients; with `mixed_params`, odd and even ones ask for different
+    /// `application_name`s, which the Engine must replay as they move between upstreams.
+    fn new(pool_size: usize, depth: usize, clients: usize, mixed_params: bool) -> World {
         let config = Config {
             routes: vec![Route {
                 protocol: Protocol::Postgres,
@@ -228,19 +249,37 @@ impl World {
             next_n: 1,
             checking: false,
         };
-        for _ in 0..clients {
+        for i in 0..clients {
             let id = w.engine.client_open(Protocol::Postgres, 0);
             let mut buf = BytesMut::new();
+            let mut params = vec![
+                (Bytes::from_static(b"user"), Bytes::from_static(b"u")),
+                (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+            ];
+            let app = match (mixed_params, i % 2) {
+                (false, _) => "",
+                (true, 0) => "even",
+                (true, _) => "odd",
+            };
+            if !app.is_empty() {
+                params.push((
+                    Bytes::from_static(b"application_name"),
+                    Bytes::from_static(app.as_bytes()),
+                ));
+            }
             StartupRequest::Startup(Startup {
                 version: ProtocolVersion(PROTOCOL_3_0),
-                params: vec![
-                    (Bytes::from_static(b"user"), Bytes::from_static(b"u")),
-                    (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-                ],
+                params,
             })
             .encode(&mut buf)
             .unwrap();
-            w.clients.push((id, ModelClient::default()));
+            w.clients.push((
+                id,
+                ModelClient {
+                    app,
+                    ..ModelClient::default()
+                },
+            ));
             w.engine.client_data(id, buf, 0);
             w.route();
         }
@@ -346,7 +385,13 @@ impl World {
             return;
         }
         self.next_n += 1;
+        let mut shows_app = false;
         let (msgs, expected) = match req {
+            Req::ShowApp => {
+                shows_app = true;
+                let sql = format!("SELECT {n} APP");
+                (vec![FrontendMessage::Query(Bytes::from(sql))], false)
+            }
             Req::Select(fails) => {
                 let sql = format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
                 (vec![FrontendMessage::Query(Bytes::from(sql))], fails)
@@ -382,6 +427,7 @@ impl World {
                     n,
                     fails: false,
                     toggle: Some(sql),
+                    shows_app: false,
                 });
                 let mut buf = BytesMut::new();
                 FrontendMessage::Query(Bytes::from_static(sql.as_bytes()))
@@ -397,6 +443,7 @@ impl World {
             n,
             fails: expected,
             toggle: None,
+            shows_app,
         });
         let mut buf = BytesMut::new();
         for m in &msgs {
@@ -436,6 +483,7 @@ impl World {
                     BackendMessage::CommandComplete(tag) => {
                         let want = match exp.toggle {
                             Some(t) => t.to_string(),
+                            None if exp.shows_app => format!("SELECT {} app={}", exp.n, c.app),
                             None => format!("SELECT {}", exp.n),
                         };
                         assert!(!exp.fails, "success for a failing request");
@@ -501,9 +549,10 @@ proptest! {
         pool in 1..4usize,
         depth in 0..5usize,
         clients in 2..7usize,
+        mixed_params in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
-        let mut w = World::new(pool, depth, clients);
+        let mut w = World::new(pool, depth, clients, mixed_params);
         for op in ops {
             match op {
                 Op::Send(c, r) => w.send(c, r),
@@ -517,7 +566,7 @@ proptest! {
 
 #[test]
 fn requests_behind_a_busy_upstream_are_pipelined_and_answered() {
-    let mut w = World::new(1, 4, 3);
+    let mut w = World::new(1, 4, 3, false);
     w.send(0, Req::Select(false));
     w.send(1, Req::Extended(false));
     w.send(2, Req::Select(true));
