@@ -1131,3 +1131,14 @@ fn another_clients_unnamed_statement_is_closed_before_a_bind_can_run_it() {
         "its own unnamed statement binds as it is"
     );
 }
+
+#[test]
+fn nobody_queues_behind_a_request_that_runs_long() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.now += 10;
+    let out = sim.client_send(c[1], &[q("SELECT 2")]);
+    assert!(out.to_upstreams.is_empty(), "c0's query may be a slow one");
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")]);
+    assert_eq!(sim.engine.stats().routes[0].pipelined, 0);
+}

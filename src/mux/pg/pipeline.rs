@@ -13,8 +13,9 @@
 //! What this saves is the idle gap between one client's ReadyForQuery and the next client's
 //! request, and one read and one write per request on both ends of the upstream socket.
 //! Fairness: the wait queue stays FIFO (a client that cannot be pipelined stops pipelining for
-//! everyone behind it until an upstream comes free), and at most `pipeline_depth` followers
-//! queue behind one upstream.
+//! everyone behind it until an upstream comes free), at most `pipeline_depth` followers queue
+//! behind one upstream, and only behind a request that started at most [`FRESH_MS`] ago: a
+//! request running longer may be a slow one, and nobody should wait behind it.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -33,6 +34,9 @@ use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::Action;
 use crate::pg::frame::{peek_header, Direction, HEADER_LEN};
 use crate::wire::Limits;
+
+/// Longest a request may have been running for others to queue behind it, in milliseconds.
+pub(crate) const FRESH_MS: u64 = 2;
 
 /// Whether `buf` holds exactly one autocommit unit and nothing else.
 ///
@@ -140,11 +144,13 @@ impl Engine {
         params: &ParamDiff,
         depth: usize,
     ) -> Option<UpstreamId> {
+        let now = self.now;
         self.upstreams
             .iter()
             .filter(|(_, u)| {
                 u.route == route
                     && u.pipeline_ok
+                    && now.saturating_sub(u.busy_since) <= FRESH_MS
                     && matches!(u.phase, UpPhase::Attached(_))
                     && u.followers.len() < depth
                     && u.params == *params
@@ -178,6 +184,7 @@ impl Engine {
         let u = self.upstreams.get_mut(uid.0)?;
         let next = u.followers.pop_front()?;
         let was_attached = matches!(u.phase, UpPhase::Attached(_));
+        u.busy_since = self.now;
         u.phase = match next {
             Some(cid) => UpPhase::Attached(cid),
             None => UpPhase::Resetting,

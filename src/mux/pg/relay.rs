@@ -79,6 +79,7 @@ impl Engine {
         if !u.followers.is_empty() {
             return;
         }
+        u.busy_since = self.now;
         u.pipeline_ok = self.config.pipeline_depth > 0
             && c.pins == 0
             && u.tx_status == b'I'

@@ -69,6 +69,8 @@ pub(crate) struct Upstream {
     pub(crate) followers: VecDeque<Option<ClientId>>,
     /// The attached client sent one autocommit unit: more clients may queue behind it.
     pub(crate) pipeline_ok: bool,
+    /// When the request now running started (for pipelining: only behind fresh ones).
+    pub(crate) busy_since: u64,
     /// The client whose Parse last set the unnamed statement on this connection.
     pub(crate) unnamed_owner: Option<ClientId>,
 }
@@ -116,6 +118,7 @@ impl Engine {
             prepared: Prepared::default(),
             followers: VecDeque::new(),
             pipeline_ok: false,
+            busy_since: self.now,
             unnamed_owner: None,
             created: self.now,
             idle_since: self.now,
