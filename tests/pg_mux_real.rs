@@ -1988,3 +1988,42 @@ async fn session_set_config_pins_and_stays_with_its_client() {
     }
     assert_eq!(metric(&mux.metrics().await, "muxql_clients_pinned"), 1.0);
 }
+
+/// Quick autocommit queries never queue behind a slow one: with one upstream busy in a
+/// 2-second query, the quick queries of other clients go through the other upstream, each
+/// answered long before the slow one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_queries_do_not_queue_behind_a_slow_one() {
+    let mux = Mux::start(2);
+    let slow = mux.connect().await;
+    let sleeper = tokio::spawn(async move {
+        slow.simple_query("SELECT pg_sleep(2)")
+            .await
+            .expect("sleep");
+    });
+    let admin = admin().await;
+    wait_running(&admin, "pg_sleep(2)").await;
+    let mut quick = Vec::new();
+    for i in 0..4i32 {
+        let cfg = mux.config();
+        quick.push(tokio::spawn(async move {
+            let c = connect(&cfg).await;
+            let mut worst = Duration::ZERO;
+            for j in 0..50i32 {
+                let started = Instant::now();
+                let row = c.query_one("SELECT $1::int", &[&(i * 100 + j)]).await;
+                assert_eq!(row.expect("quick").get::<_, i32>(0), i * 100 + j);
+                worst = worst.max(started.elapsed());
+            }
+            worst
+        }));
+    }
+    for q in quick {
+        let worst = q.await.expect("quick client");
+        assert!(
+            worst < Duration::from_millis(1000),
+            "a quick query waited {worst:?}"
+        );
+    }
+    sleeper.await.expect("sleeper");
+}
