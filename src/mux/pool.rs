@@ -47,6 +47,8 @@ pub(crate) struct Pool {
     pub(crate) connecting: usize,
     /// Upstreams that exist in any state.
     pub(crate) total: usize,
+    /// Every upstream of this pool, in any state.
+    pub(crate) members: Vec<UpstreamId>,
     /// Parameters reported by the first upstream that logged in.
     pub(crate) baseline: Option<Rc<Baseline>>,
     /// Authenticated clients waiting for `baseline` before they are told login succeeded.

@@ -145,18 +145,19 @@ impl Engine {
         depth: usize,
     ) -> Option<UpstreamId> {
         let now = self.now;
-        self.upstreams
+        self.pools[route]
+            .members
             .iter()
+            .filter_map(|&id| Some((id, self.upstreams.get(id.0)?)))
             .filter(|(_, u)| {
-                u.route == route
-                    && u.pipeline_ok
+                u.pipeline_ok
                     && now.saturating_sub(u.busy_since) <= FRESH_MS
                     && matches!(u.phase, UpPhase::Attached(_))
                     && u.followers.len() < depth
                     && u.params == *params
             })
             .min_by_key(|(_, u)| u.followers.len())
-            .map(|(id, _)| UpstreamId(id))
+            .map(|(id, _)| id)
     }
 
     /// Queues a waiting client behind upstream `uid` and sends its request.

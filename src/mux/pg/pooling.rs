@@ -165,6 +165,7 @@ impl Engine {
         self.actions.push_back(Action::CloseUpstream { id: uid });
         let pool = &mut self.pools[u.route];
         pool.total -= 1;
+        pool.members.retain(|&i| i != uid);
         pool.idle.retain(|&i| i != uid);
         if matches!(u.phase, UpPhase::Connecting | UpPhase::Login(_)) {
             pool.connecting -= 1;
