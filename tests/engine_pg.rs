@@ -1142,3 +1142,31 @@ fn nobody_queues_behind_a_request_that_runs_long() {
     assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")]);
     assert_eq!(sim.engine.stats().routes[0].pipelined, 0);
 }
+
+#[test]
+fn a_waiter_that_left_does_not_hide_the_wait_deadline_of_those_behind_it() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.wait_timeout_ms = 500;
+    cfg.client_login_timeout_ms = 100;
+    let mut sim = Sim::new(cfg);
+    let [a, b, c] = [sim.ready_client(), sim.ready_client(), sim.ready_client()];
+    sim.now += 200;
+    sim.engine.handle_timeout(sim.now);
+    sim.drain();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.client_send(b, &[q("SELECT 2")]);
+    sim.now += 10;
+    sim.client_send(c, &[q("SELECT 3")]);
+    sim.engine.client_closed(b, sim.now);
+    sim.drain();
+    assert_eq!(
+        sim.engine.poll_timeout(),
+        Some(sim.now + 500),
+        "c's wait ends then"
+    );
+}

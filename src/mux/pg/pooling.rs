@@ -250,6 +250,8 @@ impl Engine {
         }
         if c.waiting_since.is_some() {
             pool.waiting -= 1;
+            // A stale head of the queue would hide the wait deadlines of those behind it.
+            pool.queue.retain(|&i| i != cid);
         }
         if let Some(uid) = c.queued_on {
             // Its request is on the wire already: the answer is dropped when its turn comes.
