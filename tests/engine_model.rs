@@ -1,8 +1,10 @@
 //! Property test of the Engine against a model: random clients sending autocommit queries,
 //! transactions and extended-protocol units (some failing) through small pools, with and
 //! without cross-client pipelining, served by fake upstreams that answer in order, delivered in
-//! random byte slices. Every client must get exactly its own answers, in order, with the
-//! transaction status of its own session, and the pools must end idle.
+//! random byte slices, while upstreams die and time passes (wait and idle timeouts, lifetimes).
+//! Every client must get exactly its own answers, in order, with the transaction status and
+//! `application_name` of its own session; only a client told why (08006, 53300) may be closed;
+//! and the pools must end idle.
 
 use std::collections::HashMap;
 
@@ -36,6 +38,10 @@ enum Op {
     /// Upstream (index mod count) receives up to this many bytes of its pending answers.
     Deliver(usize, usize),
     Leave(usize),
+    /// Upstream (index mod count) dies.
+    Kill(usize),
+    /// Time passes (milliseconds).
+    Tick(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..6usize, req).prop_map(|(c, r)| Op::Send(c, r)),
         6 => (0..4usize, 1..400usize).prop_map(|(u, n)| Op::Deliver(u, n)),
         1 => (0..6usize).prop_map(Op::Leave),
+        1 => (0..4usize).prop_map(Op::Kill),
+        1 => (1..40u64).prop_map(Op::Tick),
     ]
 }
 
@@ -214,6 +222,7 @@ struct World {
     next_n: u64,
     /// Clients are welcomed: from now on everything they receive is checked.
     checking: bool,
+    now: u64,
 }
 
 impl World {
@@ -239,6 +248,9 @@ impl World {
             client_auth: ClientAuth::Trust,
             rng_seed: Some([3; 32]),
             pipeline_depth: depth,
+            wait_timeout_ms: 100,
+            idle_timeout_ms: 30,
+            server_lifetime_ms: 200,
             ..Config::default()
         };
         let mut w = World {
@@ -248,6 +260,7 @@ impl World {
             server_order: Vec::new(),
             next_n: 1,
             checking: false,
+            now: 0,
         };
         for i in 0..clients {
             let id = w.engine.client_open(Protocol::Postgres, 0);
@@ -309,7 +322,7 @@ impl World {
                 Action::ConnectUpstream { id, .. } => {
                     self.servers.insert(id.0, FakeServer::default());
                     self.server_order.push(id.0);
-                    self.engine.upstream_connected(id, 0);
+                    self.engine.upstream_connected(id, self.now);
                 }
                 Action::CloseUpstream { id } => {
                     self.servers.remove(&id.0);
@@ -317,7 +330,16 @@ impl World {
                 }
                 Action::CloseClient { id } => {
                     let c = self.client_mut(id);
-                    assert!(c.left, "the engine closed a healthy client");
+                    if !c.left {
+                        // Only a client whose upstream died or whose wait timed out may be
+                        // closed, and it was told so.
+                        let told = [b"08006", b"53300"]
+                            .iter()
+                            .any(|code| c.received.windows(5).any(|w| w == &code[..]));
+                        assert!(told, "the engine closed a healthy client");
+                        c.left = true;
+                        c.received.clear();
+                    }
                 }
                 Action::SendCancel { .. } => panic!("nobody cancels here"),
             }
@@ -339,6 +361,11 @@ impl World {
             return;
         }
         let key = self.server_order[index % self.server_order.len()];
+        self.deliver_to(key, max);
+    }
+
+    /// Delivers up to `max` bytes of upstream `key`'s answers.
+    fn deliver_to(&mut self, key: u64, max: usize) {
         let Some(s) = self.servers.get_mut(&key) else {
             return;
         };
@@ -348,7 +375,7 @@ impl World {
             return;
         }
         let chunk = s.outbox.split_to(n);
-        self.engine.upstream_data(UpstreamId(key), chunk, 0);
+        self.engine.upstream_data(UpstreamId(key), chunk, self.now);
         self.route();
         self.check_clients();
     }
@@ -358,14 +385,13 @@ impl World {
         for _ in 0..10_000 {
             let before: usize = self.servers.values().map(|s| s.inbox.len()).sum();
             let mut moved = false;
-            for i in 0..self.server_order.len() {
-                let key = self.server_order[i];
+            for key in self.server_order.clone() {
                 let pending = self.servers.get_mut(&key).map_or(0, |s| {
                     s.process();
                     s.outbox.len()
                 });
                 if pending > 0 {
-                    self.deliver(i, usize::MAX);
+                    self.deliver_to(key, usize::MAX);
                     moved = true;
                 }
             }
@@ -434,7 +460,7 @@ impl World {
                     .encode(&mut buf)
                     .unwrap();
                 let id = *id;
-                self.engine.client_data(id, buf, 0);
+                self.engine.client_data(id, buf, self.now);
                 self.route();
                 return;
             }
@@ -450,8 +476,28 @@ impl World {
             m.encode(&mut buf).unwrap();
         }
         let id = *id;
-        self.engine.client_data(id, buf, 0);
+        self.engine.client_data(id, buf, self.now);
         self.route();
+    }
+
+    /// Time passes; whatever is due expires.
+    fn tick(&mut self, ms: u64) {
+        self.now += ms;
+        self.engine.handle_timeout(self.now);
+        self.route();
+        self.check_clients();
+    }
+
+    /// Upstream `index` (mod count) dies: its clients must be told and closed.
+    fn kill(&mut self, index: usize) {
+        if self.server_order.is_empty() {
+            return;
+        }
+        let key = self.server_order.remove(index % self.server_order.len());
+        self.servers.remove(&key);
+        self.engine.upstream_closed(UpstreamId(key), self.now);
+        self.route();
+        self.check_clients();
     }
 
     fn leave(&mut self, index: usize) {
@@ -462,7 +508,7 @@ impl World {
         }
         c.left = true;
         let id = *id;
-        self.engine.client_closed(id, 0);
+        self.engine.client_closed(id, self.now);
         self.route();
     }
 
@@ -558,6 +604,8 @@ proptest! {
                 Op::Send(c, r) => w.send(c, r),
                 Op::Deliver(u, n) => w.deliver(u, n),
                 Op::Leave(c) => w.leave(c),
+                Op::Kill(u) => w.kill(u),
+                Op::Tick(ms) => w.tick(ms),
             }
         }
         w.finish();
