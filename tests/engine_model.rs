@@ -2,6 +2,8 @@
 //! transactions and extended-protocol units (some failing) through small pools, with and
 //! without cross-client pipelining, served by fake upstreams that answer in order, delivered in
 //! random byte slices, while upstreams die and time passes (wait and idle timeouts, lifetimes).
+//! Clients also prepare, execute and close named statements (one text shared by all clients)
+//! through a statement cache of two per upstream, so statements are evicted and prepared again.
 //! Every client must get exactly its own answers, in order, with the transaction status and
 //! `application_name` of its own session; only a client told why (08006, 53300) may be closed;
 //! and the pools must end idle.
@@ -14,7 +16,7 @@ use muxql::mux::{
 };
 use muxql::pg::backend::{Authentication, BackendMessage, Fields, TransactionStatus};
 use muxql::pg::frame::{split_frame, Direction};
-use muxql::pg::frontend::{Bind, Execute, FrontendMessage, Parse};
+use muxql::pg::frontend::{Bind, Close, Execute, FrontendMessage, Parse, TargetKind};
 use muxql::pg::startup::{ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
 use muxql::wire::Limits;
 use proptest::prelude::*;
@@ -30,6 +32,16 @@ enum Req {
     Toggle,
     /// `SELECT n APP`: the fake server answers with the session's `application_name`.
     ShowApp,
+    /// Parse of the client's named statement `s<k>` (when not prepared), Bind/Execute of it
+    /// (when prepared), or Close of it (when prepared).
+    Named(NamedOp, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NamedOp {
+    Prepare,
+    Execute,
+    Close,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +63,11 @@ fn op() -> impl Strategy<Value = Op> {
         3 => fails().prop_map(Req::Extended),
         1 => Just(Req::Toggle),
         2 => Just(Req::ShowApp),
+        4 => (
+            prop_oneof![Just(NamedOp::Prepare), Just(NamedOp::Execute), Just(NamedOp::Close)],
+            0..NAMED,
+        )
+            .prop_map(|(o, k)| Req::Named(o, k)),
     ];
     prop_oneof![
         6 => (0..6usize, req).prop_map(|(c, r)| Op::Send(c, r)),
@@ -59,6 +76,38 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(Op::Kill),
         1 => (1..40u64).prop_map(Op::Tick),
     ]
+}
+
+/// Named statements each client may prepare; statement 0's SQL is the same for every client.
+const NAMED: usize = 3;
+
+/// The SQL of client `client`'s statement `k` (also the CommandComplete tag it gets).
+fn named_sql(client: usize, k: usize) -> String {
+    match k {
+        0 => "SELECT shared0".to_string(),
+        k => format!("SELECT c{client}_k{k}"),
+    }
+}
+
+fn query(sql: String) -> FrontendMessage {
+    FrontendMessage::Query(Bytes::from(sql))
+}
+
+fn bind(statement: &str) -> FrontendMessage {
+    FrontendMessage::Bind(Bind {
+        portal: Bytes::new(),
+        statement: Bytes::copy_from_slice(statement.as_bytes()),
+        param_formats: Vec::new(),
+        params: Vec::new(),
+        result_formats: Vec::new(),
+    })
+}
+
+fn execute() -> FrontendMessage {
+    FrontendMessage::Execute(Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    })
 }
 
 /// A fake PostgreSQL backend: answers complete requests in order.
@@ -72,6 +121,10 @@ struct FakeServer {
     /// Discarding extended messages until Sync after an error.
     skipping: bool,
     unnamed: String,
+    /// Named prepared statements: name → SQL.
+    statements: HashMap<Bytes, String>,
+    /// The SQL the unnamed portal runs.
+    portal: String,
     /// The session's `application_name`.
     app: String,
 }
@@ -90,8 +143,12 @@ impl FakeServer {
     }
 
     fn fail(&mut self) {
+        self.fail_with("22012");
+    }
+
+    fn fail_with(&mut self, code: &str) {
         self.answer(BackendMessage::ErrorResponse(Fields::new(
-            "ERROR", "22012", "fails",
+            "ERROR", code, "fails",
         )));
         self.failed_tx |= self.in_tx;
     }
@@ -171,17 +228,46 @@ impl FakeServer {
                     if sql.ends_with("FAIL") {
                         self.fail();
                         self.skipping = true;
-                    } else {
+                    } else if p.name.is_empty() {
                         self.unnamed = sql;
+                        self.answer(BackendMessage::ParseComplete);
+                    } else if self.statements.contains_key(&p.name) {
+                        self.fail_with("42P05");
+                        self.skipping = true;
+                    } else {
+                        self.statements.insert(p.name, sql);
                         self.answer(BackendMessage::ParseComplete);
                     }
                 }
-                FrontendMessage::Bind(_) => self.answer(BackendMessage::BindComplete),
+                FrontendMessage::Bind(b) => {
+                    let sql = match b.statement.is_empty() {
+                        true => Some(self.unnamed.clone()).filter(|s| !s.is_empty()),
+                        false => self.statements.get(&b.statement).cloned(),
+                    };
+                    match sql {
+                        Some(sql) => {
+                            self.portal = sql;
+                            self.answer(BackendMessage::BindComplete);
+                        }
+                        None => {
+                            self.fail_with("26000");
+                            self.skipping = true;
+                        }
+                    }
+                }
                 FrontendMessage::Execute(_) => {
-                    let sql = self.unnamed.clone();
+                    let sql = self.portal.clone();
                     self.run(&sql);
                 }
-                FrontendMessage::Close(_) => self.answer(BackendMessage::CloseComplete),
+                FrontendMessage::Close(c) => {
+                    match c.name.is_empty() {
+                        true => self.unnamed.clear(),
+                        false => {
+                            self.statements.remove(&c.name);
+                        }
+                    }
+                    self.answer(BackendMessage::CloseComplete);
+                }
                 FrontendMessage::Sync => {
                     self.skipping = false;
                     self.answer(BackendMessage::ReadyForQuery(self.status()));
@@ -193,21 +279,22 @@ impl FakeServer {
     }
 }
 
-/// What a model client expects next: the number of its request and whether it fails.
-#[derive(Debug, Clone, Copy)]
+/// What a model client expects next.
+#[derive(Debug, Clone)]
 struct Expected {
-    n: u64,
+    /// The CommandComplete tag it must get, if any.
+    want: Option<String>,
     fails: bool,
-    /// `BEGIN`/`COMMIT` instead of a numbered SELECT.
+    /// `BEGIN`/`COMMIT`: the request changes the client's transaction state.
     toggle: Option<&'static str>,
-    /// Whether the answer names the session's `application_name`.
-    shows_app: bool,
 }
 
 #[derive(Default)]
 struct ModelClient {
     /// The `application_name` it logged in with.
     app: &'static str,
+    /// Which of its named statements are prepared.
+    prepared: [bool; NAMED],
     in_tx: bool,
     left: bool,
     outstanding: Option<Expected>,
@@ -248,6 +335,7 @@ impl World {
             client_auth: ClientAuth::Trust,
             rng_seed: Some([3; 32]),
             pipeline_depth: depth,
+            statement_cache_size: 2,
             wait_timeout_ms: 100,
             idle_timeout_ms: 30,
             server_lifetime_ms: 200,
@@ -406,71 +494,101 @@ impl World {
     fn send(&mut self, index: usize, req: Req) {
         let n = self.next_n;
         let len = self.clients.len();
-        let (id, c) = &mut self.clients[index % len];
+        let client = index % len;
+        let (id, c) = &mut self.clients[client];
         if c.left || c.outstanding.is_some() {
             return;
         }
-        self.next_n += 1;
-        let mut shows_app = false;
+        let plain = |sql: String| {
+            vec![
+                FrontendMessage::Parse(Parse {
+                    name: Bytes::new(),
+                    query: Bytes::from(sql),
+                    param_types: Vec::new(),
+                }),
+                bind(""),
+                execute(),
+                FrontendMessage::Sync,
+            ]
+        };
+        let tagged = |fails: bool| format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
         let (msgs, expected) = match req {
-            Req::ShowApp => {
-                shows_app = true;
-                let sql = format!("SELECT {n} APP");
-                (vec![FrontendMessage::Query(Bytes::from(sql))], false)
-            }
-            Req::Select(fails) => {
-                let sql = format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
-                (vec![FrontendMessage::Query(Bytes::from(sql))], fails)
-            }
-            Req::Extended(fails) => {
-                let sql = format!("SELECT {n}{}", if fails { " FAIL" } else { "" });
+            Req::ShowApp => (
+                vec![query(format!("SELECT {n} APP"))],
+                Expected {
+                    want: Some(format!("SELECT {n} app={}", c.app)),
+                    fails: false,
+                    toggle: None,
+                },
+            ),
+            Req::Select(fails) => (
+                vec![query(tagged(fails))],
+                Expected {
+                    want: (!fails).then(|| format!("SELECT {n}")),
+                    fails,
+                    toggle: None,
+                },
+            ),
+            Req::Extended(fails) => (
+                plain(tagged(fails)),
+                Expected {
+                    want: (!fails).then(|| format!("SELECT {n}")),
+                    fails,
+                    toggle: None,
+                },
+            ),
+            Req::Toggle => {
+                let sql = if c.in_tx { "COMMIT" } else { "BEGIN" };
                 (
-                    vec![
+                    vec![query(sql.to_string())],
+                    Expected {
+                        want: Some(sql.to_string()),
+                        fails: false,
+                        toggle: Some(sql),
+                    },
+                )
+            }
+            Req::Named(op, k) => {
+                let name = Bytes::from(format!("s{k}"));
+                let msgs = match (op, c.prepared[k]) {
+                    (NamedOp::Prepare, false) => vec![
                         FrontendMessage::Parse(Parse {
-                            name: Bytes::new(),
-                            query: Bytes::from(sql),
+                            name,
+                            query: Bytes::from(named_sql(client, k)),
                             param_types: Vec::new(),
-                        }),
-                        FrontendMessage::Bind(Bind {
-                            portal: Bytes::new(),
-                            statement: Bytes::new(),
-                            param_formats: Vec::new(),
-                            params: Vec::new(),
-                            result_formats: Vec::new(),
-                        }),
-                        FrontendMessage::Execute(Execute {
-                            portal: Bytes::new(),
-                            max_rows: 0,
                         }),
                         FrontendMessage::Sync,
                     ],
-                    fails,
+                    (NamedOp::Execute, true) => {
+                        vec![bind(&format!("s{k}")), execute(), FrontendMessage::Sync]
+                    }
+                    (NamedOp::Close, true) => vec![
+                        FrontendMessage::Close(Close {
+                            kind: TargetKind::Statement,
+                            name,
+                        }),
+                        FrontendMessage::Sync,
+                    ],
+                    _ => return,
+                };
+                match op {
+                    NamedOp::Prepare => c.prepared[k] = true,
+                    NamedOp::Close => c.prepared[k] = false,
+                    NamedOp::Execute => {}
+                }
+                let want = matches!(op, NamedOp::Execute).then(|| named_sql(client, k));
+                (
+                    msgs,
+                    Expected {
+                        want,
+                        fails: false,
+                        toggle: None,
+                    },
                 )
             }
-            Req::Toggle => {
-                let sql = if c.in_tx { "COMMIT" } else { "BEGIN" };
-                c.outstanding = Some(Expected {
-                    n,
-                    fails: false,
-                    toggle: Some(sql),
-                    shows_app: false,
-                });
-                let mut buf = BytesMut::new();
-                FrontendMessage::Query(Bytes::from_static(sql.as_bytes()))
-                    .encode(&mut buf)
-                    .unwrap();
-                let id = *id;
-                self.engine.client_data(id, buf, self.now);
-                self.route();
-                return;
-            }
         };
-        c.outstanding = Some(Expected {
-            n,
-            fails: expected,
-            toggle: None,
-            shows_app,
-        });
+        self.next_n += 1;
+        c.outstanding = Some(expected);
         let mut buf = BytesMut::new();
         for m in &msgs {
             m.encode(&mut buf).unwrap();
@@ -524,19 +642,17 @@ impl World {
                 let msg = BackendMessage::parse(&frame).unwrap();
                 let exp = c
                     .outstanding
+                    .clone()
                     .unwrap_or_else(|| panic!("an answer nobody asked for: {msg:?}"));
                 match msg {
                     BackendMessage::CommandComplete(tag) => {
-                        let want = match exp.toggle {
-                            Some(t) => t.to_string(),
-                            None if exp.shows_app => format!("SELECT {} app={}", exp.n, c.app),
-                            None => format!("SELECT {}", exp.n),
-                        };
-                        assert!(!exp.fails, "success for a failing request");
+                        let want = exp.want.as_deref().expect("no result expected");
                         assert_eq!(&tag[..], want.as_bytes(), "someone else's answer");
                     }
                     BackendMessage::ErrorResponse(_) => assert!(exp.fails, "unexpected error"),
-                    BackendMessage::ParseComplete | BackendMessage::BindComplete => {}
+                    BackendMessage::ParseComplete
+                    | BackendMessage::BindComplete
+                    | BackendMessage::CloseComplete => {}
                     BackendMessage::ReadyForQuery(status) => {
                         match exp.toggle {
                             Some("BEGIN") => c.in_tx = true,
