@@ -8,6 +8,7 @@
 //! `application_name` of its own session; only a client told why (08006, 53300) may be closed;
 //! and the pools must end idle.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -231,12 +232,12 @@ impl FakeServer {
                     } else if p.name.is_empty() {
                         self.unnamed = sql;
                         self.answer(BackendMessage::ParseComplete);
-                    } else if self.statements.contains_key(&p.name) {
+                    } else if let Entry::Vacant(slot) = self.statements.entry(p.name) {
+                        slot.insert(sql);
+                        self.answer(BackendMessage::ParseComplete);
+                    } else {
                         self.fail_with("42P05");
                         self.skipping = true;
-                    } else {
-                        self.statements.insert(p.name, sql);
-                        self.answer(BackendMessage::ParseComplete);
                     }
                 }
                 FrontendMessage::Bind(b) => {
