@@ -11,7 +11,8 @@
 //! upstreams whose parameters equal their own.
 //!
 //! What this saves is the idle gap between one client's ReadyForQuery and the next client's
-//! request, and one read and one write per request on both ends of the upstream socket.
+//! request (the round trip through muxql), and the server reads queued requests several at a
+//! time instead of sleeping between them.
 //! Fairness: the wait queue stays FIFO (a client that cannot be pipelined stops pipelining for
 //! everyone behind it until an upstream comes free), at most `pipeline_depth` followers queue
 //! behind one upstream, and only behind a request that started at most [`FRESH_MS`] ago: a
