@@ -24,30 +24,29 @@ struct Out {
 
 impl Out {
     fn client_msgs(&self, id: ClientId) -> Vec<BackendMessage> {
-        let mut buf = BytesMut::new();
-        for (c, b) in &self.to_clients {
-            if *c == id {
-                buf.extend_from_slice(b);
-            }
-        }
-        frames(buf, Direction::Backend)
+        frames(bytes_for(&self.to_clients, id), Direction::Backend)
             .iter()
             .map(|f| BackendMessage::parse(f).expect("valid backend message"))
             .collect()
     }
 
     fn upstream_msgs(&self, id: UpstreamId) -> Vec<FrontendMessage> {
-        let mut buf = BytesMut::new();
-        for (u, b) in &self.to_upstreams {
-            if *u == id {
-                buf.extend_from_slice(b);
-            }
-        }
-        frames(buf, Direction::Frontend)
+        frames(bytes_for(&self.to_upstreams, id), Direction::Frontend)
             .iter()
             .map(|f| FrontendMessage::parse(f).expect("valid frontend message"))
             .collect()
     }
+}
+
+/// Everything sent to connection `id`, joined.
+fn bytes_for<I: PartialEq>(sent: &[(I, Bytes)], id: I) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for (to, b) in sent {
+        if *to == id {
+            buf.extend_from_slice(b);
+        }
+    }
+    buf
 }
 
 fn frames(mut buf: BytesMut, dir: Direction) -> Vec<Frame> {

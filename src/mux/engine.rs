@@ -140,7 +140,7 @@ impl Engine {
                 .iter()
                 .map(|p| RouteStats {
                     clients_waiting: p.waiting as u64,
-                    upstreams: p.total as u64,
+                    upstreams: p.total() as u64,
                     upstreams_idle: p.idle.len() as u64,
                     ..p.stats
                 })

@@ -45,8 +45,6 @@ pub(crate) struct Pool {
     pub(crate) waiting: usize,
     /// Upstreams connecting or logging in.
     pub(crate) connecting: usize,
-    /// Upstreams that exist in any state.
-    pub(crate) total: usize,
     /// Every upstream of this pool, in any state.
     pub(crate) members: Vec<UpstreamId>,
     /// Parameters reported by the first upstream that logged in.
@@ -59,4 +57,11 @@ pub(crate) struct Pool {
     pub(crate) stats: RouteStats,
     /// The last error an upstream login failed with, told to clients that cannot be served.
     pub(crate) last_error: Option<String>,
+}
+
+impl Pool {
+    /// Upstreams that exist in any state.
+    pub(crate) fn total(&self) -> usize {
+        self.members.len()
+    }
 }

@@ -111,7 +111,7 @@ impl Engine {
         let size = cfg.pool_size;
         loop {
             let pool = &self.pools[route];
-            if pool.waiting == 0 || !pool.idle.is_empty() || pool.total < size {
+            if pool.waiting == 0 || !pool.idle.is_empty() || pool.total() < size {
                 return;
             }
             let Some(&cid) = pool.queue.front() else {
@@ -125,8 +125,9 @@ impl Engine {
                 self.pools[route].queue.pop_front();
                 continue;
             };
-            let unit = is_autocommit_unit(&c.buf, &c.stmts, &mut self.sql_verdicts, &self.limits);
-            if c.pins != 0 || !unit {
+            if c.pins != 0
+                || !is_autocommit_unit(&c.buf, &c.stmts, &mut self.sql_verdicts, &self.limits)
+            {
                 return;
             }
             let Some(uid) = self.pg_pipeline_target(route, &c.params, depth) else {

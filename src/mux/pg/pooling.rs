@@ -63,7 +63,7 @@ impl Engine {
         let wanted = pool.waiting.max(usize::from(needs_baseline));
         let size = self.config.routes[route].pool_size;
         let mut missing = wanted.saturating_sub(pool.connecting);
-        while missing > 0 && self.pools[route].total < size {
+        while missing > 0 && self.pools[route].total() < size {
             self.pg_connect_upstream(route);
             missing -= 1;
         }
@@ -164,7 +164,6 @@ impl Engine {
         }
         self.actions.push_back(Action::CloseUpstream { id: uid });
         let pool = &mut self.pools[u.route];
-        pool.total -= 1;
         pool.members.retain(|&i| i != uid);
         pool.idle.retain(|&i| i != uid);
         if matches!(u.phase, UpPhase::Connecting | UpPhase::Login(_)) {
@@ -204,7 +203,7 @@ impl Engine {
         if self.pg_forget_upstream(uid, false).is_some() {
             self.pools[route].stats.upstreams_discarded += u64::from(!logging_in);
         }
-        if logging_in && self.pools[route].total == 0 {
+        if logging_in && self.pools[route].total() == 0 {
             self.pg_fail_unservable(route, reason);
         } else {
             self.pg_dispatch(route);

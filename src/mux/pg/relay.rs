@@ -80,11 +80,14 @@ impl Engine {
             return;
         }
         u.busy_since = self.now;
+        // Followers only look for an upstream to queue behind while the pool is full.
+        let route = &self.config.routes[u.route];
         u.pipeline_ok = self.config.pipeline_depth > 0
+            && route.pool_mode == PoolMode::Transaction
+            && self.pools[u.route].total() >= route.pool_size
             && c.pins == 0
             && u.tx_status == b'I'
             && !u.expect.owes_client()
-            && self.config.routes[u.route].pool_mode == PoolMode::Transaction
             && super::pipeline::is_autocommit_unit(
                 &c.buf,
                 &c.stmts,
@@ -154,10 +157,12 @@ impl Engine {
         tag: u8,
         body: &[u8],
     ) -> Step {
-        let unnamed_is_own = self
-            .upstreams
-            .get(uid.0)
-            .is_some_and(|u| u.unnamed_owner == Some(cid));
+        let unnamed_is_own = |engine: &Engine| {
+            engine
+                .upstreams
+                .get(uid.0)
+                .is_some_and(|u| u.unnamed_owner == Some(cid))
+        };
         match tag {
             b'Q' => {
                 let sql = peek::first_cstr(body).unwrap_or(body);
@@ -184,11 +189,13 @@ impl Engine {
             // Another client's unnamed statement is closed first, so that the server reports
             // it missing (26000) instead of running it.
             b'B' => match peek::bind_statement(body) {
-                Some(b"") if unnamed_is_own => Step::Forward(Some(Kind::Bind)),
+                Some(b"") if unnamed_is_own(self) => Step::Forward(Some(Kind::Bind)),
                 _ => Step::Rewrite,
             },
             b'D' => match peek::target(body) {
-                Some((b'S', b"")) if unnamed_is_own => Step::Forward(Some(Kind::DescribeStatement)),
+                Some((b'S', b"")) if unnamed_is_own(self) => {
+                    Step::Forward(Some(Kind::DescribeStatement))
+                }
                 Some((b'S', _)) => Step::Rewrite,
                 _ => Step::Forward(Some(Kind::DescribePortal)),
             },

@@ -127,10 +127,9 @@ impl Engine {
         };
         let id = UpstreamId(self.upstreams.insert(up));
         let pool = &mut self.pools[route];
-        pool.total += 1;
         pool.members.push(id);
         pool.connecting += 1;
-        pool.stats.peak_upstreams = pool.stats.peak_upstreams.max(pool.total as u64);
+        pool.stats.peak_upstreams = pool.stats.peak_upstreams.max(pool.total() as u64);
         self.actions
             .push_back(Action::ConnectUpstream { id, route });
     }
