@@ -317,31 +317,19 @@ impl World {
     /// `clients` clients; with `mixed_params`, odd and even ones ask for different
     /// `application_name`s, which the Engine must replay as they move between upstreams.
     fn new(pool_size: usize, depth: usize, clients: usize, mixed_params: bool) -> World {
-        let config = Config {
-            routes: vec![Route {
-                protocol: Protocol::Postgres,
-                database: "db".into(),
-                client_user: None,
-                target: "fake".into(),
-                upstream_user: "up".into(),
-                upstream_password: String::new(),
-                upstream_database: "db".into(),
-                pool_size,
-                pool_mode: PoolMode::Transaction,
-            }],
-            users: vec![User {
-                name: "u".into(),
-                password: String::new(),
-            }],
-            client_auth: ClientAuth::Trust,
-            rng_seed: Some([3; 32]),
-            pipeline_depth: depth,
-            statement_cache_size: 2,
-            wait_timeout_ms: 100,
-            idle_timeout_ms: 30,
-            server_lifetime_ms: 200,
-            ..Config::default()
-        };
+        let mut route = Route::new(Protocol::Postgres, "db", "fake", "up");
+        route.pool_size = pool_size;
+        route.pool_mode = PoolMode::Transaction;
+        let mut config = Config::default();
+        config.routes = vec![route];
+        config.users = vec![User::new("u", "")];
+        config.client_auth = ClientAuth::Trust;
+        config.rng_seed = Some([3; 32]);
+        config.pipeline_depth = depth;
+        config.statement_cache_size = 2;
+        config.wait_timeout_ms = 100;
+        config.idle_timeout_ms = 30;
+        config.server_lifetime_ms = 200;
         let mut w = World {
             engine: Engine::new(config).unwrap(),
             clients: Vec::new(),
@@ -431,7 +419,13 @@ impl World {
                     }
                 }
                 Action::SendCancel { .. } => panic!("nobody cancels here"),
+                // The model's host feeds only what clients send, never too much.
+                Action::PauseReading { .. } | Action::ResumeReading { .. } => {}
+                other => panic!("unexpected action {other:?}"),
             }
+        }
+        if let Err(e) = self.engine.check_counters() {
+            panic!("pool counters drifted: {e}");
         }
     }
 

@@ -2,8 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 use muxql::mux::{
-    Action, ClientAuth, ClientId, Config, Engine, PinPolicy, PoolMode, Protocol, Route, UpstreamId,
-    User,
+    Action, ClientAuth, ClientId, Config, Engine, Peer, PinPolicy, PoolMode, Protocol, Route,
+    UpstreamId, User,
 };
 use muxql::pg::backend::{BackendMessage, Fields, TransactionStatus};
 use muxql::pg::frame::{split_frame, Direction, Frame};
@@ -20,6 +20,7 @@ struct Out {
     closed_clients: Vec<ClientId>,
     closed_upstreams: Vec<UpstreamId>,
     cancels: Vec<Bytes>,
+    flow: Vec<Action>,
 }
 
 impl Out {
@@ -64,27 +65,16 @@ struct Sim {
 }
 
 fn config(pool_size: usize, mode: PoolMode) -> Config {
-    Config {
-        routes: vec![Route {
-            protocol: Protocol::Postgres,
-            database: "db".into(),
-            client_user: None,
-            target: "127.0.0.1:5432".into(),
-            upstream_user: "up".into(),
-            upstream_password: String::new(),
-            upstream_database: "db".into(),
-            pool_size,
-            pool_mode: mode,
-        }],
-        users: vec![User {
-            name: "alice".into(),
-            password: "pw".into(),
-        }],
-        client_auth: ClientAuth::Trust,
-        rng_seed: Some([7; 32]),
-        scram_iterations: 16,
-        ..Config::default()
-    }
+    let mut route = Route::new(Protocol::Postgres, "db", "127.0.0.1:5432", "up");
+    route.pool_size = pool_size;
+    route.pool_mode = mode;
+    let mut config = Config::default();
+    config.routes = vec![route];
+    config.users = vec![User::new("alice", "pw")];
+    config.client_auth = ClientAuth::Trust;
+    config.rng_seed = Some([7; 32]);
+    config.scram_iterations = 16;
+    config
 }
 
 fn enc_front(msgs: &[FrontendMessage]) -> BytesMut {
@@ -133,7 +123,11 @@ impl Sim {
                 Action::CloseClient { id } => out.closed_clients.push(id),
                 Action::CloseUpstream { id } => out.closed_upstreams.push(id),
                 Action::SendCancel { bytes, .. } => out.cancels.push(bytes),
+                other => out.flow.push(other),
             }
+        }
+        if let Err(e) = self.engine.check_counters() {
+            panic!("pool counters drifted: {e}");
         }
         out
     }
@@ -1168,4 +1162,133 @@ fn a_waiter_that_left_does_not_hide_the_wait_deadline_of_those_behind_it() {
         Some(sim.now + 500),
         "c's wait ends then"
     );
+}
+
+#[test]
+fn a_statement_whose_client_left_mid_request_is_freed() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    sim.client_send(
+        a,
+        &[
+            parse_msg("s1", "SELECT 1"),
+            bind_msg("s1"),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(sim.engine.stats().routes[0].statements, 1);
+    sim.engine.client_closed(a, sim.now);
+    sim.drain();
+    assert_eq!(
+        sim.engine.stats().routes[0].statements,
+        0,
+        "no client refers to the statement any more"
+    );
+}
+
+#[test]
+fn a_timeout_of_zero_means_no_limit() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.connect_timeout_ms = 0;
+    cfg.wait_timeout_ms = 0;
+    cfg.client_login_timeout_ms = 0;
+    cfg.idle_timeout_ms = 0;
+    cfg.server_lifetime_ms = 0;
+    let mut sim = Sim::new(cfg);
+    let logging_in = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let (a, out) = sim.open_client(&[]);
+    let u = out.connects[0];
+    assert_eq!(sim.engine.poll_timeout(), None, "nothing is armed");
+    sim.engine.handle_timeout(sim.now + 86_400_000);
+    let out = sim.drain();
+    assert!(
+        out.closed_upstreams.is_empty(),
+        "the connect does not expire"
+    );
+    assert!(
+        out.closed_clients.is_empty(),
+        "{logging_in:?} and {a:?} stay"
+    );
+    sim.login_upstream(u, 1);
+    let b = sim.ready_client();
+    sim.client_send(a, &[q("BEGIN")]);
+    sim.client_send(b, &[q("SELECT 1")]);
+    assert_eq!(sim.engine.poll_timeout(), None, "a wait without limit");
+    sim.engine.handle_timeout(sim.now + 86_400_000);
+    assert!(sim.drain().closed_clients.is_empty(), "b keeps waiting");
+}
+
+fn pause(peer: Peer) -> Action {
+    Action::PauseReading { peer }
+}
+
+fn resume(peer: Peer) -> Action {
+    Action::ResumeReading { peer }
+}
+
+#[test]
+fn a_client_whose_held_input_grows_too_large_is_paused_until_it_is_passed_on() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_backlog_limit = 64;
+    cfg.pipeline_depth = 0;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(b, &[q("SELECT 1")]);
+    assert!(out.flow.is_empty(), "a small backlog is fine");
+    let long = format!("SELECT '{}'", "x".repeat(100));
+    let out = sim.client_send(b, &[q(&long)]);
+    assert_eq!(out.flow, vec![pause(Peer::Client(b))]);
+    let out = sim.client_send(b, &[q("SELECT 3")]);
+    assert!(out.flow.is_empty(), "paused once");
+    sim.client_send(a, &[q("COMMIT")]);
+    let out = sim.upstream_send(u, &[complete("COMMIT"), rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.upstream_msgs(u).len(), 3, "b's requests went upstream");
+    assert_eq!(out.flow, vec![resume(Peer::Client(b))]);
+}
+
+#[test]
+fn a_blocked_client_pauses_the_upstream_feeding_it_until_it_drains_or_leaves() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT big")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.engine.send_blocked(Peer::Client(a), sim.now);
+    assert_eq!(sim.drain().flow, vec![pause(Peer::Upstream(u))]);
+    sim.engine.send_blocked(Peer::Client(a), sim.now);
+    assert!(sim.drain().flow.is_empty(), "paused once");
+    sim.engine.send_drained(Peer::Client(a), sim.now);
+    assert_eq!(sim.drain().flow, vec![resume(Peer::Upstream(u))]);
+    sim.engine.send_drained(Peer::Client(a), sim.now);
+    assert!(sim.drain().flow.is_empty(), "resumed once");
+
+    sim.engine.send_blocked(Peer::Upstream(u), sim.now);
+    assert_eq!(sim.drain().flow, vec![pause(Peer::Client(a))]);
+    sim.engine.send_drained(Peer::Upstream(u), sim.now);
+    assert_eq!(sim.drain().flow, vec![resume(Peer::Client(a))]);
+
+    sim.engine.send_blocked(Peer::Client(a), sim.now);
+    sim.drain();
+    sim.engine.client_closed(a, sim.now);
+    let out = sim.drain();
+    assert!(
+        out.flow.contains(&resume(Peer::Upstream(u))),
+        "the upstream is not left paused for a client that is gone"
+    );
+}
+
+#[test]
+fn an_idle_client_blocking_pauses_nothing() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    sim.engine.send_blocked(Peer::Client(a), sim.now);
+    sim.engine.send_drained(Peer::Client(a), sim.now);
+    assert!(sim.drain().flow.is_empty());
 }

@@ -71,24 +71,13 @@ impl Mux {
     /// lets `tweak` change the engine configuration.
     fn start_with(pool_size: usize, tweak: impl FnOnce(&mut Config)) -> Mux {
         let pg = common::pg();
-        let mut engine = Config {
-            routes: vec![Route {
-                protocol: Protocol::Postgres,
-                database: pg.db.clone(),
-                client_user: None,
-                target: pg.addr(),
-                upstream_user: pg.scram_user.clone(),
-                upstream_password: pg.password.clone(),
-                upstream_database: pg.db.clone(),
-                pool_size,
-                pool_mode: PoolMode::Transaction,
-            }],
-            users: vec![User {
-                name: pg.scram_user.clone(),
-                password: pg.password.clone(),
-            }],
-            ..Config::default()
-        };
+        let mut route = Route::new(Protocol::Postgres, &pg.db, pg.addr(), &pg.scram_user);
+        route.upstream_password = pg.password.clone();
+        route.pool_size = pool_size;
+        route.pool_mode = PoolMode::Transaction;
+        let mut engine = Config::default();
+        engine.routes = vec![route];
+        engine.users = vec![User::new(&pg.scram_user, &pg.password)];
         tweak(&mut engine);
         let config = ServerConfig {
             engine,

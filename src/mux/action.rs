@@ -2,12 +2,13 @@
 
 use bytes::Bytes;
 
-use super::ids::{ClientId, UpstreamId};
+use super::ids::{ClientId, Peer, UpstreamId};
 
 /// One instruction for the host, drained with [`Engine::poll_action`](super::Engine::poll_action).
 ///
 /// Actions for one connection must be carried out in the order they are polled.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Write `bytes` to the client's socket.
     SendClient {
@@ -49,5 +50,17 @@ pub enum Action {
         route: usize,
         /// The complete request.
         bytes: Bytes,
+    },
+    /// Stop reading from `peer` until [`Action::ResumeReading`] names it (see
+    /// [`Engine::send_blocked`](super::Engine::send_blocked)); bytes already read may still be
+    /// fed.
+    PauseReading {
+        /// The connection.
+        peer: Peer,
+    },
+    /// Read from `peer` again.
+    ResumeReading {
+        /// The connection.
+        peer: Peer,
     },
 }

@@ -4,6 +4,7 @@ use crate::wire::limits::{DEFAULT_MAX_MESSAGE, HARD_MAX_MESSAGE};
 
 /// Wire protocol of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Protocol {
     /// PostgreSQL frontend/backend protocol 3.x.
     Postgres,
@@ -11,6 +12,7 @@ pub enum Protocol {
 
 /// When an upstream connection returns to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PoolMode {
     /// Held by a client from its first request until it disconnects.
     Session,
@@ -21,6 +23,7 @@ pub enum PoolMode {
 
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ClientAuth {
     /// SCRAM-SHA-256 (RFC 7677).
     #[default]
@@ -35,6 +38,7 @@ pub enum ClientAuth {
 
 /// What happens to a statement whose session state cannot follow a client across upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PinPolicy {
     /// Keep the client on its upstream until it disconnects or runs DISCARD ALL.
     #[default]
@@ -45,6 +49,7 @@ pub enum PinPolicy {
 
 /// A user clients may log in as.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct User {
     /// Login name.
     pub name: String,
@@ -52,8 +57,19 @@ pub struct User {
     pub password: String,
 }
 
+impl User {
+    /// A user logging in as `name` with `password`.
+    pub fn new(name: impl Into<String>, password: impl Into<String>) -> Self {
+        User {
+            name: name.into(),
+            password: password.into(),
+        }
+    }
+}
+
 /// Where clients asking for one database are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Route {
     /// Protocol of the route.
     pub protocol: Protocol,
@@ -75,8 +91,41 @@ pub struct Route {
     pub pool_mode: PoolMode,
 }
 
+impl Route {
+    /// A route of `protocol` serving clients that ask for `database`, sent to `target` (where
+    /// muxql logs in as `upstream_user` to the same database name), open to every configured
+    /// user, with a pool of [`Route::DEFAULT_POOL_SIZE`] in transaction mode. Set the other
+    /// fields as needed.
+    pub fn new(
+        protocol: Protocol,
+        database: impl Into<String>,
+        target: impl Into<String>,
+        upstream_user: impl Into<String>,
+    ) -> Self {
+        let database = database.into();
+        Route {
+            protocol,
+            upstream_database: database.clone(),
+            database,
+            client_user: None,
+            target: target.into(),
+            upstream_user: upstream_user.into(),
+            upstream_password: String::new(),
+            pool_size: Route::DEFAULT_POOL_SIZE,
+            pool_mode: PoolMode::default(),
+        }
+    }
+
+    /// Pool size of a route built by [`Route::new`].
+    pub const DEFAULT_POOL_SIZE: usize = 10;
+}
+
+/// Longest timeout accepted, in milliseconds (one year): longer ones are unit mistakes.
+pub const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3_600_000;
+
 /// Everything the Engine needs to run; validated by [`Config::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Routes, in matching order.
     pub routes: Vec<Route>,
@@ -87,14 +136,16 @@ pub struct Config {
     /// Handling of statements that cannot be replayed on another upstream.
     pub pin_policy: PinPolicy,
     /// Longest a client waits for an upstream before it gets an error, in milliseconds.
+    ///
+    /// Every timeout is in milliseconds, at most [`MAX_TIMEOUT_MS`], and 0 means no limit.
     pub wait_timeout_ms: u64,
     /// Idle upstream connections are closed after this long, in milliseconds (0: never).
     pub idle_timeout_ms: u64,
     /// Upstream connections are retired after this long, in milliseconds (0: never).
     pub server_lifetime_ms: u64,
-    /// Longest an upstream may take to connect and log in, in milliseconds.
+    /// Longest an upstream may take to connect and log in, in milliseconds (0: no limit).
     pub connect_timeout_ms: u64,
-    /// Longest an unauthenticated client may take to log in, in milliseconds.
+    /// Longest an unauthenticated client may take to log in, in milliseconds (0: no limit).
     pub client_login_timeout_ms: u64,
     /// Most server-side prepared statements muxql keeps per upstream connection.
     pub statement_cache_size: usize,
@@ -103,6 +154,9 @@ pub struct Config {
     pub pipeline_depth: usize,
     /// Largest accepted message, in bytes.
     pub max_message: usize,
+    /// Bytes of complete requests a client may send ahead while the Engine cannot pass them
+    /// on yet; beyond it the host is told to stop reading from the client.
+    pub client_backlog_limit: usize,
     /// PBKDF2 iterations for the SCRAM secrets derived from configured passwords.
     pub scram_iterations: u32,
     /// Seed for the Engine's random numbers (salts, nonces, cancel keys); `None` seeds from
@@ -125,6 +179,7 @@ impl Default for Config {
             statement_cache_size: 256,
             pipeline_depth: 4,
             max_message: DEFAULT_MAX_MESSAGE,
+            client_backlog_limit: 256 * 1024,
             scram_iterations: 4096,
             rng_seed: None,
         }
@@ -133,6 +188,7 @@ impl Default for Config {
 
 /// Why a [`Config`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// No route is configured.
     #[error("no route configured")]
@@ -152,6 +208,14 @@ pub enum ConfigError {
     /// SCRAM iteration count outside 1 ..= 10,000,000.
     #[error("scram iterations {0} is outside 1..=10000000")]
     ScramIterations(u32),
+    /// A timeout is longer than [`MAX_TIMEOUT_MS`].
+    #[error("{name} of {ms} ms is longer than one year (0 means no limit)")]
+    Timeout {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        ms: u64,
+    },
 }
 
 impl Config {
@@ -168,6 +232,16 @@ impl Config {
         }
         if self.statement_cache_size == 0 {
             return Err(ConfigError::StatementCache);
+        }
+        let timeouts = [
+            ("wait_timeout", self.wait_timeout_ms),
+            ("idle_timeout", self.idle_timeout_ms),
+            ("server_lifetime", self.server_lifetime_ms),
+            ("connect_timeout", self.connect_timeout_ms),
+            ("client_login_timeout", self.client_login_timeout_ms),
+        ];
+        if let Some(&(name, ms)) = timeouts.iter().find(|(_, ms)| *ms > MAX_TIMEOUT_MS) {
+            return Err(ConfigError::Timeout { name, ms });
         }
         if !(1..=10_000_000).contains(&self.scram_iterations) {
             return Err(ConfigError::ScramIterations(self.scram_iterations));

@@ -7,11 +7,12 @@ use bytes::BytesMut;
 use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
 use super::ids::{ClientId, Slots, UpstreamId};
-use super::pg::session::{Client, UserSecret};
+use super::pg::session::UserSecret;
 use super::pg::sql_verdicts::SqlVerdicts;
-use super::pg::upstream::Upstream;
-use super::pool::Pool;
+use super::pool::{Pool, Recount};
+use super::pooling::deadline_after;
 use super::rng::Rng;
+use super::session::{unpin_read_buffer, Client, UpPhase, Upstream};
 use super::stats::{RouteStats, Stats};
 use crate::wire::Limits;
 
@@ -26,15 +27,25 @@ pub struct Engine {
     pub(crate) clients: Slots<Client>,
     pub(crate) upstreams: Slots<Upstream>,
     pub(crate) pools: Vec<Pool>,
-    pub(crate) users: Vec<UserSecret>,
-    /// Minted cancel pid → client.
-    pub(crate) cancel_index: HashMap<u32, ClientId>,
     /// Login deadlines of clients still logging in, oldest first (stale entries skipped).
     pub(crate) login_deadlines: VecDeque<(u64, ClientId)>,
     /// Clients logging in.
     pub(crate) logging_in: u64,
     /// Clients whose buffered input must be looked at again.
     pub(crate) ready: VecDeque<ClientId>,
+    /// Clients paused because their held input is over the backlog limit.
+    pub(crate) backlogged: Vec<ClientId>,
+    /// What the PostgreSQL sessions share across routes.
+    pub(crate) pg: PgShared,
+}
+
+/// State the PostgreSQL sessions share across routes.
+#[derive(Debug)]
+pub(crate) struct PgShared {
+    /// Secrets of the configured users.
+    pub(crate) users: Vec<UserSecret>,
+    /// Minted cancel pid → client.
+    pub(crate) cancel_index: HashMap<u32, ClientId>,
     /// Classifications of recently seen SQL texts.
     pub(crate) sql_verdicts: SqlVerdicts,
 }
@@ -51,19 +62,26 @@ impl Engine {
             .collect();
         Ok(Engine {
             limits: Limits::with_max_message(config.max_message),
-            pools: config.routes.iter().map(|_| Pool::default()).collect(),
+            pools: config
+                .routes
+                .iter()
+                .map(|r| Engine::new_pool(r.protocol))
+                .collect(),
             config,
             rng,
             now: 0,
             actions: VecDeque::new(),
             clients: Slots::default(),
             upstreams: Slots::default(),
-            users,
-            cancel_index: HashMap::new(),
             login_deadlines: VecDeque::new(),
             logging_in: 0,
             ready: VecDeque::new(),
-            sql_verdicts: SqlVerdicts::default(),
+            backlogged: Vec::new(),
+            pg: PgShared {
+                users,
+                cancel_index: HashMap::new(),
+                sql_verdicts: SqlVerdicts::default(),
+            },
         })
     }
 
@@ -75,50 +93,80 @@ impl Engine {
     /// A client connected to a listener speaking `protocol`.
     pub fn client_open(&mut self, protocol: Protocol, now_ms: u64) -> ClientId {
         self.now = now_ms;
-        match protocol {
-            Protocol::Postgres => self.pg_client_open(),
+        let id = ClientId(self.clients.insert(Engine::new_client(protocol)));
+        self.logging_in += 1;
+        let deadline = deadline_after(now_ms, self.config.client_login_timeout_ms);
+        if deadline != u64::MAX {
+            self.login_deadlines.push_back((deadline, id));
         }
+        id
     }
 
     /// Bytes arrived from a client.
     pub fn client_data(&mut self, id: ClientId, data: BytesMut, now_ms: u64) {
         self.now = now_ms;
-        self.pg_client_data(id, data);
+        let Some(c) = self.clients.get_mut(id.0) else {
+            return;
+        };
+        let ready = c.is_ready();
+        let core = c.core_mut();
+        if ready {
+            self.pools[core.route].stats.bytes_from_clients += data.len() as u64;
+        }
+        if core.buf.is_empty() {
+            core.buf = data;
+        } else {
+            core.buf.unsplit(data);
+        }
+        self.client_input(id);
         self.run_ready();
+        self.check_backlogs(Some(id));
     }
 
     /// A client's socket closed or failed. Not to be called for ids the Engine closed itself.
     pub fn client_closed(&mut self, id: ClientId, now_ms: u64) {
         self.now = now_ms;
-        self.pg_drop_client(id);
+        self.drop_client(id);
         self.run_ready();
     }
 
     /// The connection announced by [`Action::ConnectUpstream`] is established.
     pub fn upstream_connected(&mut self, id: UpstreamId, now_ms: u64) {
         self.now = now_ms;
-        self.pg_upstream_connected(id);
+        self.upstream_opened(id);
         self.run_ready();
     }
 
     /// Bytes arrived from an upstream.
     pub fn upstream_data(&mut self, id: UpstreamId, data: BytesMut, now_ms: u64) {
         self.now = now_ms;
-        self.pg_upstream_data(id, data);
+        let Some(u) = self.upstreams.core_mut(id) else {
+            return;
+        };
+        self.pools[u.route].stats.bytes_from_upstreams += data.len() as u64;
+        if u.buf.is_empty() {
+            u.buf = data;
+        } else {
+            u.buf.unsplit(data);
+        }
+        self.upstream_input(id);
+        if let Some(u) = self.upstreams.core_mut(id) {
+            unpin_read_buffer(&mut u.buf);
+        }
         self.run_ready();
     }
 
     /// An upstream's socket closed or failed (or could not connect).
     pub fn upstream_closed(&mut self, id: UpstreamId, now_ms: u64) {
         self.now = now_ms;
-        self.pg_upstream_lost(id, "server connection closed");
+        self.upstream_lost(id, "server connection closed");
         self.run_ready();
     }
 
     /// Time passed; expire whatever is due at `now_ms`.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now = now_ms;
-        self.pg_expire();
+        self.expire();
         self.run_ready();
     }
 
@@ -129,7 +177,7 @@ impl Engine {
 
     /// The next time [`Engine::handle_timeout`] must be called, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.pg_next_deadline()
+        self.next_deadline()
     }
 
     /// Counters per route.
@@ -139,9 +187,10 @@ impl Engine {
                 .pools
                 .iter()
                 .map(|p| RouteStats {
-                    clients_waiting: p.waiting as u64,
+                    clients_waiting: p.waiting() as u64,
                     upstreams: p.total() as u64,
                     upstreams_idle: p.idle.len() as u64,
+                    statements: p.ext.statements() as u64,
                     ..p.stats
                 })
                 .collect(),
@@ -149,36 +198,56 @@ impl Engine {
         }
     }
 
-    /// Bytes of complete requests a client sent that the Engine holds but cannot pass on yet
-    /// (it waits for an upstream, or its turn on one). A host should stop reading from a
-    /// client while this is large and resume once it shrinks, as the kernel then holds the
-    /// client back; a partial message counts as nothing, so a large one can always complete.
-    pub fn client_backlog(&self, id: ClientId) -> usize {
-        self.clients
-            .get(id.0)
-            .filter(|c| c.is_ready())
-            .map_or(0, |c| super::pg::session::backlog(&c.buf, &self.limits))
-    }
-
-    /// The upstream a client holds, if any (for backpressure in the host).
-    pub fn upstream_of_client(&self, id: ClientId) -> Option<UpstreamId> {
-        self.clients.get(id.0).and_then(|c| c.upstream)
-    }
-
-    /// The client an upstream serves, if any (for backpressure in the host).
-    pub fn client_of_upstream(&self, id: UpstreamId) -> Option<ClientId> {
-        self.upstreams.get(id.0).and_then(|u| u.client())
-    }
-
     /// Whether no client holds an upstream: nothing would be cut short by stopping now.
     pub fn is_idle(&self) -> bool {
         self.pools.iter().all(|p| p.stats.upstreams_active == 0)
     }
 
-    /// Processes clients whose input became actionable (an upstream was assigned or released).
+    /// Processes clients whose input became actionable (an upstream was assigned or
+    /// released), then revisits backpressure.
     fn run_ready(&mut self) {
         while let Some(id) = self.ready.pop_front() {
-            self.pg_pump_client(id);
+            self.client_input(id);
         }
+        self.check_backlogs(None);
+    }
+
+    /// Recounts every pool from the clients and upstreams that exist and compares the result
+    /// with the counters the Engine keeps; returns which counter of which route differs.
+    /// For tests and fuzz targets: counters that drift would misreport load or stall a pool.
+    pub fn check_counters(&self) -> Result<(), String> {
+        let mut actual: Vec<Recount> = self.pools.iter().map(|_| Recount::default()).collect();
+        let mut logging_in = 0;
+        for (_, c) in self.clients.iter() {
+            if c.is_logging_in() {
+                logging_in += 1;
+                continue;
+            }
+            let core = c.core();
+            let r = &mut actual[core.route];
+            r.clients += 1;
+            r.waiting += u64::from(c.is_waiting());
+            r.clients_active += u64::from(core.upstream.is_some() || c.is_queued());
+            r.clients_pinned += u64::from(core.pins != 0);
+        }
+        for (_, u) in self.upstreams.iter() {
+            let core = u.core();
+            let r = &mut actual[core.route];
+            r.upstreams += 1;
+            r.connecting += u64::from(core.is_connecting());
+            r.upstreams_active += u64::from(matches!(core.phase, UpPhase::Attached(_)));
+            r.upstreams_idle += u64::from(core.phase == UpPhase::Idle);
+        }
+        if logging_in != self.logging_in {
+            return Err(format!(
+                "clients logging in: kept {}, counted {logging_in}",
+                self.logging_in
+            ));
+        }
+        for (route, (pool, real)) in self.pools.iter().zip(&actual).enumerate() {
+            pool.recount(real)
+                .map_err(|name| format!("route {route}: counter {name} differs ({real:?})"))?;
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,16 @@ pub struct ClientId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UpstreamId(pub u64);
 
+/// A connection the host holds for the Engine: a client or an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Peer {
+    /// A client connection.
+    Client(ClientId),
+    /// An upstream connection.
+    Upstream(UpstreamId),
+}
+
 /// A map from generational ids to values with O(1) insert, lookup and removal.
 #[derive(Debug)]
 pub(crate) struct Slots<T> {

@@ -2,6 +2,7 @@
 
 /// A snapshot of one route's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteStats {
     /// Authenticated clients connected.
     pub clients: u64,
@@ -37,10 +38,13 @@ pub struct RouteStats {
     pub upstreams_discarded: u64,
     /// Requests pipelined behind another client's on a busy upstream.
     pub pipelined: u64,
+    /// Distinct prepared statements the route's clients hold (shared server-side).
+    pub statements: u64,
 }
 
 /// A snapshot of every route's counters, in route order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Counters per route, indexed like [`Config::routes`](super::Config::routes).
     pub routes: Vec<RouteStats>,

@@ -11,5 +11,6 @@ pub mod frame;
 pub mod frontend;
 mod reader;
 pub mod sql;
+pub mod sqlstate;
 pub mod startup;
 mod writer;

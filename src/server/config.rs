@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::mux::{self, ClientAuth, PinPolicy, PoolMode, Protocol, Route, User};
 
 /// Pool size of a route that names none.
-pub const DEFAULT_POOL_SIZE: usize = 10;
+pub const DEFAULT_POOL_SIZE: usize = Route::DEFAULT_POOL_SIZE;
 /// Time allowed for running transactions to finish after SIGINT/SIGTERM.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -516,24 +516,12 @@ fn url_route(
     pool_mode: PoolMode,
 ) -> Result<(Route, User), ConfigError> {
     let u = UpstreamUrl::parse(url)?;
-    let route = Route {
-        protocol: Protocol::Postgres,
-        database: u.database.clone(),
-        client_user: Some(u.user.clone()),
-        target: u.target,
-        upstream_user: u.user.clone(),
-        upstream_password: u.password.clone(),
-        upstream_database: u.database,
-        pool_size,
-        pool_mode,
-    };
-    Ok((
-        route,
-        User {
-            name: u.user,
-            password: u.password,
-        },
-    ))
+    let mut route = Route::new(Protocol::Postgres, u.database, u.target, u.user.clone());
+    route.client_user = Some(u.user.clone());
+    route.upstream_password = u.password.clone();
+    route.pool_size = pool_size;
+    route.pool_mode = pool_mode;
+    Ok((route, User::new(u.user, u.password)))
 }
 
 impl FileConfig {
@@ -624,14 +612,7 @@ impl ServerConfig {
 
         let mut users = Vec::new();
         for u in file.users {
-            add_user(
-                &mut users,
-                User {
-                    name: u.name,
-                    password: u.password,
-                },
-                false,
-            )?;
+            add_user(&mut users, User::new(u.name, u.password), false)?;
         }
         let mut routes = Vec::new();
         for (index, r) in file.routes.into_iter().enumerate() {
@@ -645,20 +626,14 @@ impl ServerConfig {
                 Some(m) => parse_pool_mode(m).map_err(|e| route_err(e.to_string()))?,
                 None => pool_mode,
             };
-            add_route(
-                &mut routes,
-                Route {
-                    protocol: Protocol::Postgres,
-                    upstream_database: r.upstream_database.unwrap_or_else(|| r.database.clone()),
-                    database: r.database,
-                    client_user: r.client_user,
-                    target: r.target,
-                    upstream_user: r.upstream_user,
-                    upstream_password: r.upstream_password,
-                    pool_size: r.pool_size.unwrap_or(pool_size),
-                    pool_mode: mode,
-                },
-            );
+            let upstream_database = r.upstream_database.unwrap_or_else(|| r.database.clone());
+            let mut route = Route::new(Protocol::Postgres, r.database, r.target, r.upstream_user);
+            route.upstream_database = upstream_database;
+            route.client_user = r.client_user;
+            route.upstream_password = r.upstream_password;
+            route.pool_size = r.pool_size.unwrap_or(pool_size);
+            route.pool_mode = mode;
+            add_route(&mut routes, route);
         }
         for url in &file.upstreams {
             let (route, user) = url_route(url, pool_size, pool_mode)?;
@@ -676,10 +651,7 @@ impl ServerConfig {
                 .split_once(':')
                 .filter(|(n, _)| !n.is_empty())
                 .ok_or_else(|| ConfigError::UserSpec(spec.clone()))?;
-            let user = User {
-                name: name.to_string(),
-                password: password.to_string(),
-            };
+            let user = User::new(name, password);
             add_user(&mut cli_users, user, false)?;
         }
         for user in cli_users {

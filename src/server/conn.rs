@@ -13,20 +13,12 @@ use std::os::fd::AsRawFd;
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::{TcpStream, UnixStream};
 
-use crate::mux::{ClientId, UpstreamId};
+use crate::mux::{ClientId, Peer, UpstreamId};
 
 /// Most buffers handed to one `writev` call.
 const MAX_IOV: usize = 64;
 
-/// Which engine object a socket belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Peer {
-    /// A client connection.
-    Client(ClientId),
-    /// An upstream server connection.
-    Upstream(UpstreamId),
-}
-
+/// Poller tokens of the engine objects sockets belong to.
 impl Peer {
     /// The mio token of this peer: clients even, upstreams odd.
     pub(crate) fn token(self) -> Option<mio::Token> {
@@ -140,8 +132,8 @@ pub(crate) struct Conn {
     queued: Cell<usize>,
     flags: Cell<u8>,
     paused: Cell<u16>,
-    /// The connection whose reads this one paused because its own queue grew too long.
-    pub(crate) paused_peer: Cell<Option<Peer>>,
+    /// The engine was told that this connection's queue is over the high-water mark.
+    pub(crate) blocked: Cell<bool>,
 }
 
 impl Conn {
@@ -154,7 +146,7 @@ impl Conn {
             queued: Cell::new(0),
             flags: Cell::new(READABLE | WRITABLE),
             paused: Cell::new(0),
-            paused_peer: Cell::new(None),
+            blocked: Cell::new(false),
         }
     }
 

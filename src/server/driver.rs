@@ -23,20 +23,17 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::conn::{Conn, Peer, Stream};
-use crate::mux::{Action, Engine, Protocol, Stats, UpstreamId};
+use super::conn::{Conn, Stream};
+use crate::mux::{Action, Engine, Peer, Protocol, Stats, UpstreamId};
 
 /// Capacity reserved for the shared read buffer when it runs low.
 const READ_CHUNK: usize = 64 * 1024;
 /// Below this much spare capacity the read buffer gets a fresh chunk.
 const READ_MIN: usize = 8 * 1024;
-/// A write queue longer than this pauses reads from the connection feeding it.
+/// A write queue longer than this is reported to the engine, which pauses its feeder.
 const HIGH_WATER: usize = 4 * 1024 * 1024;
-/// Reads resume once the queue is this short again.
+/// The engine hears that the queue drained once it is this short again.
 const LOW_WATER: usize = 1024 * 1024;
-/// Input a client may have waiting in the engine before the driver stops reading from it
-/// (the kernel's socket buffers then hold the client back).
-const CLIENT_BACKLOG: usize = 256 * 1024;
 /// Readiness events fetched per poll.
 const EVENTS: usize = 1024;
 /// How long a connection the engine closed may take to accept what is queued for it.
@@ -85,8 +82,6 @@ pub(crate) struct Driver {
     upstreams: RefCell<IdMap<Upstream>>,
     dirty: RefCell<Vec<Rc<Conn>>>,
     flushing: RefCell<Vec<Rc<Conn>>>,
-    /// Clients not read from because the engine holds too much of their input.
-    backlogged: RefCell<Vec<Rc<Conn>>>,
     read_buf: RefCell<BytesMut>,
     epoch: Instant,
     timer: Notify,
@@ -109,7 +104,6 @@ impl Driver {
             upstreams: RefCell::default(),
             dirty: RefCell::default(),
             flushing: RefCell::default(),
-            backlogged: RefCell::default(),
             read_buf: RefCell::new(BytesMut::new()),
             epoch: Instant::now(),
             timer: Notify::new(),
@@ -168,7 +162,6 @@ impl Driver {
         }
         self.dirty.borrow_mut().clear();
         self.ready.borrow_mut().clear();
-        self.backlogged.borrow_mut().clear();
     }
 
     /// Registers an accepted client socket with the engine and the poller.
@@ -310,7 +303,6 @@ impl Driver {
                     Peer::Upstream(id) => self.engine.borrow_mut().upstream_data(id, data, now),
                 }
                 self.drain();
-                self.check_backlog(conn);
             }
             Err(e) => {
                 if let Some(e) = e {
@@ -344,52 +336,11 @@ impl Driver {
                 break;
             }
         }
-        self.resume_backlogged();
         self.rearm_timer();
     }
 
-    /// Stops reading from a client whose input the engine cannot pass on yet.
-    fn check_backlog(&self, conn: &Rc<Conn>) {
-        let Peer::Client(id) = conn.peer else {
-            return;
-        };
-        if !conn.is_dead() && self.engine.borrow().client_backlog(id) > CLIENT_BACKLOG {
-            conn.pause();
-            self.backlogged.borrow_mut().push(conn.clone());
-        }
-    }
-
-    /// Reads again from clients whose backlog the engine has worked off.
-    fn resume_backlogged(&self) {
-        if self.backlogged.borrow().is_empty() {
-            return;
-        }
-        let mut resumed = Vec::new();
-        {
-            let engine = self.engine.borrow();
-            self.backlogged.borrow_mut().retain(|conn| {
-                let Peer::Client(id) = conn.peer else {
-                    return false;
-                };
-                if conn.is_dead() {
-                    return false;
-                }
-                if engine.client_backlog(id) > CLIENT_BACKLOG {
-                    return true;
-                }
-                resumed.push(conn.clone());
-                false
-            });
-        }
-        for conn in resumed {
-            if conn.resume() {
-                self.list(&conn);
-                self.io_wake.notify_one();
-            }
-        }
-    }
-
-    /// Writes a connection's queue; true when a failure was reported to the engine.
+    /// Writes a connection's queue; true when something was reported to the engine (a
+    /// failure, or the queue crossing a water mark), so its actions must be drained again.
     fn flush_one(self: &Rc<Self>, conn: &Rc<Conn>) -> bool {
         if conn.is_dead() {
             return false;
@@ -398,10 +349,10 @@ impl Driver {
             Ok(true) => {
                 if conn.is_closing() {
                     self.forget(conn);
+                    false
                 } else {
-                    self.release_backpressure(conn);
+                    self.report_drained(conn)
                 }
-                false
             }
             Ok(false) if conn.is_closing() => {
                 self.linger(conn);
@@ -409,11 +360,14 @@ impl Driver {
             }
             Ok(false) => {
                 if conn.queued() <= LOW_WATER {
-                    self.release_backpressure(conn);
-                } else if conn.queued() > HIGH_WATER {
-                    self.apply_backpressure(conn);
+                    self.report_drained(conn)
+                } else if conn.queued() > HIGH_WATER && !conn.blocked.replace(true) {
+                    let now = self.now_ms();
+                    self.engine.borrow_mut().send_blocked(conn.peer, now);
+                    true
+                } else {
+                    false
                 }
-                false
             }
             Err(e) => {
                 tracing::debug!("{:?}: write error: {e}", conn.peer);
@@ -452,36 +406,14 @@ impl Driver {
         });
     }
 
-    /// Pauses reads from the connection that feeds `conn`, whose queue is too long.
-    fn apply_backpressure(&self, conn: &Conn) {
-        if conn.paused_peer.get().is_some() {
-            return;
+    /// Tells the engine that a queue it heard was blocked has drained; true when it did.
+    fn report_drained(&self, conn: &Conn) -> bool {
+        if !conn.blocked.replace(false) {
+            return false;
         }
-        let feeder = {
-            let engine = self.engine.borrow();
-            match conn.peer {
-                Peer::Client(id) => engine.upstream_of_client(id).map(Peer::Upstream),
-                Peer::Upstream(id) => engine.client_of_upstream(id).map(Peer::Client),
-            }
-        };
-        if let Some(peer) = feeder {
-            if let Some(f) = self.conn_of(peer) {
-                f.pause();
-                conn.paused_peer.set(Some(peer));
-            }
-        }
-    }
-
-    /// Resumes reads paused by [`Driver::apply_backpressure`].
-    fn release_backpressure(&self, conn: &Conn) {
-        if let Some(peer) = conn.paused_peer.take() {
-            if let Some(f) = self.conn_of(peer) {
-                if f.resume() {
-                    self.list(&f);
-                    self.io_wake.notify_one();
-                }
-            }
-        }
+        let now = self.now_ms();
+        self.engine.borrow_mut().send_drained(conn.peer, now);
+        true
     }
 
     fn conn_of(&self, peer: Peer) -> Option<Rc<Conn>> {
@@ -513,7 +445,6 @@ impl Driver {
         if conn.is_dead() {
             return;
         }
-        self.release_backpressure(conn);
         conn.kill();
         match conn.peer {
             Peer::Client(id) => {
@@ -580,6 +511,19 @@ impl Driver {
                 }
             }
             Action::ConnectUpstream { id, route } => self.connect(id, route),
+            Action::PauseReading { peer } => {
+                if let Some(conn) = self.conn_of(peer) {
+                    conn.pause();
+                }
+            }
+            Action::ResumeReading { peer } => {
+                if let Some(conn) = self.conn_of(peer) {
+                    if conn.resume() {
+                        self.list(&conn);
+                        self.io_wake.notify_one();
+                    }
+                }
+            }
             Action::SendCancel { route, bytes } => {
                 if let Some(target) = self.target(route) {
                     tokio::task::spawn_local(send_cancel(target, bytes));
@@ -607,16 +551,8 @@ impl Driver {
         target
     }
 
-    fn connect_timeout(&self) -> Duration {
-        let ms = self.engine.borrow().config().connect_timeout_ms;
-        Duration::from_millis(if ms == 0 {
-            30_000
-        } else {
-            ms.saturating_add(1_000)
-        })
-    }
-
-    /// Starts connecting an upstream socket.
+    /// Starts connecting an upstream socket. The Engine's connect deadline bounds the attempt:
+    /// when it passes, the Engine closes the upstream and the attempt is aborted.
     fn connect(self: &Rc<Self>, id: UpstreamId, route: usize) {
         let Some(target) = self.target(route) else {
             let now = self.now_ms();
@@ -624,12 +560,8 @@ impl Driver {
             return;
         };
         let driver = self.clone();
-        let limit = self.connect_timeout();
         let task = tokio::task::spawn_local(async move {
-            let res = match tokio::time::timeout(limit, open(&target)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::ErrorKind::TimedOut.into()),
-            };
+            let res = open(&target).await;
             driver.connected(id, &target, res);
         });
         self.upstreams.borrow_mut().insert(

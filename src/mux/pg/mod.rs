@@ -5,7 +5,7 @@ mod expect;
 pub(crate) mod params;
 mod peek;
 mod pipeline;
-mod pooling;
+pub(crate) mod pool;
 mod relay;
 pub(crate) mod session;
 pub(crate) mod sql_verdicts;

@@ -25,13 +25,12 @@ use bytes::Bytes;
 
 use super::params::ParamDiff;
 use super::peek;
-use super::pooling::stop_waiting;
 use super::sql_verdicts::SqlVerdicts;
 use super::statements::Statement;
-use super::upstream::UpPhase;
 use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::pg::frame::{peek_header, Direction, HEADER_LEN};
 use crate::wire::Limits;
@@ -111,7 +110,7 @@ impl Engine {
         let size = cfg.pool_size;
         loop {
             let pool = &self.pools[route];
-            if pool.waiting == 0 || !pool.idle.is_empty() || pool.total() < size {
+            if pool.waiting() == 0 || !pool.idle.is_empty() || pool.total() < size {
                 return;
             }
             let Some(&cid) = pool.queue.front() else {
@@ -119,14 +118,19 @@ impl Engine {
             };
             let Some(c) = self
                 .clients
-                .get(cid.0)
-                .filter(|c| c.waiting_since.is_some() && c.upstream.is_none())
+                .pg(cid)
+                .filter(|c| c.core.waiting_since.is_some() && c.core.upstream.is_none())
             else {
                 self.pools[route].queue.pop_front();
                 continue;
             };
-            if c.pins != 0
-                || !is_autocommit_unit(&c.buf, &c.stmts, &mut self.sql_verdicts, &self.limits)
+            if c.core.pins != 0
+                || !is_autocommit_unit(
+                    &c.core.buf,
+                    &c.stmts,
+                    &mut self.pg.sql_verdicts,
+                    &self.limits,
+                )
             {
                 return;
             }
@@ -148,13 +152,13 @@ impl Engine {
     ) -> Option<UpstreamId> {
         let now = self.now;
         self.pools[route]
-            .members
+            .members()
             .iter()
-            .filter_map(|&id| Some((id, self.upstreams.get(id.0)?)))
+            .filter_map(|&id| Some((id, self.upstreams.pg(id)?)))
             .filter(|(_, u)| {
                 u.pipeline_ok
                     && now.saturating_sub(u.busy_since) <= FRESH_MS
-                    && matches!(u.phase, UpPhase::Attached(_))
+                    && matches!(u.core.phase, UpPhase::Attached(_))
                     && u.followers.len() < depth
                     && u.params == *params
             })
@@ -165,12 +169,11 @@ impl Engine {
     /// Queues a waiting client behind upstream `uid` and sends its request.
     fn pg_follow(&mut self, cid: ClientId, uid: UpstreamId) {
         let now = self.now;
-        let (Some(c), Some(u)) = (self.clients.get_mut(cid.0), self.upstreams.get_mut(uid.0))
-        else {
+        let (Some(c), Some(u)) = (self.clients.pg_mut(cid), self.upstreams.pg_mut(uid)) else {
             return;
         };
-        let pool = &mut self.pools[c.route];
-        stop_waiting(pool, c, now);
+        let pool = &mut self.pools[c.core.route];
+        pool.serve(c.core.waiting_since.take().unwrap_or(now), now);
         pool.stats.pipelined += 1;
         c.queued_on = Some(uid);
         u.followers.push_back(Some(cid));
@@ -184,33 +187,33 @@ impl Engine {
         uid: UpstreamId,
         old: Option<ClientId>,
     ) -> Option<ClientId> {
-        let u = self.upstreams.get_mut(uid.0)?;
+        let u = self.upstreams.pg_mut(uid)?;
         let next = u.followers.pop_front()?;
-        let was_attached = matches!(u.phase, UpPhase::Attached(_));
+        let was_attached = matches!(u.core.phase, UpPhase::Attached(_));
         u.busy_since = self.now;
-        u.phase = match next {
+        u.core.phase = match next {
             Some(cid) => UpPhase::Attached(cid),
             None => UpPhase::Resetting,
         };
-        let route = u.route;
-        let stats = &mut self.pools[route].stats;
+        let route = u.core.route;
+        let pool = &mut self.pools[route];
         match (was_attached, next.is_some()) {
-            (true, false) => stats.upstreams_active -= 1,
-            (false, true) => stats.upstreams_active += 1,
+            (true, false) => pool.detach(false),
+            (false, true) => pool.attach(),
             _ => {}
         }
-        if let Some(c) = old.and_then(|o| self.clients.get_mut(o.0)) {
-            c.upstream = None;
-            stats.clients_active -= 1;
-            if !c.buf.is_empty() {
+        if let Some(c) = old.and_then(|o| self.clients.pg_mut(o)) {
+            c.core.upstream = None;
+            pool.deactivate();
+            if !c.core.buf.is_empty() {
                 self.ready.extend(old);
             }
         }
         let cid = next?;
-        let c = self.clients.get_mut(cid.0)?;
+        let c = self.clients.pg_mut(cid)?;
         c.queued_on = None;
-        c.upstream = Some(uid);
-        if !c.buf.is_empty() {
+        c.core.upstream = Some(uid);
+        if !c.core.buf.is_empty() {
             self.ready.push_back(cid);
         }
         if std::mem::take(&mut c.cancel_requested) {
@@ -222,13 +225,13 @@ impl Engine {
     /// Sends a CancelRequest for whatever runs on `uid`; no client queues behind it after that
     /// (the cancel might arrive after the query it was meant for).
     pub(crate) fn pg_forward_cancel(&mut self, uid: UpstreamId) {
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
         if let Some(bytes) = u.cancel_request() {
             u.pipeline_ok = false;
             self.actions.push_back(Action::SendCancel {
-                route: u.route,
+                route: u.core.route,
                 bytes,
             });
         }

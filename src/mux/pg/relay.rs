@@ -11,12 +11,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::expect::{Kind, Pending, Verdict};
 use super::params::Value;
 use super::peek;
-use super::session::{pin_bit, PROTOCOL_VIOLATION};
+use super::session::pin_bit;
 use super::statements::{server_name, Statement};
-use super::upstream::UpPhase;
 use crate::mux::config::{PinPolicy, PoolMode};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::pg::backend::BackendMessage;
 use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
@@ -24,9 +24,7 @@ use crate::pg::frontend::{
     encode_bind_with_statement, Close, Describe, FrontendMessage, Parse, TargetKind,
 };
 use crate::pg::sql::{for_each_effect, Effect, PinReason};
-
-/// SQLSTATE feature_not_supported: a cached plan changed result type.
-const FEATURE_NOT_SUPPORTED: &[u8] = b"0A000";
+use crate::pg::sqlstate::{self, PROTOCOL_VIOLATION};
 
 /// Which session effects of a statement [`Engine::note_effects`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,22 +56,22 @@ impl Engine {
     /// other clients' requests are pipelined behind its own (they must stay in order).
     pub(crate) fn pg_relay_client(&mut self, cid: ClientId) {
         let limits = self.limits;
-        let Some(c) = self.clients.get_mut(cid.0) else {
+        let Some(c) = self.clients.pg_mut(cid) else {
             return;
         };
         if c.queued_on.is_some() {
             return;
         }
-        let Some(uid) = c.upstream else {
-            match peek_header(&c.buf, Direction::Frontend, &limits) {
+        let Some(uid) = c.core.upstream else {
+            match peek_header(&c.core.buf, Direction::Frontend, &limits) {
                 Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e.to_string()),
                 Ok(None) => {}
-                Ok(Some(h)) if h.tag == b'X' => self.pg_close_client(cid),
-                Ok(Some(_)) => self.pg_wait_for_upstream(cid),
+                Ok(Some(h)) if h.tag == b'X' => self.close_client(cid),
+                Ok(Some(_)) => self.wait_for_upstream(cid),
             }
             return;
         };
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
         if !u.followers.is_empty() {
@@ -81,17 +79,17 @@ impl Engine {
         }
         u.busy_since = self.now;
         // Followers only look for an upstream to queue behind while the pool is full.
-        let route = &self.config.routes[u.route];
+        let route = &self.config.routes[u.core.route];
         u.pipeline_ok = self.config.pipeline_depth > 0
             && route.pool_mode == PoolMode::Transaction
-            && self.pools[u.route].total() >= route.pool_size
-            && c.pins == 0
+            && self.pools[u.core.route].total() >= route.pool_size
+            && c.core.pins == 0
             && u.tx_status == b'I'
             && !u.expect.owes_client()
             && super::pipeline::is_autocommit_unit(
-                &c.buf,
+                &c.core.buf,
                 &c.stmts,
-                &mut self.sql_verdicts,
+                &mut self.pg.sql_verdicts,
                 &limits,
             );
         self.pg_forward(cid, uid);
@@ -101,10 +99,10 @@ impl Engine {
     /// pooled statements and answering locally what muxql answers itself.
     pub(crate) fn pg_forward(&mut self, cid: ClientId, uid: UpstreamId) {
         let limits = self.limits;
-        let Some(c) = self.clients.get_mut(cid.0) else {
+        let Some(c) = self.clients.pg_mut(cid) else {
             return;
         };
-        let mut buf = std::mem::take(&mut c.buf);
+        let mut buf = std::mem::take(&mut c.core.buf);
         let mut run = 0;
         let outcome = loop {
             let header = match peek_header(&buf[run..], Direction::Frontend, &limits) {
@@ -129,7 +127,7 @@ impl Engine {
                 }
                 Step::Terminate => {
                     self.flush_to_upstream(uid, &mut buf, &mut run);
-                    self.pg_close_client(cid);
+                    self.close_client(cid);
                     return;
                 }
                 Step::Invalid => {
@@ -141,8 +139,8 @@ impl Engine {
         self.release_synthetics(uid, cid);
         match outcome {
             Ok(()) => {
-                if let Some(c) = self.clients.get_mut(cid.0) {
-                    c.buf = buf;
+                if let Some(c) = self.clients.pg_mut(cid) {
+                    c.core.buf = buf;
                 }
             }
             Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e),
@@ -160,7 +158,7 @@ impl Engine {
         let unnamed_is_own = |engine: &Engine| {
             engine
                 .upstreams
-                .get(uid.0)
+                .pg(uid)
                 .is_some_and(|u| u.unnamed_owner == Some(cid))
         };
         match tag {
@@ -174,7 +172,7 @@ impl Engine {
             }
             b'P' => match peek::cstr(body) {
                 Some((b"", rest)) => {
-                    if let Some(u) = self.upstreams.get_mut(uid.0) {
+                    if let Some(u) = self.upstreams.pg_mut(uid) {
                         u.unnamed_owner = Some(cid);
                     }
                     let sql = peek::first_cstr(rest).unwrap_or(rest);
@@ -215,26 +213,23 @@ impl Engine {
     /// Records the session effects of `sql` that `record` selects; returns whether the
     /// statement must be refused (a pin under [`PinPolicy::Reject`]).
     fn note_effects(&mut self, cid: ClientId, sql: &[u8], record: Record) -> bool {
-        if !self.sql_verdicts.get(sql).effects {
+        if !self.pg.sql_verdicts.get(sql).effects {
             return false;
         }
-        let Some(c) = self.clients.get_mut(cid.0) else {
+        let Some(c) = self.clients.pg_mut(cid) else {
             return false;
         };
-        let route = c.route;
+        let route = c.core.route;
         let transaction_mode = self.config.routes[route].pool_mode == PoolMode::Transaction;
         let reject = self.config.pin_policy == PinPolicy::Reject && transaction_mode;
         let mut refused = false;
-        let stats = &mut self.pools[route].stats;
+        let pool = &mut self.pools[route];
         for_each_effect(sql, |effect| match effect {
             Effect::Pin(_) if record == Record::Settings || !transaction_mode => {}
             Effect::Pin(_) if reject => refused = true,
             Effect::Pin(reason) => {
-                if c.pins == 0 {
-                    stats.clients_pinned += 1;
-                }
-                c.pins |= pin_bit(reason);
-                stats.pins += 1;
+                pool.pin(c.core.pins == 0);
+                c.core.pins |= pin_bit(reason);
             }
             other if record != Record::Pins => c.pending.push(other),
             _ => {}
@@ -283,9 +278,9 @@ impl Engine {
                 .encode(&mut out)
             }
             FrontendMessage::Close(cl) => {
-                if let Some(c) = self.clients.get_mut(cid.0) {
+                if let Some(c) = self.clients.pg_mut(cid) {
                     if let Some(stmt) = c.stmts.remove(&cl.name) {
-                        self.pools[c.route].statements.release(stmt);
+                        self.pools[c.core.route].ext.pg().statements.release(&stmt);
                     }
                 }
                 self.synthetic(uid, BackendMessage::CloseComplete);
@@ -368,25 +363,25 @@ impl Engine {
         } else {
             (p.query, p.param_types)
         };
-        let Some(c) = self.clients.get_mut(cid.0) else {
+        let Some(c) = self.clients.pg_mut(cid) else {
             return Ok(());
         };
-        let pool = &mut self.pools[c.route];
-        let stmt = pool.statements.intern(query, types);
+        let pool = &mut self.pools[c.core.route];
+        let stmt = pool.ext.pg().statements.intern(query, types);
         if let Some(old) = c.stmts.insert(p.name, Rc::clone(&stmt)) {
-            pool.statements.release(old);
+            pool.ext.pg().statements.release(&old);
         }
         let mut out = BytesMut::new();
         let prepared = self
             .upstreams
-            .get_mut(uid.0)
+            .pg_mut(uid)
             .is_some_and(|u| u.prepared.touch(stmt.server_id()));
         if prepared {
             self.synthetic(uid, BackendMessage::ParseComplete);
             return Ok(());
         }
         self.evict_for(uid, &mut out);
-        if let Some(u) = self.upstreams.get_mut(uid.0) {
+        if let Some(u) = self.upstreams.pg_mut(uid) {
             u.prepared.insert(stmt.server_id());
         }
         FrontendMessage::Parse(parse_of(&stmt))
@@ -402,7 +397,7 @@ impl Engine {
 
     /// The pooled statement a client calls `name`.
     fn client_statement(&self, cid: ClientId, name: &[u8]) -> Option<Rc<Statement>> {
-        self.clients.get(cid.0)?.stmts.get(name).cloned()
+        self.clients.pg(cid)?.stmts.get(name).cloned()
     }
 
     /// The server-side name for a client statement, preparing it on the upstream first
@@ -425,11 +420,11 @@ impl Engine {
         let id = stmt.server_id();
         let prepared = self
             .upstreams
-            .get_mut(uid.0)
+            .pg_mut(uid)
             .is_some_and(|u| u.prepared.touch(id));
         if !prepared {
             self.evict_for(uid, out);
-            if let Some(u) = self.upstreams.get_mut(uid.0) {
+            if let Some(u) = self.upstreams.pg_mut(uid) {
                 u.prepared.insert(id);
             }
             if FrontendMessage::Parse(parse_of(stmt)).encode(out).is_ok() {
@@ -442,7 +437,7 @@ impl Engine {
     /// Closes the least recently used statement when the upstream's cache is full.
     fn evict_for(&mut self, uid: UpstreamId, out: &mut BytesMut) {
         let capacity = self.config.statement_cache_size;
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
         if u.prepared.len() < capacity {
@@ -461,7 +456,7 @@ impl Engine {
 
     /// Records a request sent upstream; cleans up after it when the server will ignore it.
     fn expect(&mut self, uid: UpstreamId, kind: Kind, swallow: bool, stmt: Option<Rc<Statement>>) {
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
         if let Some(ignored) = u.expect.push(Pending {
@@ -477,7 +472,7 @@ impl Engine {
     fn synthetic(&mut self, uid: UpstreamId, msg: BackendMessage) {
         let mut out = BytesMut::new();
         if msg.encode(&mut out).is_ok() {
-            if let Some(u) = self.upstreams.get_mut(uid.0) {
+            if let Some(u) = self.upstreams.pg_mut(uid) {
                 u.expect.push_synthetic(out.freeze());
             }
         }
@@ -487,7 +482,7 @@ impl Engine {
     fn release_synthetics(&mut self, uid: UpstreamId, cid: ClientId) {
         while let Some(bytes) = self
             .upstreams
-            .get_mut(uid.0)
+            .pg_mut(uid)
             .and_then(|u| u.expect.pop_synthetic())
         {
             self.send_client(cid, bytes);
@@ -514,12 +509,12 @@ impl Engine {
     /// releases the upstream when the client's transaction is over.
     pub(crate) fn pg_relay_upstream(&mut self, uid: UpstreamId) {
         let limits = self.limits;
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
-        let route = u.route;
-        let mut cid = u.client();
-        let mut buf = std::mem::take(&mut u.buf);
+        let route = u.core.route;
+        let mut cid = u.core.client();
+        let mut buf = std::mem::take(&mut u.core.buf);
         let mut run = 0;
         let mut promoted = false;
         loop {
@@ -528,7 +523,7 @@ impl Engine {
                 Ok(_) => break,
                 Err(e) => {
                     self.flush_to_client(cid, &mut buf, &mut run);
-                    return self.pg_upstream_lost(uid, &format!("protocol error: {e}"));
+                    return self.upstream_lost(uid, &format!("protocol error: {e}"));
                 }
             };
             let tag = header.tag;
@@ -548,7 +543,7 @@ impl Engine {
             if let Some(cid) = cid {
                 if self
                     .upstreams
-                    .get(uid.0)
+                    .pg(uid)
                     .is_some_and(|u| !u.expect.front_is_response())
                 {
                     self.flush_to_client(Some(cid), &mut buf, &mut run);
@@ -559,7 +554,7 @@ impl Engine {
             let status = body.first().copied().unwrap_or(b'I');
             let rolled_back = tag == b'C' && body.starts_with(b"ROLLBACK");
             let plan_changed = tag == b'E' && plan_changed(body);
-            let Some(u) = self.upstreams.get_mut(uid.0) else {
+            let Some(u) = self.upstreams.pg_mut(uid) else {
                 return;
             };
             let Verdict::Accept {
@@ -569,7 +564,7 @@ impl Engine {
             } = u.expect.on_response(tag)
             else {
                 self.flush_to_client(cid, &mut buf, &mut run);
-                return self.pg_upstream_lost(uid, "server response out of step with requests");
+                return self.upstream_lost(uid, "server response out of step with requests");
             };
             for p in &dropped {
                 forget_unprepared(&mut u.prepared, p);
@@ -585,7 +580,7 @@ impl Engine {
                     let injected_extended =
                         swallow && done.as_ref().is_some_and(|p| p.kind != Kind::Query);
                     if swallow && !injected_extended {
-                        u.broken = true;
+                        u.core.broken = true;
                         // The only query muxql injects while a client is attached restores
                         // that client's session parameters. When it fails (an invalid value
                         // from the startup packet, which PostgreSQL itself refuses at login),
@@ -595,7 +590,8 @@ impl Engine {
                                 peek::error_field(body, code)
                                     .map(|f| String::from_utf8_lossy(f).into_owned())
                             };
-                            let sqlstate = field(b'C').unwrap_or_else(|| "08006".into());
+                            let sqlstate =
+                                field(b'C').unwrap_or_else(|| sqlstate::CONNECTION_FAILURE.into());
                             let message = field(b'M').unwrap_or_default();
                             self.flush_to_client(Some(cid), &mut buf, &mut run);
                             return self.pg_fail_client(cid, &sqlstate, &message);
@@ -605,21 +601,21 @@ impl Engine {
                     if let Some(p) = done.as_ref().filter(|p| p.kind == Kind::Bind) {
                         if plan_changed {
                             if let Some(stmt) = &p.stmt {
-                                let route = u.route;
-                                self.pools[route].statements.renew(stmt);
+                                let route = u.core.route;
+                                self.pools[route].ext.pg().statements.renew(stmt);
                             }
                         }
                     }
                     if forward {
-                        if let Some(c) = cid.and_then(|c| self.clients.get_mut(c.0)) {
+                        if let Some(c) = cid.and_then(|c| self.clients.pg_mut(c)) {
                             c.tx_failed = true;
                         }
                     }
                 }
                 b'C' if forward => {
-                    let route = u.route;
+                    let route = u.core.route;
                     self.pools[route].stats.queries += 1;
-                    if let Some(c) = cid.and_then(|c| self.clients.get_mut(c.0)) {
+                    if let Some(c) = cid.and_then(|c| self.clients.pg_mut(c)) {
                         if !c.pending.is_empty() && rolled_back {
                             c.tx_failed = true;
                         }
@@ -648,7 +644,7 @@ impl Engine {
                 }
                 if status != b'I' {
                     // Followers' requests would run inside this transaction: never let them.
-                    return self.pg_upstream_lost(uid, "pipelined request left a transaction open");
+                    return self.upstream_lost(uid, "pipelined request left a transaction open");
                 }
                 cid = self.pg_promote(uid, cid);
                 promoted = true;
@@ -659,12 +655,12 @@ impl Engine {
                 if let Some(cid) = cid {
                     self.release_synthetics(uid, cid);
                 }
-                if let Some(u) = self.upstreams.get_mut(uid.0) {
-                    u.buf = buf;
+                if let Some(u) = self.upstreams.pg_mut(uid) {
+                    u.core.buf = buf;
                 }
                 return match cid {
-                    Some(cid) => self.pg_release(uid, cid),
-                    None => self.pg_park(uid),
+                    Some(cid) => self.release(uid, cid),
+                    None => self.park(uid),
                 };
             }
         }
@@ -672,27 +668,27 @@ impl Engine {
         if let Some(cid) = cid {
             self.release_synthetics(uid, cid);
         }
-        if let Some(u) = self.upstreams.get_mut(uid.0) {
-            u.buf = buf;
+        if let Some(u) = self.upstreams.pg_mut(uid) {
+            u.core.buf = buf;
         }
         if promoted {
-            self.pg_dispatch(route);
+            self.dispatch(route);
         }
     }
 
     /// Whether the upstream can go back to the pool now.
     fn releasable(&self, uid: UpstreamId) -> bool {
-        let Some(u) = self.upstreams.get(uid.0) else {
+        let Some(u) = self.upstreams.pg(uid) else {
             return false;
         };
         if !u.expect.is_empty() || u.tx_status != b'I' {
             return false;
         }
-        match u.phase {
+        match u.core.phase {
             UpPhase::Resetting => true,
             UpPhase::Attached(cid) => {
-                self.config.routes[u.route].pool_mode == PoolMode::Transaction
-                    && self.clients.get(cid.0).is_some_and(|c| c.pins == 0)
+                self.config.routes[u.core.route].pool_mode == PoolMode::Transaction
+                    && self.clients.pg(cid).is_some_and(|c| c.core.pins == 0)
             }
             _ => false,
         }
@@ -703,18 +699,17 @@ impl Engine {
         if status != b'I' {
             return;
         }
-        let (Some(c), Some(u)) = (self.clients.get_mut(cid.0), self.upstreams.get_mut(uid.0))
-        else {
+        let (Some(c), Some(u)) = (self.clients.pg_mut(cid), self.upstreams.pg_mut(uid)) else {
             return;
         };
-        let pool = &mut self.pools[c.route];
+        let pool = &mut self.pools[c.core.route];
         pool.stats.transactions += 1;
         let effects = std::mem::take(&mut c.pending);
         let failed = std::mem::replace(&mut c.tx_failed, false);
         if failed {
             return;
         }
-        let Some(baseline) = pool.baseline.clone() else {
+        let Some(baseline) = pool.ext.pg().baseline.clone() else {
             return;
         };
         for effect in effects {
@@ -730,19 +725,19 @@ impl Engine {
                 Effect::ResetAll | Effect::DiscardAll => {
                     c.params.retain(|n, _| baseline.is_reported(n));
                     u.params.retain(|n, _| baseline.is_reported(n));
-                    let before = c.pins;
-                    c.pins &= !(pin_bit(PinReason::SetRole)
+                    let before = c.core.pins;
+                    c.core.pins &= !(pin_bit(PinReason::SetRole)
                         | pin_bit(PinReason::SessionAuthorization)
                         | pin_bit(PinReason::SetConfig));
                     if matches!(effect, Effect::DiscardAll) {
-                        c.pins = 0;
+                        c.core.pins = 0;
                         u.prepared.clear();
                         for (_, stmt) in c.stmts.drain() {
-                            pool.statements.release(stmt);
+                            pool.ext.pg().statements.release(&stmt);
                         }
                     }
-                    if before != 0 && c.pins == 0 {
-                        pool.stats.clients_pinned -= 1;
+                    if before != 0 && c.core.pins == 0 {
+                        pool.unpin();
                     }
                 }
                 _ => {}
@@ -758,15 +753,15 @@ impl Engine {
         name: String,
         value: Value,
     ) {
-        let Some(u) = self.upstreams.get_mut(uid.0) else {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
-        let Some(baseline) = self.pools[u.route].baseline.clone() else {
+        let Some(baseline) = self.pools[u.core.route].ext.pg().baseline.clone() else {
             return;
         };
         let is_baseline = matches!(&value, Value::Literal(v)
             if baseline.value(&name).is_some_and(|b| &b[..] == v.as_bytes()));
-        let client = cid.and_then(|c| self.clients.get_mut(c.0));
+        let client = cid.and_then(|c| self.clients.pg_mut(c));
         if is_baseline {
             u.params.reset(&name);
             if let Some(c) = client {
@@ -818,7 +813,7 @@ fn forget_unprepared(prepared: &mut super::statements::Prepared, p: &Pending) {
 
 /// Whether an ErrorResponse body says a cached plan changed result type (SQLSTATE 0A000).
 fn plan_changed(body: &[u8]) -> bool {
-    peek::error_field(body, b'C') == Some(FEATURE_NOT_SUPPORTED)
+    peek::error_field(body, b'C') == Some(sqlstate::FEATURE_NOT_SUPPORTED.as_bytes())
         && peek::error_field(body, b'M').is_some_and(|m| m.windows(11).any(|w| w == b"cached plan"))
 }
 

@@ -13,6 +13,7 @@ use crate::mux::config::{ClientAuth, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::rng::Rng;
+use crate::mux::session::{unpin_read_buffer, ClientCore};
 use crate::mux::Action;
 use crate::pg::auth::{self, ScramSecret, ScramServer, SCRAM_SHA_256};
 use crate::pg::backend::{
@@ -21,6 +22,7 @@ use crate::pg::backend::{
 use crate::pg::frame::{peek_header, split_frame, Direction};
 use crate::pg::frontend::SaslInitialResponse;
 use crate::pg::sql::Effect;
+use crate::pg::sqlstate;
 use crate::pg::startup::{split_startup, Startup, StartupRequest};
 use crate::wire::{Error, Limits};
 
@@ -30,17 +32,6 @@ const CANCEL_KEY_LEN_3_2: usize = 32;
 const CANCEL_KEY_LEN_3_0: usize = 4;
 /// Newest protocol minor version muxql speaks to clients.
 const NEWEST_MINOR: u16 = 2;
-
-/// SQLSTATE protocol_violation.
-pub(crate) const PROTOCOL_VIOLATION: &str = "08P01";
-/// SQLSTATE invalid_password.
-const INVALID_PASSWORD: &str = "28P01";
-/// SQLSTATE invalid_authorization_specification.
-const INVALID_AUTHORIZATION: &str = "28000";
-/// SQLSTATE invalid_catalog_name.
-const INVALID_CATALOG: &str = "3D000";
-/// SQLSTATE feature_not_supported.
-const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
 /// Secrets derived once from a configured user's password.
 #[derive(Debug)]
@@ -126,21 +117,14 @@ enum Method {
 
 /// One PostgreSQL client session.
 #[derive(Debug)]
-pub(crate) struct Client {
+pub(crate) struct PgClient {
+    /// What the pooling core tracks.
+    pub(crate) core: ClientCore,
     pub(crate) phase: Phase,
-    /// Received bytes not yet handled; empty (no capacity) while idle.
-    pub(crate) buf: BytesMut,
-    pub(crate) route: usize,
-    /// The upstream this client holds.
-    pub(crate) upstream: Option<UpstreamId>,
     /// The busy upstream this client's request was pipelined onto, behind another client's.
     pub(crate) queued_on: Option<UpstreamId>,
     /// A cancel arrived while queued: forward it once this client's request runs.
     pub(crate) cancel_requested: bool,
-    /// When the client started waiting for an upstream.
-    pub(crate) waiting_since: Option<u64>,
-    /// Pin reasons (bits of [`pin_bit`]); non-zero keeps the upstream attached.
-    pub(crate) pins: u16,
     /// Session parameters that differ from the pool baseline.
     pub(crate) params: ParamDiff,
     /// Session effects of the running transaction, applied when it commits.
@@ -153,17 +137,14 @@ pub(crate) struct Client {
     pub(crate) cancel_key: Box<[u8]>,
 }
 
-impl Client {
-    fn new() -> Self {
-        Client {
+impl PgClient {
+    /// A client that has sent nothing yet.
+    pub(crate) fn new() -> Self {
+        PgClient {
+            core: ClientCore::default(),
             phase: Phase::Startup,
-            buf: BytesMut::new(),
-            route: 0,
-            upstream: None,
             queued_on: None,
             cancel_requested: false,
-            waiting_since: None,
-            pins: 0,
             params: ParamDiff::default(),
             pending: Vec::new(),
             tx_failed: false,
@@ -177,6 +158,11 @@ impl Client {
     pub(crate) fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Ready)
     }
+
+    /// Whether the client has not proven its identity yet.
+    pub(crate) fn is_logging_in(&self) -> bool {
+        matches!(self.phase, Phase::Startup | Phase::Auth(_))
+    }
 }
 
 /// The bit of a pin reason in [`Client::pins`].
@@ -185,35 +171,10 @@ pub(crate) fn pin_bit(reason: crate::pg::sql::PinReason) -> u16 {
 }
 
 impl Engine {
-    /// Registers a new client connection.
-    pub(crate) fn pg_client_open(&mut self) -> ClientId {
-        let id = ClientId(self.clients.insert(Client::new()));
-        self.logging_in += 1;
-        let deadline = self.now.saturating_add(self.config.client_login_timeout_ms);
-        self.login_deadlines.push_back((deadline, id));
-        id
-    }
-
-    /// Appends received bytes to the client's buffer and acts on them.
-    pub(crate) fn pg_client_data(&mut self, id: ClientId, data: BytesMut) {
-        let Some(c) = self.clients.get_mut(id.0) else {
-            return;
-        };
-        if c.is_ready() {
-            self.pools[c.route].stats.bytes_from_clients += data.len() as u64;
-        }
-        if c.buf.is_empty() {
-            c.buf = data;
-        } else {
-            c.buf.unsplit(data);
-        }
-        self.pg_pump_client(id);
-    }
-
     /// Handles whatever the client's buffer holds, as far as its state allows.
     pub(crate) fn pg_pump_client(&mut self, id: ClientId) {
         loop {
-            let Some(c) = self.clients.get_mut(id.0) else {
+            let Some(c) = self.clients.pg_mut(id) else {
                 return;
             };
             let progressed = match c.phase {
@@ -229,7 +190,7 @@ impl Engine {
                 break;
             }
         }
-        if let Some(c) = self.clients.get_mut(id.0) {
+        if let Some(c) = self.clients.core_mut(id) {
             unpin_read_buffer(&mut c.buf);
         }
     }
@@ -237,13 +198,13 @@ impl Engine {
     /// Handles one startup-phase packet; returns whether one was handled.
     fn pg_startup_step(&mut self, id: ClientId) -> bool {
         let limits = self.limits;
-        let Some(c) = self.clients.get_mut(id.0) else {
+        let Some(c) = self.clients.pg_mut(id) else {
             return false;
         };
-        match split_startup(&mut c.buf, &limits) {
+        match split_startup(&mut c.core.buf, &limits) {
             Ok(None) => false,
             Err(e) => {
-                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, &e.to_string());
                 false
             }
             Ok(Some(StartupRequest::SslRequest | StartupRequest::GssEncRequest)) => {
@@ -252,7 +213,7 @@ impl Engine {
             }
             Ok(Some(StartupRequest::Cancel(req))) => {
                 self.pg_cancel(&req.key, req.pid);
-                self.pg_close_client(id);
+                self.close_client(id);
                 false
             }
             Ok(Some(StartupRequest::Startup(s))) => {
@@ -265,12 +226,16 @@ impl Engine {
     /// Checks the startup packet and sends the first authentication request.
     fn pg_begin_login(&mut self, id: ClientId, startup: Startup) {
         if startup.version.major() != 3 {
-            return self.pg_fail_client(id, FEATURE_NOT_SUPPORTED, "unsupported frontend protocol");
+            return self.pg_fail_client(
+                id,
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "unsupported frontend protocol",
+            );
         }
         if startup.param("user").is_none() {
             return self.pg_fail_client(
                 id,
-                INVALID_AUTHORIZATION,
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "no PostgreSQL user name specified in startup packet",
             );
         }
@@ -295,12 +260,12 @@ impl Engine {
             }
             .encode(&mut out);
         }
-        let user = self.users.iter().position(|u| u.name == request.user);
+        let user = self.pg.users.iter().position(|u| u.name == request.user);
         let method = match self.config.client_auth {
             ClientAuth::Trust => None,
             ClientAuth::ScramSha256 => {
                 let secret = match user {
-                    Some(u) => self.users[u].scram.clone(),
+                    Some(u) => self.pg.users[u].scram.clone(),
                     // An unknown user still gets a full exchange that fails at the end, so
                     // the answer does not tell which user names exist.
                     None => self.mock_scram_secret(),
@@ -333,7 +298,7 @@ impl Engine {
             None if user.is_none() => self.pg_auth_failed(id, &request.user),
             None => self.pg_login_succeeded(id, request, minor),
             Some(method) => {
-                if let Some(c) = self.clients.get_mut(id.0) {
+                if let Some(c) = self.clients.pg_mut(id) {
                     c.phase = Phase::Auth(Box::new(Login {
                         request,
                         user,
@@ -361,18 +326,22 @@ impl Engine {
             max_message: self.limits.max_startup,
             ..self.limits
         };
-        let Some(c) = self.clients.get_mut(id.0) else {
+        let Some(c) = self.clients.pg_mut(id) else {
             return false;
         };
-        let frame = match split_frame(&mut c.buf, Direction::Frontend, &limits) {
+        let frame = match split_frame(&mut c.core.buf, Direction::Frontend, &limits) {
             Ok(None) => return false,
             Ok(Some(f)) if f.tag() == b'p' => f,
             Ok(Some(_)) => {
-                self.pg_fail_client(id, PROTOCOL_VIOLATION, "expected a password message");
+                self.pg_fail_client(
+                    id,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "expected a password message",
+                );
                 return false;
             }
             Err(e) => {
-                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, &e.to_string());
                 return false;
             }
         };
@@ -394,7 +363,7 @@ impl Engine {
                         .encode(&mut out);
                         self.send_client(id, out.freeze());
                         login.method = Method::ScramFinal(server);
-                        if let Some(c) = self.clients.get_mut(id.0) {
+                        if let Some(c) = self.clients.pg_mut(id) {
                             c.phase = Phase::Auth(login);
                         }
                         return true;
@@ -417,14 +386,14 @@ impl Engine {
                 Err(e) => Err(e),
             },
             Method::Md5 { salt } => crate::pg::frontend::parse_password_message(body).map(|pw| {
-                login
-                    .user
-                    .is_some_and(|u| auth::md5::verify_md5_response(&self.users[u].md5, salt, &pw))
+                login.user.is_some_and(|u| {
+                    auth::md5::verify_md5_response(&self.pg.users[u].md5, salt, &pw)
+                })
             }),
             Method::Cleartext => crate::pg::frontend::parse_password_message(body).map(|pw| {
-                login
-                    .user
-                    .is_some_and(|u| auth::verify_cleartext(self.users[u].password.as_bytes(), &pw))
+                login.user.is_some_and(|u| {
+                    auth::verify_cleartext(self.pg.users[u].password.as_bytes(), &pw)
+                })
             }),
         };
         match outcome {
@@ -437,7 +406,7 @@ impl Engine {
                 false
             }
             Err(e) => {
-                self.pg_fail_client(id, PROTOCOL_VIOLATION, &e.to_string());
+                self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, &e.to_string());
                 false
             }
         }
@@ -446,7 +415,7 @@ impl Engine {
     /// Refuses a login with PostgreSQL's own wording.
     fn pg_auth_failed(&mut self, id: ClientId, user: &str) {
         let msg = format!("password authentication failed for user \"{user}\"");
-        self.pg_fail_client(id, INVALID_PASSWORD, &msg);
+        self.pg_fail_client(id, sqlstate::INVALID_PASSWORD, &msg);
     }
 
     /// The client proved its identity: pick its route, record its startup parameters (only
@@ -466,7 +435,7 @@ impl Engine {
             .filter(|&r| self.config.routes[r].protocol == Protocol::Postgres)
         else {
             let msg = format!("database \"{database}\" does not exist");
-            return self.pg_fail_client(id, INVALID_CATALOG, &msg);
+            return self.pg_fail_client(id, sqlstate::INVALID_CATALOG_NAME, &msg);
         };
         let key_len = if minor >= 2 {
             CANCEL_KEY_LEN_3_2
@@ -476,36 +445,35 @@ impl Engine {
         let mut key = vec![0u8; key_len].into_boxed_slice();
         self.rng.fill(&mut key);
         let mut pid = self.rng.u32();
-        while pid == 0 || self.cancel_index.contains_key(&pid) {
+        while pid == 0 || self.pg.cancel_index.contains_key(&pid) {
             pid = self.rng.u32();
         }
-        self.cancel_index.insert(pid, id);
+        self.pg.cancel_index.insert(pid, id);
         self.logging_in = self.logging_in.saturating_sub(1);
-        let Some(c) = self.clients.get_mut(id.0) else {
+        let Some(c) = self.clients.pg_mut(id) else {
             return;
         };
-        c.route = route;
+        c.core.route = route;
         c.params = params;
         c.cancel_pid = pid;
         c.cancel_key = key;
         c.phase = Phase::AwaitBaseline;
         let pool = &mut self.pools[route];
-        pool.stats.clients += 1;
-        pool.stats.peak_clients = pool.stats.peak_clients.max(pool.stats.clients);
-        if pool.baseline.is_some() {
+        pool.join();
+        if pool.ext.pg().baseline.is_some() {
             self.pg_welcome(id);
         } else {
             pool.awaiting_baseline.push(id);
-            self.pg_dispatch(route);
+            self.dispatch(route);
         }
     }
 
     /// Sends the parameters, the cancel key and the first ReadyForQuery.
     pub(crate) fn pg_welcome(&mut self, id: ClientId) {
-        let Some(c) = self.clients.get_mut(id.0) else {
+        let Some(c) = self.clients.pg_mut(id) else {
             return;
         };
-        let Some(baseline) = self.pools[c.route].baseline.clone() else {
+        let Some(baseline) = self.pools[c.core.route].ext.pg().baseline.clone() else {
             return;
         };
         let mut out = BytesMut::new();
@@ -541,16 +509,16 @@ impl Engine {
 
     /// Forwards a CancelRequest when its key names a client whose query runs upstream now.
     fn pg_cancel(&mut self, key: &[u8], pid: u32) {
-        let Some(&target) = self.cancel_index.get(&pid) else {
+        let Some(&target) = self.pg.cancel_index.get(&pid) else {
             return;
         };
-        let Some(c) = self.clients.get_mut(target.0) else {
+        let Some(c) = self.clients.pg_mut(target) else {
             return;
         };
         if c.cancel_key.len() != key.len() || !bool::from(c.cancel_key.ct_eq(key)) {
             return;
         }
-        match c.upstream {
+        match c.core.upstream {
             Some(uid) => self.pg_forward_cancel(uid),
             None => c.cancel_requested = c.queued_on.is_some(),
         }
@@ -567,15 +535,7 @@ impl Engine {
         if encode_error_response(&mut out, "FATAL", sqlstate, message).is_ok() {
             self.send_client(id, out.freeze());
         }
-        self.pg_close_client(id);
-    }
-
-    /// Closes a client the Engine is done with.
-    pub(crate) fn pg_close_client(&mut self, id: ClientId) {
-        if self.clients.get(id.0).is_some() {
-            self.actions.push_back(Action::CloseClient { id });
-            self.pg_drop_client(id);
-        }
+        self.close_client(id);
     }
 }
 
@@ -584,20 +544,6 @@ pub(crate) fn backlog(buf: &BytesMut, limits: &Limits) -> usize {
     match peek_header(buf, Direction::Frontend, limits) {
         Ok(Some(h)) if buf.len() >= h.frame_len => buf.len(),
         _ => 0,
-    }
-}
-
-/// Largest leftover (a partial frame) copied out of the host's read buffer.
-const UNPIN_COPY_LIMIT: usize = 1024;
-
-/// Lets go of the host's read buffer once a session's input is handled: an empty buffer (even
-/// one of zero capacity still points into the shared read allocation) is replaced, and a small
-/// partial frame is copied out, so idle sessions keep no read memory alive.
-pub(crate) fn unpin_read_buffer(buf: &mut BytesMut) {
-    if buf.is_empty() {
-        *buf = BytesMut::new();
-    } else if buf.len() <= UNPIN_COPY_LIMIT {
-        *buf = BytesMut::from(&buf[..]);
     }
 }
 
@@ -619,31 +565,4 @@ fn startup_params(startup: &Startup) -> ParamDiff {
         }
     }
     diff
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fully used read allocation, and a session buffer holding its last `leftover` bytes
-    /// after the frames before them were handled.
-    fn shared_read(leftover: &[u8]) -> (BytesMut, BytesMut) {
-        let mut read = BytesMut::with_capacity(64);
-        read.resize(64 - leftover.len(), b'x');
-        read.extend_from_slice(leftover);
-        let mut part = read.split();
-        drop(part.split_to(64 - leftover.len()));
-        (read, part)
-    }
-
-    #[test]
-    fn idle_sessions_keep_no_read_buffer_alive() {
-        for leftover in [&b""[..], b"Q\0\0"] {
-            let (mut read, mut part) = shared_read(leftover);
-            assert!(!read.try_reclaim(64), "still shared before");
-            unpin_read_buffer(&mut part);
-            assert_eq!(&part[..], leftover);
-            assert!(read.try_reclaim(64), "released after");
-        }
-    }
 }

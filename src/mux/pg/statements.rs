@@ -25,6 +25,9 @@ pub(crate) struct Statement {
     pub(crate) autocommit: bool,
     /// Current server-side id; replaced when the statement must be prepared afresh.
     server_id: Cell<u64>,
+    /// Client statement names bound to this entry. Requests in flight hold the entry too,
+    /// but only client names keep it in the registry.
+    names: Cell<usize>,
 }
 
 impl Statement {
@@ -47,10 +50,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// The entry for `query` with `param_types`, created when new.
+    /// The entry for `query` with `param_types`, created when new, for one more client
+    /// statement name (give it back with [`Registry::release`]).
     pub(crate) fn intern(&mut self, query: Bytes, param_types: Vec<u32>) -> Rc<Statement> {
         let key = (query, param_types.into_boxed_slice());
         if let Some(s) = self.entries.get(&key) {
+            s.names.set(s.names.get() + 1);
             return Rc::clone(s);
         }
         self.next_id += 1;
@@ -64,6 +69,7 @@ impl Registry {
             changes_settings,
             autocommit: crate::pg::sql::is_autocommit_statement(&key.0),
             server_id: Cell::new(self.next_id),
+            names: Cell::new(1),
         });
         self.entries.insert(key, Rc::clone(&stmt));
         stmt
@@ -76,17 +82,18 @@ impl Registry {
         stmt.server_id.set(self.next_id);
     }
 
-    /// Drops `stmt` from the registry when no client refers to it any more.
-    pub(crate) fn release(&mut self, stmt: Rc<Statement>) {
-        // The registry's own reference plus `stmt`.
-        if Rc::strong_count(&stmt) == 2 {
+    /// A client statement name no longer refers to `stmt`: the entry leaves the registry with
+    /// the last name, even while a request in flight still holds it.
+    pub(crate) fn release(&mut self, stmt: &Statement) {
+        let names = stmt.names.get().saturating_sub(1);
+        stmt.names.set(names);
+        if names == 0 {
             self.entries
                 .remove(&(stmt.query.clone(), stmt.param_types.clone()));
         }
     }
 
     /// Number of live entries.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -162,9 +169,9 @@ mod tests {
         reg.renew(&a);
         assert_ne!(a.server_id(), old);
         assert_eq!(a.server_id(), b.server_id());
-        reg.release(b);
+        reg.release(&b);
         assert_eq!(reg.len(), 2);
-        reg.release(a);
+        reg.release(&a);
         assert_eq!(reg.len(), 1);
     }
 

@@ -7,32 +7,17 @@ use bytes::{Bytes, BytesMut};
 
 use super::expect::ExpectQueue;
 use super::params::ParamDiff;
-use super::session::unpin_read_buffer;
+use super::pool::Baseline;
 use super::statements::Prepared;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
-use crate::mux::pool::Baseline;
+use crate::mux::session::{UpPhase, UpstreamCore};
 use crate::mux::Action;
 use crate::pg::auth::{self, ScramClient, SCRAM_SHA_256};
 use crate::pg::backend::{Authentication, BackendMessage};
 use crate::pg::frame::{split_frame, Direction};
 use crate::pg::frontend::{encode_password_message, encode_sasl_response, SaslInitialResponse};
 use crate::pg::startup::{CancelRequest, ProtocolVersion, Startup, PROTOCOL_3_0};
-
-/// Where an upstream connection is in its life.
-#[derive(Debug)]
-pub(crate) enum UpPhase {
-    /// The host is connecting.
-    Connecting,
-    /// Logging in.
-    Login(Box<UpLogin>),
-    /// In the pool, ready for a client.
-    Idle,
-    /// Serving a client.
-    Attached(ClientId),
-    /// Being cleaned (rollback, DISCARD ALL) after its client left.
-    Resetting,
-}
 
 /// Login progress.
 #[derive(Debug, Default)]
@@ -41,13 +26,13 @@ pub(crate) struct UpLogin {
     params: Vec<(Bytes, Bytes)>,
 }
 
-/// One upstream connection.
+/// One PostgreSQL upstream connection.
 #[derive(Debug)]
-pub(crate) struct Upstream {
-    pub(crate) route: usize,
-    pub(crate) phase: UpPhase,
-    /// Received bytes not yet handled.
-    pub(crate) buf: BytesMut,
+pub(crate) struct PgUpstream {
+    /// What the pooling core tracks.
+    pub(crate) core: UpstreamCore,
+    /// Login progress while the core's phase is `LoggingIn`.
+    login: Option<Box<UpLogin>>,
     /// Responses the server still owes.
     pub(crate) expect: ExpectQueue,
     /// Status byte of the last ReadyForQuery.
@@ -58,12 +43,6 @@ pub(crate) struct Upstream {
     pub(crate) params: ParamDiff,
     /// Pooled statements prepared on this connection.
     pub(crate) prepared: Prepared,
-    pub(crate) created: u64,
-    pub(crate) idle_since: u64,
-    /// Connect/login deadline.
-    pub(crate) deadline: u64,
-    /// Must be closed rather than reused.
-    pub(crate) broken: bool,
     /// Clients whose requests were pipelined behind the attached client's, in order (`None`
     /// for one that left since).
     pub(crate) followers: VecDeque<Option<ClientId>>,
@@ -75,12 +54,22 @@ pub(crate) struct Upstream {
     pub(crate) unnamed_owner: Option<ClientId>,
 }
 
-impl Upstream {
-    /// The client this upstream serves.
-    pub(crate) fn client(&self) -> Option<ClientId> {
-        match self.phase {
-            UpPhase::Attached(c) => Some(c),
-            _ => None,
+impl PgUpstream {
+    /// A connection the host is about to open.
+    pub(crate) fn new(core: UpstreamCore) -> Self {
+        PgUpstream {
+            busy_since: core.created,
+            core,
+            login: None,
+            expect: ExpectQueue::default(),
+            tx_status: b'I',
+            backend_pid: 0,
+            backend_key: Bytes::new(),
+            params: ParamDiff::default(),
+            prepared: Prepared::default(),
+            followers: VecDeque::new(),
+            pipeline_ok: false,
+            unnamed_owner: None,
         }
     }
 
@@ -100,50 +89,18 @@ impl Upstream {
     }
 }
 
-/// SQLSTATE connection_failure.
-pub(crate) const CONNECTION_FAILURE: &str = "08006";
-
 impl Engine {
-    /// Opens a new upstream connection for `route`.
-    pub(crate) fn pg_connect_upstream(&mut self, route: usize) {
-        let up = Upstream {
-            route,
-            phase: UpPhase::Connecting,
-            buf: BytesMut::new(),
-            expect: ExpectQueue::default(),
-            tx_status: b'I',
-            backend_pid: 0,
-            backend_key: Bytes::new(),
-            params: ParamDiff::default(),
-            prepared: Prepared::default(),
-            followers: VecDeque::new(),
-            pipeline_ok: false,
-            busy_since: self.now,
-            unnamed_owner: None,
-            created: self.now,
-            idle_since: self.now,
-            deadline: self.now.saturating_add(self.config.connect_timeout_ms),
-            broken: false,
-        };
-        let id = UpstreamId(self.upstreams.insert(up));
-        let pool = &mut self.pools[route];
-        pool.members.push(id);
-        pool.connecting += 1;
-        pool.stats.peak_upstreams = pool.stats.peak_upstreams.max(pool.total() as u64);
-        self.actions
-            .push_back(Action::ConnectUpstream { id, route });
-    }
-
     /// The host connected an upstream: send the startup packet.
     pub(crate) fn pg_upstream_connected(&mut self, id: UpstreamId) {
-        let Some(u) = self.upstreams.get_mut(id.0) else {
+        let Some(u) = self.upstreams.pg_mut(id) else {
             return;
         };
-        if !matches!(u.phase, UpPhase::Connecting) {
+        if u.core.phase != UpPhase::Connecting {
             return;
         }
-        u.phase = UpPhase::Login(Box::default());
-        let route = &self.config.routes[u.route];
+        u.core.phase = UpPhase::LoggingIn;
+        u.login = Some(Box::default());
+        let route = &self.config.routes[u.core.route];
         let startup = Startup {
             version: ProtocolVersion(PROTOCOL_3_0),
             params: vec![
@@ -163,29 +120,20 @@ impl Engine {
                 id,
                 bytes: out.freeze(),
             }),
-            Err(e) => self.pg_upstream_lost(id, &format!("cannot encode startup packet: {e}")),
+            Err(e) => self.upstream_lost(id, &format!("cannot encode startup packet: {e}")),
         }
     }
 
-    /// Bytes arrived from an upstream.
-    pub(crate) fn pg_upstream_data(&mut self, id: UpstreamId, data: BytesMut) {
-        let Some(u) = self.upstreams.get_mut(id.0) else {
+    /// Handles an upstream's buffered input as its phase requires.
+    pub(crate) fn pg_upstream_input(&mut self, id: UpstreamId) {
+        let Some(u) = self.upstreams.pg_mut(id) else {
             return;
         };
-        self.pools[u.route].stats.bytes_from_upstreams += data.len() as u64;
-        if u.buf.is_empty() {
-            u.buf = data;
-        } else {
-            u.buf.unsplit(data);
-        }
-        match u.phase {
+        match u.core.phase {
             UpPhase::Connecting => {}
-            UpPhase::Login(_) => self.pg_upstream_login(id),
+            UpPhase::LoggingIn => self.pg_upstream_login(id),
             UpPhase::Idle => self.pg_upstream_idle_input(id),
             UpPhase::Attached(_) | UpPhase::Resetting => self.pg_relay_upstream(id),
-        }
-        if let Some(u) = self.upstreams.get_mut(id.0) {
-            unpin_read_buffer(&mut u.buf);
         }
     }
 
@@ -193,20 +141,20 @@ impl Engine {
     fn pg_upstream_login(&mut self, id: UpstreamId) {
         loop {
             let limits = self.limits;
-            let Some(u) = self.upstreams.get_mut(id.0) else {
+            let Some(u) = self.upstreams.pg_mut(id) else {
                 return;
             };
-            let frame = match split_frame(&mut u.buf, Direction::Backend, &limits) {
+            let frame = match split_frame(&mut u.core.buf, Direction::Backend, &limits) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
-                Err(e) => return self.pg_upstream_lost(id, &format!("protocol error: {e}")),
+                Err(e) => return self.upstream_lost(id, &format!("protocol error: {e}")),
             };
             let msg = match BackendMessage::parse(&frame) {
                 Ok(m) => m,
-                Err(e) => return self.pg_upstream_lost(id, &format!("protocol error: {e}")),
+                Err(e) => return self.upstream_lost(id, &format!("protocol error: {e}")),
             };
-            let route = u.route;
-            let UpPhase::Login(login) = &mut u.phase else {
+            let route = u.core.route;
+            let Some(login) = u.login.as_deref_mut() else {
                 return;
             };
             let reply = match msg {
@@ -220,7 +168,7 @@ impl Engine {
                         &mut self.rng,
                     ) {
                         Ok(reply) => reply,
-                        Err(e) => return self.pg_upstream_lost(id, &e),
+                        Err(e) => return self.upstream_lost(id, &e),
                     }
                 }
                 BackendMessage::ParameterStatus { name, value } => {
@@ -237,7 +185,7 @@ impl Engine {
                         .message()
                         .map(|m| String::from_utf8_lossy(m).into_owned())
                         .unwrap_or_else(|| "login failed".into());
-                    return self.pg_upstream_lost(id, &text);
+                    return self.upstream_lost(id, &text);
                 }
                 BackendMessage::ReadyForQuery(_) => {
                     let params = std::mem::take(&mut login.params);
@@ -253,22 +201,21 @@ impl Engine {
 
     /// Login finished: record the baseline, welcome clients waiting for it, and serve.
     fn pg_upstream_ready(&mut self, id: UpstreamId, params: Vec<(Bytes, Bytes)>) {
-        let Some(u) = self.upstreams.get_mut(id.0) else {
+        let Some(u) = self.upstreams.pg_mut(id) else {
             return;
         };
-        let route = u.route;
-        u.phase = UpPhase::Idle;
-        u.idle_since = self.now;
+        let route = u.core.route;
+        u.login = None;
         let pool = &mut self.pools[route];
-        pool.connecting -= 1;
-        pool.last_error = None;
-        if pool.baseline.is_none() {
-            pool.baseline = Some(std::rc::Rc::new(Baseline { params }));
+        pool.logged_in();
+        let pg = pool.ext.pg();
+        if pg.baseline.is_none() {
+            pg.baseline = Some(std::rc::Rc::new(Baseline { params }));
             for c in std::mem::take(&mut pool.awaiting_baseline) {
                 self.pg_welcome(c);
             }
         }
-        self.pg_park(id);
+        self.park(id);
     }
 
     /// Messages an idle upstream may send on its own: notices, notifications and parameter
@@ -276,13 +223,13 @@ impl Engine {
     fn pg_upstream_idle_input(&mut self, id: UpstreamId) {
         loop {
             let limits = self.limits;
-            let Some(u) = self.upstreams.get_mut(id.0) else {
+            let Some(u) = self.upstreams.pg_mut(id) else {
                 return;
             };
-            match split_frame(&mut u.buf, Direction::Backend, &limits) {
+            match split_frame(&mut u.core.buf, Direction::Backend, &limits) {
                 Ok(Some(f)) if matches!(f.tag(), b'N' | b'A' | b'S') => {}
                 Ok(Some(_)) | Err(_) => {
-                    return self.pg_upstream_lost(id, "unexpected message on idle connection")
+                    return self.upstream_lost(id, "unexpected message on idle connection")
                 }
                 Ok(None) => return,
             }

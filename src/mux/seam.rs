@@ -1,0 +1,153 @@
+//! The seam between the protocol-neutral core and the protocols: everything the core asks of
+//! a client's or an upstream's protocol, as one dispatch per question.
+//!
+//! The core owns ids, pools, the wait queue, timeouts and counters. A protocol owns what
+//! goes over the wire: logging clients and upstreams in, replaying a client's session state
+//! on the upstream it lands on, saying whether an upstream is clean enough to reuse,
+//! cleaning up after a client, and relaying traffic in between.
+
+use bytes::{Bytes, BytesMut};
+
+use super::config::Protocol;
+use super::engine::Engine;
+use super::error::SessionError;
+use super::ids::{ClientId, UpstreamId};
+use super::pg::session::PgClient;
+use super::pg::upstream::PgUpstream;
+use super::pool::{Pool, PoolExt};
+use super::session::{Client, Upstream, UpstreamCore};
+use crate::pg::sqlstate;
+
+impl Engine {
+    /// A new, empty pool for a route speaking `protocol`.
+    pub(crate) fn new_pool(protocol: Protocol) -> Pool {
+        match protocol {
+            Protocol::Postgres => Pool::new(PoolExt::Pg(Default::default())),
+        }
+    }
+
+    /// A new client session of `protocol`, logging in.
+    pub(crate) fn new_client(protocol: Protocol) -> Client {
+        match protocol {
+            Protocol::Postgres => Client::Pg(PgClient::new()),
+        }
+    }
+
+    /// A new upstream connection of the protocol of its route.
+    pub(crate) fn new_upstream(&self, core: UpstreamCore) -> Upstream {
+        match self.config.routes[core.route].protocol {
+            Protocol::Postgres => Upstream::Pg(PgUpstream::new(core)),
+        }
+    }
+
+    /// Login: handles whatever a client's buffered input allows (login steps, or the relay
+    /// once it is ready).
+    pub(crate) fn client_input(&mut self, id: ClientId) {
+        match self.clients.get(id.0) {
+            Some(Client::Pg(_)) => self.pg_pump_client(id),
+            None => {}
+        }
+    }
+
+    /// Login: the host connected an upstream; the protocol starts logging in.
+    pub(crate) fn upstream_opened(&mut self, id: UpstreamId) {
+        match self.upstreams.get(id.0) {
+            Some(Upstream::Pg(_)) => self.pg_upstream_connected(id),
+            None => {}
+        }
+    }
+
+    /// Relay: handles an upstream's buffered input (login, idle chatter, or responses).
+    pub(crate) fn upstream_input(&mut self, id: UpstreamId) {
+        match self.upstreams.get(id.0) {
+            Some(Upstream::Pg(_)) => self.pg_upstream_input(id),
+            None => {}
+        }
+    }
+
+    /// Whether the pool of `route` knows what its server reports (clients can be welcomed).
+    pub(crate) fn has_baseline(&self, route: usize) -> bool {
+        match &self.pools[route].ext {
+            PoolExt::Pg(p) => p.baseline.is_some(),
+        }
+    }
+
+    /// Replay: brings upstream `uid`, just attached to client `cid`, in line with the
+    /// client's session state.
+    pub(crate) fn replay_state(&mut self, uid: UpstreamId, cid: ClientId) {
+        match self.upstreams.get(uid.0) {
+            Some(Upstream::Pg(_)) => self.pg_replay_state(uid, cid),
+            None => {}
+        }
+    }
+
+    /// Sharing: lets waiting clients of `route` use busy upstreams where the protocol can
+    /// (PostgreSQL: pipelining of autocommit requests).
+    pub(crate) fn share_busy_upstreams(&mut self, route: usize) {
+        match self.config.routes[route].protocol {
+            Protocol::Postgres => self.pg_pipeline_waiting(route),
+        }
+    }
+
+    /// Release: whether an upstream that serves nobody owes no answers and can be reused.
+    pub(crate) fn upstream_is_clean(u: &Upstream) -> bool {
+        match u {
+            Upstream::Pg(u) => u.expect.is_empty(),
+        }
+    }
+
+    /// Cleanup: makes upstream `uid`, whose client left, fit for the next one (`discard`:
+    /// the client left session state behind), or retires it.
+    pub(crate) fn clean_after_client(&mut self, uid: UpstreamId, discard: bool) {
+        match self.upstreams.get(uid.0) {
+            Some(Upstream::Pg(_)) => self.pg_clean_after_client(uid, discard),
+            None => {}
+        }
+    }
+
+    /// Cleanup: the protocol's part of a client that is gone (statements, cancel keys, places
+    /// in other clients' pipelines). The core already updated the pool.
+    pub(crate) fn client_gone(&mut self, cid: ClientId, client: Client) {
+        match client {
+            Client::Pg(c) => self.pg_client_gone(cid, c),
+        }
+    }
+
+    /// Cleanup: the protocol's part of an upstream that is gone.
+    pub(crate) fn upstream_gone(&mut self, u: &Upstream) {
+        match u {
+            Upstream::Pg(u) => self.pg_upstream_gone(u),
+        }
+    }
+
+    /// The bytes that end an upstream session politely, if any.
+    pub(crate) fn goodbye(&self, u: &Upstream) -> Option<Bytes> {
+        match u {
+            Upstream::Pg(_) => {
+                let mut out = BytesMut::new();
+                crate::pg::frontend::FrontendMessage::Terminate
+                    .encode(&mut out)
+                    .ok()?;
+                Some(out.freeze())
+            }
+        }
+    }
+
+    /// Tells a client why it cannot go on, in its protocol's terms, and closes it.
+    pub(crate) fn fail_client(&mut self, cid: ClientId, error: SessionError) {
+        let message = error.to_string();
+        match self.clients.get(cid.0) {
+            Some(Client::Pg(_)) => {
+                let code = match error {
+                    SessionError::LoginTimeout => sqlstate::PROTOCOL_VIOLATION,
+                    SessionError::WaitTimeout => sqlstate::TOO_MANY_CONNECTIONS,
+                    SessionError::UpstreamLost(_) | SessionError::Unservable(_) => {
+                        sqlstate::CONNECTION_FAILURE
+                    }
+                };
+                self.pg_fail_client(cid, code, &message);
+            }
+            None => {}
+        }
+    }
+}

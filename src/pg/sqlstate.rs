@@ -1,0 +1,18 @@
+//! The SQLSTATE codes muxql itself sends to PostgreSQL clients, by their names in the
+//! PostgreSQL documentation (Appendix A, "PostgreSQL Error Codes"). Every code muxql emits
+//! lives here.
+
+/// Class 08: connection_failure.
+pub const CONNECTION_FAILURE: &str = "08006";
+/// Class 08: protocol_violation.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
+/// Class 0A: feature_not_supported.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// Class 28: invalid_authorization_specification.
+pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+/// Class 28: invalid_password.
+pub const INVALID_PASSWORD: &str = "28P01";
+/// Class 3D: invalid_catalog_name.
+pub const INVALID_CATALOG_NAME: &str = "3D000";
+/// Class 53: too_many_connections.
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
