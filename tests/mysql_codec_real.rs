@@ -175,6 +175,8 @@ impl Conn {
                     assert!(self.buf.is_empty(), "bytes after the end of the response");
                     return Response { packets, end };
                 }
+                // One result of several ended: the response goes on.
+                Step::ResultEnd(_) => {}
                 Step::More => self.fill(),
                 other => panic!("unexpected step {other:?}"),
             }

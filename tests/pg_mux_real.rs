@@ -6,16 +6,16 @@
 
 mod common;
 
+use common::server::{metric, Listeners, TestServer};
+
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use muxql::mux::{ClientAuth, Config, PinPolicy, PoolMode, Protocol, Route, User};
-use muxql::server::{ListenAddr, Server, ServerConfig};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,40 +25,11 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, SimpleQueryMessa
 /// Longest any bounded wait in these tests lasts.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// Names of muxql server threads that panicked. tokio catches a panic inside a task and the
-/// server carries on, so a panic hook records them for [`Mux`]'s drop to report.
-fn server_panics() -> &'static Mutex<Vec<String>> {
-    static PANICS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    PANICS.get_or_init(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            if let (Some(name), Some(panics)) = (thread.name(), PANICS.get()) {
-                if name.starts_with("muxql-server_") {
-                    panics
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(name.to_string());
-                }
-            }
-            default(info);
-        }));
-        Mutex::new(Vec::new())
-    })
-}
-
-/// A muxql server running in-process on its own thread (it drives a current-thread runtime),
-/// routing database `muxql` to the harness PostgreSQL as the SCRAM user. Stopped when dropped;
-/// the drop fails the test if anything panicked in the server.
+/// muxql in front of the harness PostgreSQL, routing database `muxql` as the SCRAM user.
 struct Mux {
     /// Port of the PostgreSQL listener on 127.0.0.1.
     port: u16,
-    /// Address of the metrics endpoint.
-    metrics: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Name of the server thread.
-    name: String,
+    server: TestServer,
 }
 
 impl Mux {
@@ -79,41 +50,16 @@ impl Mux {
         engine.routes = vec![route];
         engine.users = vec![User::new(&pg.scram_user, &pg.password)];
         tweak(&mut engine);
-        let config = ServerConfig {
+        let server = TestServer::start(
             engine,
-            listen_pg: vec![ListenAddr::Tcp("127.0.0.1:0".into())],
-            metrics: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            shutdown_timeout: Duration::from_secs(1),
-            log_level: None,
-        };
-        let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        server_panics();
-        let name = common::unique_name("muxql-server");
-        let thread = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                let server = Server::bind(config).expect("bind muxql");
-                let port = match server.local_addrs().as_slice() {
-                    [ListenAddr::Tcp(a)] => a.parse::<SocketAddr>().expect("listen address").port(),
-                    other => panic!("expected one TCP listener, got {other:?}"),
-                };
-                let metrics = server.metrics_addr().expect("metrics address");
-                addrs_tx.send((port, metrics)).expect("report addresses");
-                server
-                    .run_until(async {
-                        let _ = stopped.await;
-                    })
-                    .expect("run muxql");
-            });
-        let thread = thread.expect("spawn the muxql thread");
-        let (port, metrics) = addrs_rx.recv().expect("muxql started");
+            Listeners {
+                pg: true,
+                mysql: false,
+            },
+        );
         Mux {
-            port,
-            metrics,
-            stop: Some(stop),
-            thread: Some(thread),
-            name,
+            port: server.pg_port.expect("PostgreSQL listener"),
+            server,
         }
     }
 
@@ -160,56 +106,10 @@ impl Mux {
         cmd
     }
 
-    /// The body of `GET /metrics`, fetched with a plain HTTP/1.0 request.
+    /// The body of `GET /metrics`.
     async fn metrics(&self) -> String {
-        let mut s = TcpStream::connect(self.metrics)
-            .await
-            .expect("connect metrics");
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-            .await
-            .expect("send metrics request");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).await.expect("read metrics");
-        let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "metrics answered {head}");
-        body.to_string()
+        self.server.metrics_text().await
     }
-}
-
-impl Drop for Mux {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let joined = self.thread.take().is_none_or(|t| t.join().is_ok());
-        let panicked = !joined
-            || server_panics()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&self.name);
-        // A panic in the server fails the test, unless the test is failing already.
-        if panicked && !std::thread::panicking() {
-            panic!("muxql panicked (see the output above)");
-        }
-    }
-}
-
-/// The value of the metric family `name` summed over its label sets; panics when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(['{', ' ']))
-        })
-        .map(|l| {
-            let v = l.rsplit(' ').next().unwrap_or_default();
-            v.parse().unwrap_or_else(|_| panic!("bad sample {l:?}"))
-        })
-        .collect();
-    assert!(!values.is_empty(), "metric {name} missing from:\n{text}");
-    values.iter().sum()
 }
 
 /// Connects a tokio-postgres client with `cfg`; its connection runs on a spawned task.

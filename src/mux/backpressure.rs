@@ -120,6 +120,9 @@ impl Engine {
             Some(Client::Pg(c)) if c.is_ready() => {
                 super::pg::session::backlog(&c.core.buf, &self.limits)
             }
+            Some(Client::My(c)) if c.is_ready() && !c.uploading => {
+                super::mysql::client::backlog(&c.core.buf)
+            }
             _ => 0,
         }
     }

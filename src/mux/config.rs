@@ -8,6 +8,8 @@ use crate::wire::limits::{DEFAULT_MAX_MESSAGE, HARD_MAX_MESSAGE};
 pub enum Protocol {
     /// PostgreSQL frontend/backend protocol 3.x.
     Postgres,
+    /// MySQL/MariaDB client/server protocol (4.1 and later).
+    Mysql,
 }
 
 /// When an upstream connection returns to the pool.
@@ -21,7 +23,19 @@ pub enum PoolMode {
     Transaction,
 }
 
-/// How clients prove who they are.
+/// How MySQL clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MysqlAuth {
+    /// caching_sha2_password (MySQL 8's default); muxql knows every password, so the fast
+    /// path always applies and no RSA or TLS exchange is needed.
+    #[default]
+    CachingSha2Password,
+    /// mysql_native_password (SHA-1 challenge).
+    NativePassword,
+}
+
+/// How PostgreSQL clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
@@ -131,8 +145,10 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Users clients may log in as.
     pub users: Vec<User>,
-    /// Client authentication method.
+    /// Authentication of PostgreSQL clients.
     pub client_auth: ClientAuth,
+    /// Authentication of MySQL clients.
+    pub mysql_auth: MysqlAuth,
     /// Handling of statements that cannot be replayed on another upstream.
     pub pin_policy: PinPolicy,
     /// Longest a client waits for an upstream before it gets an error, in milliseconds.
@@ -170,6 +186,7 @@ impl Default for Config {
             routes: Vec::new(),
             users: Vec::new(),
             client_auth: ClientAuth::default(),
+            mysql_auth: MysqlAuth::default(),
             pin_policy: PinPolicy::default(),
             wait_timeout_ms: 120_000,
             idle_timeout_ms: 600_000,
@@ -254,10 +271,13 @@ impl Config {
         Ok(())
     }
 
-    /// Index of the route serving `user` asking for `database`.
-    pub fn route_for(&self, database: &str, user: &str) -> Option<usize> {
+    /// Index of the route of `protocol` serving `user` asking for `database`; an empty
+    /// `database` matches the first route open to `user` (MySQL clients need not name one).
+    pub fn route_for(&self, protocol: Protocol, database: &str, user: &str) -> Option<usize> {
         self.routes.iter().position(|r| {
-            r.database == database && r.client_user.as_deref().is_none_or(|u| u == user)
+            r.protocol == protocol
+                && (database.is_empty() || r.database == database)
+                && r.client_user.as_deref().is_none_or(|u| u == user)
         })
     }
 }

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
 use super::ids::{ClientId, Slots, UpstreamId};
+use super::mysql::client::MyUserSecret;
 use super::pg::session::UserSecret;
 use super::pg::sql_verdicts::SqlVerdicts;
 use super::pool::{Pool, Recount};
@@ -37,6 +38,17 @@ pub struct Engine {
     pub(crate) backlogged: Vec<ClientId>,
     /// What the PostgreSQL sessions share across routes.
     pub(crate) pg: PgShared,
+    /// What the MySQL sessions share across routes.
+    pub(crate) my: MyShared,
+}
+
+/// State the MySQL sessions share across routes.
+#[derive(Debug)]
+pub(crate) struct MyShared {
+    /// Secrets of the configured users.
+    pub(crate) users: Vec<MyUserSecret>,
+    /// Connection id muxql gave a client → the client.
+    pub(crate) conn_index: HashMap<u32, ClientId>,
 }
 
 /// State the PostgreSQL sessions share across routes.
@@ -60,13 +72,10 @@ impl Engine {
             .iter()
             .map(|u| UserSecret::derive(u, config.scram_iterations, &mut rng))
             .collect();
+        let my_users = config.users.iter().map(MyUserSecret::derive).collect();
         Ok(Engine {
             limits: Limits::with_max_message(config.max_message),
-            pools: config
-                .routes
-                .iter()
-                .map(|r| Engine::new_pool(r.protocol))
-                .collect(),
+            pools: config.routes.iter().map(|_| Pool::new()).collect(),
             config,
             rng,
             now: 0,
@@ -77,6 +86,10 @@ impl Engine {
             logging_in: 0,
             ready: VecDeque::new(),
             backlogged: Vec::new(),
+            my: MyShared {
+                users: my_users,
+                conn_index: HashMap::new(),
+            },
             pg: PgShared {
                 users,
                 cancel_index: HashMap::new(),
@@ -99,6 +112,8 @@ impl Engine {
         if deadline != u64::MAX {
             self.login_deadlines.push_back((deadline, id));
         }
+        self.client_opened(id);
+        self.run_ready();
         id
     }
 
@@ -232,6 +247,9 @@ impl Engine {
         }
         for (_, u) in self.upstreams.iter() {
             let core = u.core();
+            if core.side {
+                continue;
+            }
             let r = &mut actual[core.route];
             r.upstreams += 1;
             r.connecting += u64::from(core.is_connecting());

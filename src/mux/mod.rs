@@ -26,6 +26,7 @@ mod config;
 mod engine;
 mod error;
 mod ids;
+pub(crate) mod mysql;
 pub(crate) mod pg;
 mod pool;
 mod pooling;
@@ -36,7 +37,8 @@ mod stats;
 
 pub use action::Action;
 pub use config::{
-    ClientAuth, Config, ConfigError, PinPolicy, PoolMode, Protocol, Route, User, MAX_TIMEOUT_MS,
+    ClientAuth, Config, ConfigError, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User,
+    MAX_TIMEOUT_MS,
 };
 pub use engine::Engine;
 pub use ids::{ClientId, Peer, UpstreamId};

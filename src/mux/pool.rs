@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 
 use super::ids::{ClientId, UpstreamId};
+use super::mysql::pool::MyPool;
 use super::pg::pool::PgPool;
 use super::stats::RouteStats;
 
@@ -34,32 +35,46 @@ pub(crate) struct Pool {
     pub(crate) ext: PoolExt,
 }
 
-/// Per-pool state owned by the route's protocol.
-#[derive(Debug)]
-pub(crate) enum PoolExt {
+/// Per-pool state owned by the protocols: each route uses its own protocol's part (the other
+/// stays empty, which costs no allocation).
+#[derive(Debug, Default)]
+pub(crate) struct PoolExt {
     /// PostgreSQL: the baseline parameters and the statement registry.
-    Pg(PgPool),
+    pg: PgPool,
+    /// MySQL: the server version and the statement registry.
+    my: MyPool,
 }
 
 impl PoolExt {
     /// The PostgreSQL state.
     pub(crate) fn pg(&mut self) -> &mut PgPool {
-        match self {
-            PoolExt::Pg(p) => p,
-        }
+        &mut self.pg
+    }
+
+    /// The MySQL state.
+    pub(crate) fn my(&mut self) -> &mut MyPool {
+        &mut self.my
+    }
+
+    /// The PostgreSQL state, shared.
+    pub(crate) fn pg_ref(&self) -> &PgPool {
+        &self.pg
+    }
+
+    /// The MySQL state, shared.
+    pub(crate) fn my_ref(&self) -> &MyPool {
+        &self.my
     }
 
     /// Prepared statements the pool's clients hold.
     pub(crate) fn statements(&self) -> usize {
-        match self {
-            PoolExt::Pg(p) => p.statements.len(),
-        }
+        self.pg.statements.len() + self.my.statements.len()
     }
 }
 
 impl Pool {
-    /// An empty pool whose protocol keeps `ext`.
-    pub(crate) fn new(ext: PoolExt) -> Self {
+    /// An empty pool.
+    pub(crate) fn new() -> Self {
         Pool {
             idle: Vec::new(),
             queue: VecDeque::new(),
@@ -69,7 +84,7 @@ impl Pool {
             awaiting_baseline: Vec::new(),
             stats: RouteStats::default(),
             last_error: None,
-            ext,
+            ext: PoolExt::default(),
         }
     }
 
@@ -108,9 +123,10 @@ impl Pool {
 
     /// An upstream leaves the pool; `connecting` when it never finished logging in.
     pub(crate) fn forget(&mut self, uid: UpstreamId, connecting: bool) {
+        let before = self.members.len();
         self.members.retain(|&i| i != uid);
         self.idle.retain(|&i| i != uid);
-        if connecting {
+        if connecting && self.members.len() < before {
             self.connecting = self.connecting.saturating_sub(1);
         }
     }

@@ -108,7 +108,7 @@ impl Engine {
         core.phase = UpPhase::Idle;
         let lifetime = self.config.server_lifetime_ms;
         let expired = lifetime > 0 && self.now.saturating_sub(core.created) >= lifetime;
-        if core.broken || expired || !clean {
+        if core.broken || expired || !clean || core.side {
             return self.retire(uid);
         }
         core.idle_since = self.now;
@@ -140,7 +140,9 @@ impl Engine {
             }
         }
         self.actions.push_back(Action::CloseUpstream { id: uid });
-        self.pools[core.route].forget(uid, core.is_connecting());
+        if !core.side {
+            self.pools[core.route].forget(uid, core.is_connecting());
+        }
         self.release_feeder(core.paused_feeder);
         self.upstream_gone(&u);
         Some(u)
@@ -153,6 +155,10 @@ impl Engine {
             return;
         };
         let route = u.route;
+        if u.side {
+            self.forget_upstream(uid, false);
+            return;
+        }
         let logging_in = u.is_connecting();
         if let Some(cid) = u.client() {
             u.phase = UpPhase::Resetting;

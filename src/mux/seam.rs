@@ -12,24 +12,28 @@ use super::config::Protocol;
 use super::engine::Engine;
 use super::error::SessionError;
 use super::ids::{ClientId, UpstreamId};
+use super::mysql::client::MyClient;
+use super::mysql::upstream::MyUpstream;
 use super::pg::session::PgClient;
 use super::pg::upstream::PgUpstream;
-use super::pool::{Pool, PoolExt};
 use super::session::{Client, Upstream, UpstreamCore};
+use crate::mysql::command::code::COM_QUIT;
+use crate::mysql::errcode;
 use crate::pg::sqlstate;
 
 impl Engine {
-    /// A new, empty pool for a route speaking `protocol`.
-    pub(crate) fn new_pool(protocol: Protocol) -> Pool {
-        match protocol {
-            Protocol::Postgres => Pool::new(PoolExt::Pg(Default::default())),
-        }
-    }
-
     /// A new client session of `protocol`, logging in.
     pub(crate) fn new_client(protocol: Protocol) -> Client {
         match protocol {
             Protocol::Postgres => Client::Pg(PgClient::new()),
+            Protocol::Mysql => Client::My(MyClient::new()),
+        }
+    }
+
+    /// Login: a client just connected (MySQL servers speak first).
+    pub(crate) fn client_opened(&mut self, id: ClientId) {
+        if let Some(Client::My(_)) = self.clients.get(id.0) {
+            self.my_client_opened(id);
         }
     }
 
@@ -37,6 +41,7 @@ impl Engine {
     pub(crate) fn new_upstream(&self, core: UpstreamCore) -> Upstream {
         match self.config.routes[core.route].protocol {
             Protocol::Postgres => Upstream::Pg(PgUpstream::new(core)),
+            Protocol::Mysql => Upstream::My(MyUpstream::new(core)),
         }
     }
 
@@ -45,6 +50,7 @@ impl Engine {
     pub(crate) fn client_input(&mut self, id: ClientId) {
         match self.clients.get(id.0) {
             Some(Client::Pg(_)) => self.pg_pump_client(id),
+            Some(Client::My(_)) => self.my_pump_client(id),
             None => {}
         }
     }
@@ -53,6 +59,7 @@ impl Engine {
     pub(crate) fn upstream_opened(&mut self, id: UpstreamId) {
         match self.upstreams.get(id.0) {
             Some(Upstream::Pg(_)) => self.pg_upstream_connected(id),
+            Some(Upstream::My(_)) => self.my_upstream_connected(id),
             None => {}
         }
     }
@@ -61,14 +68,17 @@ impl Engine {
     pub(crate) fn upstream_input(&mut self, id: UpstreamId) {
         match self.upstreams.get(id.0) {
             Some(Upstream::Pg(_)) => self.pg_upstream_input(id),
+            Some(Upstream::My(_)) => self.my_upstream_input(id),
             None => {}
         }
     }
 
     /// Whether the pool of `route` knows what its server reports (clients can be welcomed).
     pub(crate) fn has_baseline(&self, route: usize) -> bool {
-        match &self.pools[route].ext {
-            PoolExt::Pg(p) => p.baseline.is_some(),
+        let ext = &self.pools[route].ext;
+        match self.config.routes[route].protocol {
+            Protocol::Postgres => ext.pg_ref().baseline.is_some(),
+            Protocol::Mysql => ext.my_ref().baseline.is_some(),
         }
     }
 
@@ -77,6 +87,7 @@ impl Engine {
     pub(crate) fn replay_state(&mut self, uid: UpstreamId, cid: ClientId) {
         match self.upstreams.get(uid.0) {
             Some(Upstream::Pg(_)) => self.pg_replay_state(uid, cid),
+            Some(Upstream::My(_)) => self.my_replay_state(uid, cid),
             None => {}
         }
     }
@@ -86,6 +97,7 @@ impl Engine {
     pub(crate) fn share_busy_upstreams(&mut self, route: usize) {
         match self.config.routes[route].protocol {
             Protocol::Postgres => self.pg_pipeline_waiting(route),
+            Protocol::Mysql => {}
         }
     }
 
@@ -93,6 +105,7 @@ impl Engine {
     pub(crate) fn upstream_is_clean(u: &Upstream) -> bool {
         match u {
             Upstream::Pg(u) => u.expect.is_empty(),
+            Upstream::My(u) => u.owed.is_empty(),
         }
     }
 
@@ -101,6 +114,7 @@ impl Engine {
     pub(crate) fn clean_after_client(&mut self, uid: UpstreamId, discard: bool) {
         match self.upstreams.get(uid.0) {
             Some(Upstream::Pg(_)) => self.pg_clean_after_client(uid, discard),
+            Some(Upstream::My(_)) => self.my_clean_after_client(uid, discard),
             None => {}
         }
     }
@@ -110,6 +124,7 @@ impl Engine {
     pub(crate) fn client_gone(&mut self, cid: ClientId, client: Client) {
         match client {
             Client::Pg(c) => self.pg_client_gone(cid, c),
+            Client::My(c) => self.my_client_gone(c),
         }
     }
 
@@ -117,6 +132,7 @@ impl Engine {
     pub(crate) fn upstream_gone(&mut self, u: &Upstream) {
         match u {
             Upstream::Pg(u) => self.pg_upstream_gone(u),
+            Upstream::My(_) => {}
         }
     }
 
@@ -130,6 +146,7 @@ impl Engine {
                     .ok()?;
                 Some(out.freeze())
             }
+            Upstream::My(_) => Some(crate::mux::mysql::client::packet(&[COM_QUIT], 0)),
         }
     }
 
@@ -146,6 +163,16 @@ impl Engine {
                     }
                 };
                 self.pg_fail_client(cid, code, &message);
+            }
+            Some(Client::My(_)) => {
+                let code = match error {
+                    SessionError::LoginTimeout => errcode::ER_NET_READ_INTERRUPTED,
+                    SessionError::WaitTimeout => errcode::ER_CON_COUNT_ERROR,
+                    SessionError::UpstreamLost(_) | SessionError::Unservable(_) => {
+                        errcode::ER_CONNECTION_KILLED
+                    }
+                };
+                self.my_fail_client(cid, code, &message);
             }
             None => {}
         }

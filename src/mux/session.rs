@@ -4,6 +4,8 @@
 use bytes::BytesMut;
 
 use super::ids::{ClientId, Peer, Slots, UpstreamId};
+use super::mysql::client::MyClient;
+use super::mysql::upstream::MyUpstream;
 use super::pg::session::PgClient;
 use super::pg::upstream::PgUpstream;
 
@@ -31,6 +33,8 @@ pub(crate) struct ClientCore {
 pub(crate) enum Client {
     /// A PostgreSQL client.
     Pg(PgClient),
+    /// A MySQL client.
+    My(MyClient),
 }
 
 impl Client {
@@ -38,6 +42,7 @@ impl Client {
     pub(crate) fn core(&self) -> &ClientCore {
         match self {
             Client::Pg(c) => &c.core,
+            Client::My(c) => &c.core,
         }
     }
 
@@ -45,6 +50,7 @@ impl Client {
     pub(crate) fn core_mut(&mut self) -> &mut ClientCore {
         match self {
             Client::Pg(c) => &mut c.core,
+            Client::My(c) => &mut c.core,
         }
     }
 
@@ -52,6 +58,7 @@ impl Client {
     pub(crate) fn is_logging_in(&self) -> bool {
         match self {
             Client::Pg(c) => c.is_logging_in(),
+            Client::My(c) => c.is_logging_in(),
         }
     }
 
@@ -59,6 +66,7 @@ impl Client {
     pub(crate) fn is_ready(&self) -> bool {
         match self {
             Client::Pg(c) => c.is_ready(),
+            Client::My(c) => c.is_ready(),
         }
     }
 
@@ -66,6 +74,7 @@ impl Client {
     pub(crate) fn is_queued(&self) -> bool {
         match self {
             Client::Pg(c) => c.queued_on.is_some(),
+            Client::My(_) => false,
         }
     }
 
@@ -104,6 +113,8 @@ pub(crate) struct UpstreamCore {
     pub(crate) deadline: u64,
     /// Must be closed rather than reused.
     pub(crate) broken: bool,
+    /// A side connection (a MySQL KILL): not a member of the pool, closed once done.
+    pub(crate) side: bool,
     /// Why the host was told to stop reading (bits of [`super::backpressure`]); 0: reading.
     pub(crate) paused: u8,
     /// The connection paused because the host's write queue to this upstream is blocked.
@@ -121,6 +132,7 @@ impl UpstreamCore {
             idle_since: now,
             deadline,
             broken: false,
+            side: false,
             paused: 0,
             paused_feeder: None,
         }
@@ -145,6 +157,8 @@ impl UpstreamCore {
 pub(crate) enum Upstream {
     /// A PostgreSQL server connection.
     Pg(PgUpstream),
+    /// A MySQL/MariaDB server connection.
+    My(MyUpstream),
 }
 
 impl Upstream {
@@ -152,6 +166,7 @@ impl Upstream {
     pub(crate) fn core(&self) -> &UpstreamCore {
         match self {
             Upstream::Pg(u) => &u.core,
+            Upstream::My(u) => &u.core,
         }
     }
 
@@ -159,6 +174,7 @@ impl Upstream {
     pub(crate) fn core_mut(&mut self) -> &mut UpstreamCore {
         match self {
             Upstream::Pg(u) => &mut u.core,
+            Upstream::My(u) => &mut u.core,
         }
     }
 }
@@ -168,6 +184,23 @@ impl Slots<Client> {
     pub(crate) fn pg(&self, id: ClientId) -> Option<&PgClient> {
         match self.get(id.0)? {
             Client::Pg(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The MySQL client `id`.
+    pub(crate) fn my(&self, id: ClientId) -> Option<&MyClient> {
+        match self.get(id.0)? {
+            Client::My(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The MySQL client `id`, mutably.
+    pub(crate) fn my_mut(&mut self, id: ClientId) -> Option<&mut MyClient> {
+        match self.get_mut(id.0)? {
+            Client::My(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -175,6 +208,7 @@ impl Slots<Client> {
     pub(crate) fn pg_mut(&mut self, id: ClientId) -> Option<&mut PgClient> {
         match self.get_mut(id.0)? {
             Client::Pg(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -194,6 +228,23 @@ impl Slots<Upstream> {
     pub(crate) fn pg(&self, id: UpstreamId) -> Option<&PgUpstream> {
         match self.get(id.0)? {
             Upstream::Pg(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The MySQL upstream `id`.
+    pub(crate) fn my(&self, id: UpstreamId) -> Option<&MyUpstream> {
+        match self.get(id.0)? {
+            Upstream::My(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The MySQL upstream `id`, mutably.
+    pub(crate) fn my_mut(&mut self, id: UpstreamId) -> Option<&mut MyUpstream> {
+        match self.get_mut(id.0)? {
+            Upstream::My(u) => Some(u),
+            _ => None,
         }
     }
 
@@ -201,6 +252,7 @@ impl Slots<Upstream> {
     pub(crate) fn pg_mut(&mut self, id: UpstreamId) -> Option<&mut PgUpstream> {
         match self.get_mut(id.0)? {
             Upstream::Pg(u) => Some(u),
+            _ => None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod command;
 mod cursor;
 #[cfg(test)]
 mod differential_tests;
+pub mod errcode;
 pub mod flags;
 pub mod handshake;
 pub mod lenenc;
@@ -20,6 +21,7 @@ mod malformed_tests;
 pub mod packet;
 pub mod response;
 pub mod result_reader;
+pub mod sql;
 pub mod stmt;
 
 pub use flags::{CapabilityFlags, StatusFlags};

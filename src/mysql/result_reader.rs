@@ -106,6 +106,9 @@ pub enum Step {
     /// COM_CHANGE_USER: an AuthSwitchRequest or AuthMoreData that needs a client answer; call
     /// [`ResponseReader::resume`] after sending it.
     AuthData,
+    /// One result of several ended with this OK or EOF (`SERVER_MORE_RESULTS_EXISTS` set);
+    /// the response goes on with the next result.
+    ResultEnd(Completion),
     /// The response is complete.
     Complete(Completion),
 }
@@ -115,6 +118,9 @@ pub enum Step {
 pub struct Scan {
     /// Bytes of complete packets consumed from the front of the buffer.
     pub consumed: usize,
+    /// Where the last packet consumed starts (its header), so the packet that ended a result
+    /// can be read without walking the rows before it.
+    pub last: usize,
     /// The step of the last packet consumed ([`Step::More`] when the buffer ran out first).
     pub step: Step,
 }
@@ -275,6 +281,7 @@ impl ResponseReader {
     /// oversized or out-of-sequence packet fails before its body is buffered.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Scan, Error> {
         let mut pos = 0usize;
+        let mut last = 0usize;
         loop {
             if self.state == State::Rows && !self.continued {
                 pos = self.skip_rows(buf, pos);
@@ -289,16 +296,19 @@ impl ResponseReader {
                 break;
             };
             let step = self.feed(h, payload)?;
+            last = pos;
             pos = end;
             if step != Step::More {
                 return Ok(Scan {
                     consumed: pos,
+                    last,
                     step,
                 });
             }
         }
         Ok(Scan {
             consumed: pos,
+            last,
             step: Step::More,
         })
     }
@@ -392,7 +402,11 @@ impl ResponseReader {
     fn end_of_result(&mut self, status: StatusFlags, warnings: u16) -> Step {
         if status.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS) {
             self.state = State::First;
-            Step::More
+            Step::ResultEnd(Completion {
+                status: Some(status),
+                error: false,
+                warnings,
+            })
         } else {
             self.complete(Some(status), false, warnings)
         }
@@ -719,22 +733,34 @@ mod tests {
         }
     }
 
-    /// Feeds the stream packet by packet and checks that only the last one completes.
+    /// Scans the whole stream (through the ends of intermediate results) and checks that only
+    /// the last packet completes it.
     fn run(expect: Expect, s: &Stream) -> Completion {
         let mut r = ResponseReader::new(expect, s.caps, Limits::default());
-        let scan = r.scan(&s.out).unwrap();
-        assert_eq!(scan.consumed, s.out.len(), "scan stopped early");
-        let Step::Complete(c) = scan.step else {
-            panic!("not complete: {:?}", scan.step)
+        let mut pos = 0;
+        let c = loop {
+            let scan = r.scan(&s.out[pos..]).unwrap();
+            pos += scan.consumed;
+            match scan.step {
+                Step::ResultEnd(_) => continue,
+                Step::Complete(c) => break c,
+                other => panic!("not complete: {other:?}"),
+            }
         };
+        assert_eq!(pos, s.out.len(), "scan stopped early");
         // Byte by byte arrival gives the same answer and never completes early.
         let mut r = ResponseReader::new(expect, s.caps, Limits::default());
         let mut pos = 0;
         let mut last = Step::More;
         for end in 1..=s.out.len() {
-            let scan = r.scan(&s.out[pos..end]).unwrap();
-            pos += scan.consumed;
-            last = scan.step;
+            loop {
+                let scan = r.scan(&s.out[pos..end]).unwrap();
+                pos += scan.consumed;
+                last = scan.step;
+                if !matches!(last, Step::ResultEnd(_)) {
+                    break;
+                }
+            }
             if last != Step::More {
                 assert_eq!(end, s.out.len());
             }

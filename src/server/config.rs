@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::mux::{self, ClientAuth, PinPolicy, PoolMode, Protocol, Route, User};
+use crate::mux::{self, ClientAuth, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User};
 
 /// Pool size of a route that names none.
 pub const DEFAULT_POOL_SIZE: usize = Route::DEFAULT_POOL_SIZE;
@@ -84,11 +84,17 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// No `--listen-pg` / `listen_pg` was given.
-    #[error("no listen address: pass --listen-pg ADDR or set listen_pg in the config file")]
+    /// Neither `--listen-pg` / `listen_pg` nor `--listen-mysql` / `listen_mysql` was given.
+    #[error(
+        "no listen address: pass --listen-pg ADDR or --listen-mysql ADDR, or set listen_pg or \
+         listen_mysql in the config file"
+    )]
     NoListener,
     /// No `--upstream` / `upstreams` / `[[routes]]` was given.
-    #[error("no upstream: pass --upstream postgres://USER:PASS@HOST:PORT/DB or add [[routes]]")]
+    #[error(
+        "no upstream: pass --upstream postgres://USER:PASS@HOST:PORT/DB (or mysql://...) or add \
+         [[routes]]"
+    )]
     NoRoute,
     /// The engine rejected the merged configuration.
     #[error("{0}")]
@@ -141,6 +147,8 @@ pub struct ServerConfig {
     pub engine: mux::Config,
     /// PostgreSQL listeners.
     pub listen_pg: Vec<ListenAddr>,
+    /// MySQL listeners.
+    pub listen_mysql: Vec<ListenAddr>,
     /// Address of the Prometheus `/metrics` endpoint, if any.
     pub metrics: Option<SocketAddr>,
     /// How long running transactions may take to finish after a shutdown signal.
@@ -151,12 +159,20 @@ pub struct ServerConfig {
 
 /// Command-line flags of the `muxql` command.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "muxql", version, about = "PostgreSQL connection multiplexer")]
+#[command(
+    name = "muxql",
+    version,
+    about = "PostgreSQL and MySQL/MariaDB connection multiplexer"
+)]
 pub struct Args {
     /// PostgreSQL listen address: host:port or unix:/path/.s.PGSQL.5432 (repeatable).
     #[arg(long = "listen-pg", value_name = "ADDR")]
     pub listen_pg: Vec<String>,
-    /// Upstream server and the credentials clients use: postgres://USER:PASS@HOST:PORT/DB (repeatable).
+    /// MySQL/MariaDB listen address: host:port or unix:/path/mysqld.sock (repeatable).
+    #[arg(long = "listen-mysql", value_name = "ADDR")]
+    pub listen_mysql: Vec<String>,
+    /// Upstream server and the credentials clients use (repeatable):
+    /// postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@HOST:PORT/DB (also mariadb://).
     #[arg(long, value_name = "URL")]
     pub upstream: Vec<String>,
     /// Upstream connections per route [default: 10].
@@ -175,9 +191,13 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
-    /// Client authentication: scram | md5 | cleartext | trust [default: scram].
+    /// PostgreSQL client authentication: scram | md5 | cleartext | trust [default: scram].
     #[arg(long, value_name = "METHOD")]
     pub auth: Option<String>,
+    /// MySQL client authentication: caching_sha2_password | mysql_native_password
+    /// [default: caching_sha2_password].
+    #[arg(long = "mysql-auth", value_name = "PLUGIN")]
+    pub mysql_auth: Option<String>,
     /// Extra client credentials NAME:PASSWORD (repeatable).
     #[arg(long, value_name = "NAME:PASS")]
     pub user: Vec<String>,
@@ -208,14 +228,19 @@ pub struct FileConfig {
     /// PostgreSQL listen addresses.
     #[serde(default)]
     pub listen_pg: Vec<String>,
+    /// MySQL listen addresses.
+    #[serde(default)]
+    pub listen_mysql: Vec<String>,
     /// Metrics address.
     pub metrics: Option<String>,
     /// Log filter.
     pub log_level: Option<String>,
     /// Shutdown timeout (duration string).
     pub shutdown_timeout: Option<String>,
-    /// Client authentication method.
+    /// PostgreSQL client authentication method.
     pub auth: Option<String>,
+    /// MySQL client authentication plugin.
+    pub mysql_auth: Option<String>,
     /// Pin policy.
     pub pin_policy: Option<String>,
     /// Default pool size of routes.
@@ -265,6 +290,8 @@ pub struct FileUser {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRoute {
+    /// Protocol: postgres (default) or mysql.
+    pub protocol: Option<String>,
     /// Database name clients ask for.
     pub database: String,
     /// Only this client user takes the route; any user when absent.
@@ -284,9 +311,11 @@ pub struct FileRoute {
     pub pool_mode: Option<String>,
 }
 
-/// A parsed `postgres://USER:PASS@HOST:PORT/DB` URL.
+/// A parsed `postgres://USER:PASS@HOST:PORT/DB` or `mysql://...` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
+    /// The protocol the scheme names.
+    pub protocol: Protocol,
     /// User name (decoded).
     pub user: String,
     /// Password (decoded; empty when absent).
@@ -304,10 +333,25 @@ impl UpstreamUrl {
             url: mask_password(url),
             reason: reason.to_string(),
         };
-        let rest = url
+        let (protocol, rest) = if let Some(r) = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or_else(|| err("scheme must be postgres:// or postgresql://"))?;
+        {
+            (Protocol::Postgres, r)
+        } else if let Some(r) = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+        {
+            (Protocol::Mysql, r)
+        } else {
+            return Err(err(
+                "scheme must be postgres://, postgresql://, mysql:// or mariadb://",
+            ));
+        };
+        let default_port = match protocol {
+            Protocol::Postgres => 5432,
+            _ => 3306,
+        };
         if rest.contains(['?', '#']) {
             return Err(err("query parameters are not supported"));
         }
@@ -332,12 +376,15 @@ impl UpstreamUrl {
         if database.is_empty() {
             return Err(err("missing database"));
         }
-        let (host, port) = split_host_port(hostport).ok_or_else(|| err("bad HOST:PORT"))?;
+        let (host, port) =
+            split_host_port(hostport, default_port).ok_or_else(|| err("bad HOST:PORT"))?;
         let host = percent_decode(host).ok_or_else(|| err("bad percent-encoding in host"))?;
         if host.is_empty() {
             return Err(err("missing host"));
         }
-        let target = if host.starts_with('/') {
+        let target = if host.starts_with('/') && protocol == Protocol::Mysql {
+            host
+        } else if host.starts_with('/') {
             format!("{}/.s.PGSQL.{port}", host.trim_end_matches('/'))
         } else if host.contains(':') {
             format!("[{host}]:{port}")
@@ -345,6 +392,7 @@ impl UpstreamUrl {
             format!("{host}:{port}")
         };
         Ok(UpstreamUrl {
+            protocol,
             user,
             password,
             target,
@@ -353,19 +401,19 @@ impl UpstreamUrl {
     }
 }
 
-/// Splits `host`, `host:port` or `[v6]:port`; the port defaults to 5432.
-fn split_host_port(s: &str) -> Option<(&str, u16)> {
+/// Splits `host`, `host:port` or `[v6]:port`; the port defaults to `default_port`.
+fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         return match after.strip_prefix(':') {
             Some(p) => Some((host, p.parse().ok()?)),
-            None if after.is_empty() => Some((host, 5432)),
+            None if after.is_empty() => Some((host, default_port)),
             None => None,
         };
     }
     match s.rsplit_once(':') {
         Some((h, p)) => Some((h, p.parse().ok()?)),
-        None => Some((s, 5432)),
+        None => Some((s, default_port)),
     }
 }
 
@@ -458,6 +506,19 @@ pub fn parse_auth(value: &str) -> Result<ClientAuth, ConfigError> {
     }
 }
 
+/// Parses `caching_sha2_password` or `mysql_native_password`.
+pub fn parse_mysql_auth(value: &str) -> Result<MysqlAuth, ConfigError> {
+    match value {
+        "caching_sha2_password" | "caching_sha2" => Ok(MysqlAuth::CachingSha2Password),
+        "mysql_native_password" | "native" => Ok(MysqlAuth::NativePassword),
+        _ => Err(ConfigError::Choice {
+            field: "mysql auth",
+            value: value.to_string(),
+            expected: "caching_sha2_password, mysql_native_password",
+        }),
+    }
+}
+
 /// Parses `pin` or `reject`.
 pub fn parse_pin_policy(value: &str) -> Result<PinPolicy, ConfigError> {
     match value {
@@ -516,7 +577,7 @@ fn url_route(
     pool_mode: PoolMode,
 ) -> Result<(Route, User), ConfigError> {
     let u = UpstreamUrl::parse(url)?;
-    let mut route = Route::new(Protocol::Postgres, u.database, u.target, u.user.clone());
+    let mut route = Route::new(u.protocol, u.database, u.target, u.user.clone());
     route.client_user = Some(u.user.clone());
     route.upstream_password = u.password.clone();
     route.pool_size = pool_size;
@@ -566,6 +627,9 @@ impl ServerConfig {
 
         if let Some(v) = pick(&args.auth, &file.auth) {
             engine.client_auth = parse_auth(&v)?;
+        }
+        if let Some(v) = pick(&args.mysql_auth, &file.mysql_auth) {
+            engine.mysql_auth = parse_mysql_auth(&v)?;
         }
         if let Some(v) = pick(&args.pin_policy, &file.pin_policy) {
             engine.pin_policy = parse_pin_policy(&v)?;
@@ -626,8 +690,17 @@ impl ServerConfig {
                 Some(m) => parse_pool_mode(m).map_err(|e| route_err(e.to_string()))?,
                 None => pool_mode,
             };
+            let protocol = match r.protocol.as_deref() {
+                None | Some("postgres") | Some("postgresql") => Protocol::Postgres,
+                Some("mysql") | Some("mariadb") => Protocol::Mysql,
+                Some(other) => {
+                    return Err(route_err(format!(
+                        "protocol {other:?}: expected postgres or mysql"
+                    )))
+                }
+            };
             let upstream_database = r.upstream_database.unwrap_or_else(|| r.database.clone());
-            let mut route = Route::new(Protocol::Postgres, r.database, r.target, r.upstream_user);
+            let mut route = Route::new(protocol, r.database, r.target, r.upstream_user);
             route.upstream_database = upstream_database;
             route.client_user = r.client_user;
             route.upstream_password = r.upstream_password;
@@ -663,16 +736,15 @@ impl ServerConfig {
         engine.routes = routes;
         engine.users = users;
 
-        let listen_src = if args.listen_pg.is_empty() {
-            &file.listen_pg
-        } else {
-            &args.listen_pg
+        let listeners = |flag: &Vec<String>, file: &Vec<String>| {
+            let src = if flag.is_empty() { file } else { flag };
+            src.iter()
+                .map(|s| ListenAddr::parse(s))
+                .collect::<Result<Vec<_>, _>>()
         };
-        let listen_pg = listen_src
-            .iter()
-            .map(|s| ListenAddr::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        if listen_pg.is_empty() {
+        let listen_pg = listeners(&args.listen_pg, &file.listen_pg)?;
+        let listen_mysql = listeners(&args.listen_mysql, &file.listen_mysql)?;
+        if listen_pg.is_empty() && listen_mysql.is_empty() {
             return Err(ConfigError::NoListener);
         }
         let metrics = pick(&args.metrics, &file.metrics)
@@ -682,6 +754,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             engine,
             listen_pg,
+            listen_mysql,
             metrics,
             shutdown_timeout,
             log_level: pick(&args.log_level, &file.log_level),
@@ -726,7 +799,7 @@ mod tests {
     #[test]
     fn url_errors_name_the_problem_and_mask_the_password() {
         let cases = [
-            ("mysql://u:p@h/d", "scheme"),
+            ("redis://u:p@h/d", "scheme"),
             ("postgres://u:secret@h:5432", "missing /DATABASE"),
             ("postgres://h:5432/d", "missing USER@"),
             ("postgres://u:secret@h:99999/d", "HOST:PORT"),

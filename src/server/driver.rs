@@ -165,12 +165,10 @@ impl Driver {
     }
 
     /// Registers an accepted client socket with the engine and the poller.
-    pub(crate) fn accept(self: &Rc<Self>, mut stream: Stream) {
+    /// `protocol` is the one the client's listener speaks.
+    pub(crate) fn accept(self: &Rc<Self>, mut stream: Stream, protocol: Protocol) {
         let now = self.now_ms();
-        let id = self
-            .engine
-            .borrow_mut()
-            .client_open(Protocol::Postgres, now);
+        let id = self.engine.borrow_mut().client_open(protocol, now);
         let peer = Peer::Client(id);
         match self.register(&mut stream, peer) {
             Ok(()) => {

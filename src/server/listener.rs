@@ -11,15 +11,23 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use super::config::ListenAddr;
 use super::conn::Stream;
 use super::driver::Driver;
+use crate::mux::Protocol;
 
 /// Pending-connection queue length: bursts of hundreds of clients connect at once.
 const BACKLOG: u32 = 4096;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A bound listening socket.
+/// A bound listening socket and the protocol its clients speak.
 #[derive(Debug)]
-pub(crate) enum Listener {
+pub(crate) struct Listener {
+    socket: Socket,
+    protocol: Protocol,
+}
+
+/// The socket of a listener.
+#[derive(Debug)]
+enum Socket {
     /// TCP.
     Tcp(TcpListener),
     /// Unix; the path is removed when the listener is closed.
@@ -27,32 +35,45 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
+    /// The protocol its clients speak.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The socket file of a Unix listener.
+    pub(crate) fn unix_path(&self) -> Option<&Path> {
+        match &self.socket {
+            Socket::Unix(_, p) => Some(p),
+            Socket::Tcp(_) => None,
+        }
+    }
+
     /// The address actually bound (with the real port when 0 was asked for).
     pub(crate) fn local_addr(&self) -> ListenAddr {
-        match self {
-            Listener::Tcp(l) => match l.local_addr() {
+        match &self.socket {
+            Socket::Tcp(l) => match l.local_addr() {
                 Ok(a) => ListenAddr::Tcp(a.to_string()),
                 Err(_) => ListenAddr::Tcp(String::new()),
             },
-            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+            Socket::Unix(_, p) => ListenAddr::Unix(p.clone()),
         }
     }
 
     /// Accepts clients forever, handing each to the driver.
     pub(crate) async fn serve(self, driver: Rc<Driver>) {
         loop {
-            let res = match &self {
-                Listener::Tcp(l) => l
+            let res = match &self.socket {
+                Socket::Tcp(l) => l
                     .accept()
                     .await
                     .and_then(|(s, _)| Stream::from_tokio_tcp(s)),
-                Listener::Unix(l, _) => l
+                Socket::Unix(l, _) => l
                     .accept()
                     .await
                     .and_then(|(s, _)| Stream::from_tokio_unix(s)),
             };
             match res {
-                Ok(stream) => driver.accept(stream),
+                Ok(stream) => driver.accept(stream, self.protocol),
                 Err(e) => {
                     tracing::warn!("accept on {}: {e}", self.local_addr());
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -62,8 +83,17 @@ impl Listener {
     }
 }
 
-/// Binds every address `addr` names (all resolved IPs of a host name); must run in a runtime.
-pub(crate) fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
+/// Binds every address `addr` names (all resolved IPs of a host name) for clients speaking
+/// `protocol`; must run in a runtime.
+pub(crate) fn bind(addr: &ListenAddr, protocol: Protocol) -> io::Result<Vec<Listener>> {
+    let sockets = bind_sockets(addr)?;
+    Ok(sockets
+        .into_iter()
+        .map(|socket| Listener { socket, protocol })
+        .collect())
+}
+
+fn bind_sockets(addr: &ListenAddr) -> io::Result<Vec<Socket>> {
     match addr {
         ListenAddr::Tcp(a) => {
             let ips: Vec<SocketAddr> = a.to_socket_addrs()?.collect();
@@ -71,7 +101,7 @@ pub(crate) fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
             let mut last_err = None;
             for ip in ips {
                 match bind_tcp(ip) {
-                    Ok(l) => out.push(Listener::Tcp(l)),
+                    Ok(l) => out.push(Socket::Tcp(l)),
                     Err(e) => last_err = Some(e),
                 }
             }
@@ -86,10 +116,7 @@ pub(crate) fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
         }
         ListenAddr::Unix(path) => {
             remove_stale_socket(path)?;
-            Ok(vec![Listener::Unix(
-                UnixListener::bind(path)?,
-                path.clone(),
-            )])
+            Ok(vec![Socket::Unix(UnixListener::bind(path)?, path.clone())])
         }
     }
 }

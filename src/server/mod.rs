@@ -37,6 +37,8 @@ pub use config::{
 use driver::Driver;
 use listener::Listener;
 
+use crate::mux::Protocol;
+
 /// How often shutdown checks whether running transactions have finished.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -87,8 +89,10 @@ impl Server {
             .build()?;
         let _guard = runtime.enter();
         let mut listeners = Vec::new();
-        for addr in &config.listen_pg {
-            let bound = listener::bind(addr).map_err(|source| Error::Bind {
+        let addrs = (config.listen_pg.iter().map(|a| (Protocol::Postgres, a)))
+            .chain(config.listen_mysql.iter().map(|a| (Protocol::Mysql, a)));
+        for (protocol, addr) in addrs {
+            let bound = listener::bind(addr, protocol).map_err(|source| Error::Bind {
                 addr: addr.to_string(),
                 source,
             })?;
@@ -110,7 +114,20 @@ impl Server {
 
     /// The addresses the PostgreSQL listeners are bound to.
     pub fn local_addrs(&self) -> Vec<ListenAddr> {
-        self.listeners.iter().map(Listener::local_addr).collect()
+        self.addrs_of(Protocol::Postgres)
+    }
+
+    /// The addresses the MySQL listeners are bound to.
+    pub fn mysql_addrs(&self) -> Vec<ListenAddr> {
+        self.addrs_of(Protocol::Mysql)
+    }
+
+    fn addrs_of(&self, protocol: Protocol) -> Vec<ListenAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.protocol() == protocol)
+            .map(Listener::local_addr)
+            .collect()
     }
 
     /// The address of the metrics endpoint, if enabled.
@@ -163,9 +180,13 @@ impl Server {
             let mut tasks = Vec::new();
             let mut sockets = Vec::new();
             for l in listeners {
-                tracing::info!("listening on {} (postgres)", l.local_addr());
-                if let Listener::Unix(_, p) = &l {
-                    sockets.push(p.clone());
+                let protocol = match l.protocol() {
+                    Protocol::Postgres => "postgres",
+                    _ => "mysql",
+                };
+                tracing::info!("listening on {} ({protocol})", l.local_addr());
+                if let Some(p) = l.unix_path() {
+                    sockets.push(p.to_path_buf());
                 }
                 tasks.push(tokio::task::spawn_local(l.serve(driver.clone())));
             }

@@ -10,6 +10,8 @@
 //! `scripts/setup`: integration tests never skip.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -429,11 +429,7 @@ impl Engine {
         let mut out = BytesMut::new();
         let _ = BackendMessage::Authentication(Authentication::Ok).encode(&mut out);
         self.send_client(id, out.freeze());
-        let Some(route) = self
-            .config
-            .route_for(&database, &user)
-            .filter(|&r| self.config.routes[r].protocol == Protocol::Postgres)
-        else {
+        let Some(route) = self.config.route_for(Protocol::Postgres, &database, &user) else {
             let msg = format!("database \"{database}\" does not exist");
             return self.pg_fail_client(id, sqlstate::INVALID_CATALOG_NAME, &msg);
         };

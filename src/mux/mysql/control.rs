@@ -1,0 +1,155 @@
+//! Commands that act on sessions rather than data: COM_RESET_CONNECTION, KILL, and the
+//! LOCAL INFILE upload a client streams in answer to its upstream.
+
+use bytes::Bytes;
+
+use super::client::{err_packet, MyPhase};
+use super::state::MyState;
+use super::upstream::{Owed, RESET_SQL};
+use crate::mux::engine::Engine;
+use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::Action;
+use crate::mysql::command::code::{COM_QUERY, COM_RESET_CONNECTION};
+use crate::mysql::errcode;
+use crate::mysql::packet::{PacketHeader, HEADER_LEN};
+use crate::mysql::{CapabilityFlags, StatusFlags};
+
+impl Engine {
+    /// COM_RESET_CONNECTION: the client's session starts afresh (state, statements, pins);
+    /// an upstream it holds is reset too.
+    pub(crate) fn my_reset_connection(&mut self, cid: ClientId, uid: Option<UpstreamId>) -> bool {
+        let Some(c) = self.clients.my_mut(cid) else {
+            return false;
+        };
+        let route = c.core.route;
+        c.state = MyState::for_login(
+            c.login_collation,
+            c.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
+        );
+        c.last_insert_id = 0;
+        let pinned = std::mem::take(&mut c.core.pins) != 0;
+        let stmts = std::mem::take(&mut c.stmts);
+        let pool = &mut self.pools[route];
+        if pinned {
+            pool.unpin();
+        }
+        for (_, s) in stmts {
+            pool.ext.my().statements.release(&s.entry);
+        }
+        if let Some(u) = uid.and_then(|u| self.upstreams.my_mut(u)) {
+            u.state = MyState::default();
+            u.prepared.clear();
+            u.last_insert_id = 0;
+            u.tx_pending = false;
+            u.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+            if let Some(uid) = uid {
+                self.my_send_own(uid, &[COM_RESET_CONNECTION], None);
+                let mut p = vec![COM_QUERY];
+                p.extend_from_slice(RESET_SQL.as_bytes());
+                self.my_send_own(uid, &p, None);
+                self.my_replay_state(uid, cid);
+            }
+        }
+        let answer = self.my_ok(cid, uid);
+        self.my_answer(cid, uid, answer);
+        true
+    }
+
+    /// `KILL [QUERY] <id>` and COM_PROCESS_KILL, with muxql's connection ids: a connection
+    /// kill closes that client; a query kill reaches the server thread running the target's
+    /// statement, through a side connection. Only a client's own user may kill it.
+    pub(crate) fn my_kill(&mut self, cid: ClientId, uid: Option<UpstreamId>, query: bool, id: u64) {
+        let Some(user) = self.clients.my(cid).map(|c| c.user) else {
+            return;
+        };
+        let target = u32::try_from(id)
+            .ok()
+            .and_then(|id| self.my.conn_index.get(&id).copied())
+            .filter(|&t| {
+                self.clients
+                    .my(t)
+                    .is_some_and(|c| matches!(c.phase, MyPhase::Ready))
+            });
+        let Some(target) = target else {
+            let answer = err_packet(
+                errcode::ER_NO_SUCH_THREAD,
+                &format!("Unknown thread id: {id}"),
+                1,
+            );
+            return self.my_answer(cid, uid, answer);
+        };
+        let Some(t) = self.clients.my(target) else {
+            return;
+        };
+        if t.user != user {
+            let answer = err_packet(
+                errcode::ER_KILL_DENIED_ERROR,
+                &format!("You are not owner of thread {id}"),
+                1,
+            );
+            return self.my_answer(cid, uid, answer);
+        }
+        if !query {
+            if target == cid {
+                return self.close_client(cid);
+            }
+            self.close_client(target);
+        } else if let Some(tu) = t.core.upstream {
+            let running = self.upstreams.my(tu).and_then(|u| {
+                let runs = u.owed.iter().any(|o| matches!(o, Owed::Client { .. }));
+                runs.then_some((u.core.route, u.thread_id))
+            });
+            if let Some((route, thread)) = running {
+                self.my_side_kill(route, thread);
+            }
+        }
+        let answer = self.my_ok(cid, uid);
+        self.my_answer(cid, uid, answer);
+    }
+
+    /// Streams a client's LOCAL INFILE packets to its upstream until the empty packet that
+    /// ends them; returns whether the upload ended.
+    pub(crate) fn my_upload(&mut self, cid: ClientId) -> bool {
+        let Some(c) = self.clients.my_mut(cid) else {
+            return false;
+        };
+        let Some(uid) = c.core.upstream else {
+            self.my_fail_client(cid, errcode::ER_MALFORMED_PACKET, "upload without a query");
+            return false;
+        };
+        let mut pos = 0usize;
+        let mut end_seq = None;
+        while let Some(h) = c.core.buf.get(pos..).and_then(PacketHeader::peek) {
+            let end = pos + HEADER_LEN + h.len;
+            if c.core.buf.len() < end {
+                break;
+            }
+            pos = end;
+            if h.len == 0 {
+                end_seq = Some(h.seq);
+                break;
+            }
+        }
+        if pos == 0 {
+            return false;
+        }
+        let bytes: Bytes = c.core.buf.split_to(pos).freeze();
+        self.actions
+            .push_back(Action::SendUpstream { id: uid, bytes });
+        let Some(seq) = end_seq else {
+            return false;
+        };
+        c.uploading = false;
+        if let Some(Some(Owed::Client { reader, .. })) =
+            self.upstreams.my_mut(uid).map(|u| u.owed.front_mut())
+        {
+            if reader.resume(seq.wrapping_add(1)).is_err() {
+                self.upstream_lost(uid, "upload out of step");
+                return false;
+            }
+        }
+        self.ready.push_back(cid);
+        self.upstream_input(uid);
+        true
+    }
+}

@@ -1,0 +1,403 @@
+//! An upstream MySQL/MariaDB connection: its login with the route's credentials, the session
+//! trackers muxql turns on, and the state muxql tracks on it.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::responses::PrepareFor;
+use super::state::{MyState, UPSTREAM_COLLATION};
+use super::statements::{MyStmt, Prepared};
+use crate::mux::engine::Engine;
+use crate::mux::ids::UpstreamId;
+use crate::mux::pooling::deadline_after;
+use crate::mux::session::{UpPhase, Upstream, UpstreamCore};
+use crate::mux::Action;
+use crate::mysql::auth::{ClientAuth, ClientAuthStep};
+use crate::mysql::command::code::COM_QUERY;
+use crate::mysql::handshake::{HandshakeResponse41, HandshakeV10};
+use crate::mysql::result_reader::{Expect, ResponseReader};
+use crate::mysql::{CapabilityFlags, PacketCodec, StatusFlags};
+
+use super::client::packet;
+use super::pool::MyBaseline;
+
+/// Capabilities muxql offers MySQL clients. Not offered, so that every client frames results
+/// as the upstreams do: `CLIENT_DEPRECATE_EOF`, `CLIENT_FOUND_ROWS`, `CLIENT_IGNORE_SPACE`,
+/// compression, TLS (not yet), query attributes and MariaDB's extended capabilities.
+pub(crate) const CLIENT_CAPS: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
+    .union(CapabilityFlags::CLIENT_LONG_FLAG)
+    .union(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+    .union(CapabilityFlags::CLIENT_LOCAL_FILES)
+    .union(CapabilityFlags::CLIENT_PROTOCOL_41)
+    .union(CapabilityFlags::CLIENT_TRANSACTIONS)
+    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+    .union(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
+    .union(CapabilityFlags::CLIENT_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_PS_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    .union(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    .union(CapabilityFlags::CLIENT_SESSION_TRACK);
+
+/// Capabilities an upstream must grant: muxql relies on each of them.
+const REQUIRED_CAPS: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
+    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    .union(CapabilityFlags::CLIENT_TRANSACTIONS)
+    .union(CapabilityFlags::CLIENT_SESSION_TRACK)
+    .union(CapabilityFlags::CLIENT_MULTI_RESULTS);
+
+/// Turns on the session trackers muxql follows client state with (MySQL Reference Manual,
+/// "Server Tracking of Client Session State"; MariaDB 10.2+ and MySQL 5.7+).
+pub(crate) const TRACKERS_SQL: &str = "SET @@SESSION.session_track_system_variables = '*', \
+     @@SESSION.session_track_schema = ON, @@SESSION.session_track_state_change = ON, \
+     @@SESSION.session_track_transaction_info = 'CHARACTERISTICS'";
+
+/// After COM_RESET_CONNECTION: the login character set and the trackers again.
+pub(crate) const RESET_SQL: &str = "SET NAMES utf8mb4 COLLATE utf8mb4_general_ci, \
+     @@SESSION.session_track_system_variables = '*', \
+     @@SESSION.session_track_schema = ON, @@SESSION.session_track_state_change = ON, \
+     @@SESSION.session_track_transaction_info = 'CHARACTERISTICS'";
+
+/// Login progress.
+#[derive(Debug)]
+enum MyUpLogin {
+    /// Waiting for the server's greeting.
+    Greeting,
+    /// Authenticating.
+    Auth {
+        auth: Box<ClientAuth>,
+        seq: u8,
+        version: Bytes,
+        thread_id: u32,
+    },
+    /// Turning the session trackers on.
+    Trackers {
+        reader: Box<ResponseReader>,
+        version: Bytes,
+    },
+}
+
+/// What a response muxql waits for belongs to.
+#[derive(Debug)]
+pub(crate) enum Owed {
+    /// The attached client's command: relayed to it.
+    Client {
+        reader: ResponseReader,
+        /// A COM_STMT_PREPARE: its PREPARE_OK is rewritten with the client's statement id.
+        prepare: Option<PrepareFor>,
+        /// A LOCAL INFILE the client did not enable was refused: it gets an error with this
+        /// sequence id instead of the answer.
+        refused: Option<u8>,
+    },
+    /// A command muxql sent itself (state replay, re-prepare, cleanup, KILL): swallowed.
+    Own {
+        reader: ResponseReader,
+        /// A re-prepare of this entry: the server's statement id is recorded.
+        prepare: Option<Rc<MyStmt>>,
+    },
+    /// An answer muxql makes itself, sent to the client in order.
+    Local(Bytes),
+}
+
+/// One MySQL upstream connection.
+#[derive(Debug)]
+pub(crate) struct MyUpstream {
+    /// What the pooling core tracks.
+    pub(crate) core: UpstreamCore,
+    login: Option<MyUpLogin>,
+    /// Capabilities negotiated with the server.
+    pub(crate) caps: CapabilityFlags,
+    /// The server's thread id (what KILL QUERY names).
+    pub(crate) thread_id: u32,
+    /// Responses the server still owes, oldest first.
+    pub(crate) owed: VecDeque<Owed>,
+    /// Status flags of the last OK or EOF.
+    pub(crate) status: StatusFlags,
+    /// A `SET TRANSACTION` waits for the next transaction: the connection stays with its client.
+    pub(crate) tx_pending: bool,
+    /// Session state that differs from a fresh connection.
+    pub(crate) state: MyState,
+    /// LAST_INSERT_ID() on this connection.
+    pub(crate) last_insert_id: u64,
+    /// Statements prepared on this connection.
+    pub(crate) prepared: Prepared,
+    /// The last command sent was a COM_STMT_PREPARE of this pool entry (MariaDB's "last
+    /// statement" id refers to it).
+    pub(crate) last_prepare: Option<u64>,
+    /// A side connection that only runs `KILL QUERY` of this server thread.
+    kill: Option<u32>,
+}
+
+impl MyUpstream {
+    /// A connection the host is about to open.
+    pub(crate) fn new(core: UpstreamCore) -> Self {
+        MyUpstream {
+            core,
+            login: None,
+            caps: CapabilityFlags::empty(),
+            thread_id: 0,
+            owed: VecDeque::new(),
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            tx_pending: false,
+            state: MyState::default(),
+            last_insert_id: 0,
+            prepared: Prepared::default(),
+            last_prepare: None,
+            kill: None,
+        }
+    }
+
+    /// The sequence id of the next packet of the response now relayed to the client.
+    pub(crate) fn client_seq(&self) -> Option<u8> {
+        match self.owed.front()? {
+            Owed::Client { reader, .. } => Some(reader.next_seq()),
+            _ => None,
+        }
+    }
+
+    /// A reader for the response to a command sent now (code `code`).
+    pub(crate) fn reader(&self, code: u8, limits: crate::wire::Limits) -> Option<ResponseReader> {
+        Some(ResponseReader::new(
+            Expect::for_code(code)?,
+            self.caps,
+            limits,
+        ))
+    }
+}
+
+impl Engine {
+    /// The host connected an upstream: the server speaks first.
+    pub(crate) fn my_upstream_connected(&mut self, id: UpstreamId) {
+        let Some(u) = self.upstreams.my_mut(id) else {
+            return;
+        };
+        if u.core.phase != UpPhase::Connecting {
+            return;
+        }
+        u.core.phase = UpPhase::LoggingIn;
+        u.login = Some(MyUpLogin::Greeting);
+    }
+
+    /// Handles an upstream's buffered input as its phase requires.
+    pub(crate) fn my_upstream_input(&mut self, id: UpstreamId) {
+        let Some(u) = self.upstreams.my_mut(id) else {
+            return;
+        };
+        match u.core.phase {
+            UpPhase::Connecting => {}
+            UpPhase::LoggingIn => self.my_upstream_login(id),
+            UpPhase::Idle => {
+                if !u.core.buf.is_empty() {
+                    self.upstream_lost(id, "unexpected packet on idle connection");
+                }
+            }
+            UpPhase::Attached(_) | UpPhase::Resetting => self.my_relay_upstream(id),
+        }
+    }
+
+    /// Handles login packets until the session trackers are on.
+    fn my_upstream_login(&mut self, id: UpstreamId) {
+        loop {
+            let limits = self.limits;
+            let Some(u) = self.upstreams.my_mut(id) else {
+                return;
+            };
+            let Some(login) = u.login.take() else {
+                return;
+            };
+            if let MyUpLogin::Trackers {
+                mut reader,
+                version,
+            } = login
+            {
+                let scan = match reader.scan(&u.core.buf) {
+                    Ok(s) => s,
+                    Err(e) => return self.upstream_lost(id, &format!("protocol error: {e}")),
+                };
+                let _ = u.core.buf.split_to(scan.consumed);
+                match scan.step {
+                    crate::mysql::Step::Complete(c) if !c.error => {
+                        return self.my_upstream_ready(id, version)
+                    }
+                    crate::mysql::Step::More => {
+                        u.login = Some(MyUpLogin::Trackers { reader, version });
+                        return;
+                    }
+                    _ => return self.upstream_lost(id, "the server refused session tracking"),
+                }
+            }
+            let expected_seq = match &login {
+                MyUpLogin::Auth { seq, .. } => *seq,
+                _ => 0,
+            };
+            let mut codec = PacketCodec::pre_auth(limits);
+            codec.set_next_seq(expected_seq);
+            let packet_in = match codec.parse(&mut u.core.buf) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    u.login = Some(login);
+                    return;
+                }
+                Err(e) => return self.upstream_lost(id, &format!("protocol error: {e}")),
+            };
+            let route = &self.config.routes[u.core.route];
+            match login {
+                MyUpLogin::Greeting => {
+                    if packet_in.payload.first() == Some(&0xFF) {
+                        return self.upstream_lost(id, &err_text(&packet_in.payload));
+                    }
+                    let hello = match HandshakeV10::parse(&packet_in.payload) {
+                        Ok(h) => h,
+                        Err(e) => return self.upstream_lost(id, &format!("bad greeting: {e}")),
+                    };
+                    if !hello.capabilities.contains(REQUIRED_CAPS) {
+                        return self.upstream_lost(id, "the server lacks session tracking");
+                    }
+                    let auth = match ClientAuth::new(
+                        hello.auth_plugin_name.as_deref(),
+                        &hello.auth_plugin_data,
+                        route.upstream_password.as_bytes(),
+                        false,
+                        self.rng.array(),
+                    ) {
+                        Ok(a) => a.allow_public_key_request(true),
+                        Err(e) => return self.upstream_lost(id, &format!("login: {e}")),
+                    };
+                    let caps = (CLIENT_CAPS | CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+                        & hello.capabilities;
+                    let response = HandshakeResponse41 {
+                        capabilities: caps,
+                        max_packet_size: 1 << 30,
+                        character_set: UPSTREAM_COLLATION,
+                        username: Bytes::from(route.upstream_user.clone()),
+                        auth_response: Bytes::from(auth.initial_response()),
+                        database: Some(Bytes::from(route.upstream_database.clone())),
+                        auth_plugin_name: Some(Bytes::from_static(auth.plugin().name())),
+                        connect_attrs: vec![(
+                            Bytes::from_static(b"program_name"),
+                            Bytes::from_static(b"muxql"),
+                        )],
+                        zstd_compression_level: None,
+                    };
+                    let mut out = BytesMut::new();
+                    if let Err(e) = response.encode(&mut out) {
+                        return self.upstream_lost(id, &format!("login: {e}"));
+                    }
+                    u.caps = caps;
+                    u.thread_id = hello.connection_id;
+                    u.login = Some(MyUpLogin::Auth {
+                        auth: Box::new(auth),
+                        seq: 2,
+                        version: hello.server_version,
+                        thread_id: hello.connection_id,
+                    });
+                    self.actions.push_back(Action::SendUpstream {
+                        id,
+                        bytes: packet(&out, 1),
+                    });
+                }
+                MyUpLogin::Auth {
+                    mut auth,
+                    version,
+                    thread_id,
+                    ..
+                } => match auth.handle(&packet_in.payload, u.caps) {
+                    Ok(ClientAuthStep::Send(data)) => {
+                        let seq = codec.next_seq();
+                        u.login = Some(MyUpLogin::Auth {
+                            auth,
+                            seq: seq.wrapping_add(1),
+                            version,
+                            thread_id,
+                        });
+                        self.actions.push_back(Action::SendUpstream {
+                            id,
+                            bytes: packet(&data, seq),
+                        });
+                    }
+                    Ok(ClientAuthStep::Wait) => {
+                        u.login = Some(MyUpLogin::Auth {
+                            auth,
+                            seq: codec.next_seq(),
+                            version,
+                            thread_id,
+                        });
+                    }
+                    Ok(ClientAuthStep::Done(_)) if u.kill.is_some() => {
+                        let sql = format!("KILL QUERY {}", u.kill.unwrap_or_default());
+                        u.core.phase = UpPhase::Resetting;
+                        let mut payload = vec![COM_QUERY];
+                        payload.extend_from_slice(sql.as_bytes());
+                        self.my_send_own(id, &payload, None);
+                        return;
+                    }
+                    Ok(ClientAuthStep::Done(_)) => {
+                        let mut payload = vec![COM_QUERY];
+                        payload.extend_from_slice(TRACKERS_SQL.as_bytes());
+                        let Some(reader) = u.reader(COM_QUERY, limits) else {
+                            return;
+                        };
+                        u.login = Some(MyUpLogin::Trackers {
+                            reader: Box::new(reader),
+                            version,
+                        });
+                        self.actions.push_back(Action::SendUpstream {
+                            id,
+                            bytes: packet(&payload, 0),
+                        });
+                    }
+                    Ok(ClientAuthStep::Failed(e)) => {
+                        return self.upstream_lost(id, &String::from_utf8_lossy(&e.message))
+                    }
+                    Err(e) => return self.upstream_lost(id, &format!("login: {e}")),
+                },
+                MyUpLogin::Trackers { .. } => return,
+            }
+        }
+    }
+
+    /// Login finished: record the baseline, greet clients waiting for it, and serve.
+    fn my_upstream_ready(&mut self, id: UpstreamId, version: Bytes) {
+        let Some(u) = self.upstreams.my_mut(id) else {
+            return;
+        };
+        let route = u.core.route;
+        let pool = &mut self.pools[route];
+        pool.logged_in();
+        let my = pool.ext.my();
+        if my.baseline.is_none() {
+            my.baseline = Some(MyBaseline {
+                server_version: version,
+            });
+            for c in std::mem::take(&mut pool.awaiting_baseline) {
+                self.my_greet(c);
+            }
+        }
+        self.park(id);
+    }
+}
+
+impl Engine {
+    /// Opens a side connection to `route`'s server that logs in, runs `KILL QUERY thread`,
+    /// and closes; it is not a member of the pool.
+    pub(crate) fn my_side_kill(&mut self, route: usize, thread: u32) {
+        let deadline = deadline_after(self.now, self.config.connect_timeout_ms);
+        let mut core = UpstreamCore::new(route, self.now, deadline);
+        core.side = true;
+        let mut up = MyUpstream::new(core);
+        up.kill = Some(thread);
+        let id = UpstreamId(self.upstreams.insert(Upstream::My(up)));
+        self.actions
+            .push_back(Action::ConnectUpstream { id, route });
+    }
+}
+
+/// The message of an ERR packet payload.
+fn err_text(payload: &Bytes) -> String {
+    crate::mysql::response::ErrPacket::parse(payload, CapabilityFlags::CLIENT_PROTOCOL_41)
+        .map(|e| String::from_utf8_lossy(&e.message).into_owned())
+        .unwrap_or_else(|_| "login refused".into())
+}
