@@ -52,12 +52,13 @@ metric() {
 # rss_kb PID: resident set size in KiB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-# start_muxql BIN PORT METRICS_PORT LOGFILE ARGS...: starts muxql, sets MUXQL_PID, waits for it.
+# start_muxql BIN PORT METRICS_PORT LOGFILE ARGS...: starts muxql with a PostgreSQL listener on
+# PORT (MUXQL_LISTEN=--listen-mysql for a MySQL one), sets MUXQL_PID, waits for it.
 start_muxql() {
   local bin=$1 port=$2 mport=$3 logfile=$4
   shift 4
-  "$bin" --listen-pg "127.0.0.1:$port" --metrics "127.0.0.1:$mport" --log-level warn "$@" \
-    >"$logfile" 2>&1 &
+  "$bin" "${MUXQL_LISTEN:---listen-pg}" "127.0.0.1:$port" --metrics "127.0.0.1:$mport" \
+    --log-level warn "$@" >"$logfile" 2>&1 &
   MUXQL_PID=$!
   STARTED_PIDS+=("$MUXQL_PID")
   wait_port "$mport" "$MUXQL_PID" || die "muxql did not start: $(tail -n 1 "$logfile")"
@@ -152,6 +153,35 @@ prepare_pgbench() {
     -U "$MUXQL_PG_SUPERUSER" -d "$MUXQL_PG_DB" \
     -c 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO PUBLIC' \
     >/dev/null || die "granting pgbench tables failed"
+}
+
+# sysbench_prepare TABLES SIZE: creates the sysbench tables straight on MariaDB.
+sysbench_prepare() {
+  local args=(--mysql-host=127.0.0.1 --mysql-port="$MUXQL_MY_PORT" --mysql-user="$MUXQL_MY_USER"
+    --mysql-password="$MUXQL_MY_PASSWORD" --mysql-db="$MUXQL_MY_DB" --tables="$1")
+  log "creating sysbench tables ($1 x $2 rows)"
+  sysbench oltp_point_select "${args[@]}" cleanup >/dev/null 2>&1 || true
+  sysbench oltp_point_select "${args[@]}" --table-size="$2" prepare >/dev/null 2>&1 ||
+    die "sysbench prepare failed"
+}
+
+# sysbench_run OUT PORT PS_MODE THREADS SECONDS TABLES SIZE: oltp_point_select against
+# 127.0.0.1:PORT, output in OUT.
+sysbench_run() {
+  local out=$1 port=$2 ps=$3 threads=$4 secs=$5 tables=$6 size=$7
+  sysbench oltp_point_select --mysql-host=127.0.0.1 --mysql-port="$port" \
+    --mysql-user="$MUXQL_MY_USER" --mysql-password="$MUXQL_MY_PASSWORD" --mysql-db="$MUXQL_MY_DB" \
+    --tables="$tables" --table-size="$size" --db-ps-mode="$ps" --threads="$threads" \
+    --time="$secs" --report-interval=0 run >"$out" 2>&1 || true
+}
+
+# sysbench_qps OUT: queries per second of a sysbench run (0 when it failed).
+sysbench_qps() {
+  if grep -q FATAL "$1"; then
+    echo 0
+    return
+  fi
+  awk '/queries:/ { gsub(/\(/, "", $3); print $3; found = 1 } END { if (!found) print 0 }' "$1"
 }
 
 # raise_fd_limit: lets one process hold thousands of sockets.
