@@ -568,3 +568,30 @@ async fn sysbench_with_200_threads_over_a_pool_of_8_has_no_errors() {
     sysbench(&mux, "oltp_read_write", "disable", 4, &[tables, "cleanup"]);
     assert!(mux.metric("muxql_upstreams").await <= 8.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_logs_in_again_with_a_fresh_session() {
+    let mux = Mux::start(1);
+    let mut c = mux.connect().await;
+    c.query_drop("SET @v = 1, time_zone = '+05:00'")
+        .await
+        .unwrap();
+    assert_eq!(mux.metric("muxql_clients_pinned").await, 1.0);
+    c.change_user(mysql_async::ChangeUserOpts::default())
+        .await
+        .unwrap();
+    let row: Row = c
+        .query_first("SELECT @v, @@time_zone")
+        .await
+        .unwrap()
+        .unwrap();
+    let (v, tz): (Option<i64>, String) = mysql_async::from_row(row);
+    assert_eq!(v, None);
+    assert_ne!(tz, "+05:00");
+    assert_eq!(mux.metric("muxql_clients_pinned").await, 0.0);
+    let wrong = mysql_async::ChangeUserOpts::default().with_pass(Some("wrong".to_string()));
+    assert!(c.change_user(wrong).await.is_err(), "wrong password");
+    let mut other = mux.connect().await;
+    let one: Option<i64> = other.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "the pool is fine after a failed change");
+}

@@ -97,7 +97,7 @@ impl Engine {
     pub(crate) fn share_busy_upstreams(&mut self, route: usize) {
         match self.config.routes[route].protocol {
             Protocol::Postgres => self.pg_pipeline_waiting(route),
-            Protocol::Mysql => {}
+            Protocol::Mysql => self.my_pipeline_waiting(route),
         }
     }
 
@@ -132,7 +132,11 @@ impl Engine {
     pub(crate) fn upstream_gone(&mut self, u: &Upstream) {
         match u {
             Upstream::Pg(u) => self.pg_upstream_gone(u),
-            Upstream::My(_) => {}
+            Upstream::My(u) => {
+                for cid in u.followers.clone() {
+                    self.fail_client(cid, SessionError::UpstreamLost("connection closed".into()));
+                }
+            }
         }
     }
 

@@ -74,7 +74,7 @@ impl Client {
     pub(crate) fn is_queued(&self) -> bool {
         match self {
             Client::Pg(c) => c.queued_on.is_some(),
-            Client::My(_) => false,
+            Client::My(c) => c.queued_on.is_some(),
         }
     }
 

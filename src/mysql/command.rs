@@ -400,7 +400,9 @@ impl Command {
                     if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !c.is_empty() {
                         cu.auth_plugin_name = Some(c.null_str_or_rest());
                     }
-                    if caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
+                    // Clients send attributes here even when they did not negotiate
+                    // CLIENT_CONNECT_ATTRS (mysql_common, libmariadb); servers read them then.
+                    if caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) || !c.is_empty() {
                         cu.connect_attrs = read_attrs(&mut c)?;
                     }
                 }

@@ -82,11 +82,29 @@ pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     }
 }
 
-/// Whether `sql` has an effect at all (the common case is none).
-pub fn has_effects(sql: &[u8]) -> bool {
-    let mut any = false;
-    for_each_effect(sql, |_| any = true);
-    any
+/// Whether `sql` is one SELECT, INSERT, UPDATE, DELETE or REPLACE with no effect at all: in
+/// autocommit mode it runs in its own transaction and leaves nothing on the connection.
+pub fn is_autocommit_statement(sql: &[u8]) -> bool {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let Some(Token::Word(first)) = lexer.next() else {
+        return false;
+    };
+    let plain = ["SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE"]
+        .iter()
+        .any(|k| first.eq_ignore_ascii_case(k.as_bytes()));
+    if !plain {
+        return false;
+    }
+    let mut statements = 1;
+    while let Some(t) = lexer.next() {
+        if t == Token::Punct(b';') {
+            statements += 1;
+        }
+    }
+    let trailing_semicolon = sql.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b';');
+    let mut effects = false;
+    for_each_effect(sql, |_| effects = true);
+    !effects && (statements == 1 || (statements == 2 && trailing_semicolon))
 }
 
 fn is_word(t: &Token<'_>, kw: &str) -> bool {
@@ -410,6 +428,30 @@ mod tests {
             effects("SELECT @@warning_count"),
             vec![Effect::PreviousResult]
         );
+    }
+
+    #[test]
+    fn autocommit_statements_are_single_plain_dml() {
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id=1",
+            "  insert into t values (1);",
+            "UPDATE t SET a = a + 1",
+            "/* hint */ DELETE FROM t",
+        ] {
+            assert!(is_autocommit_statement(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "BEGIN",
+            "SET a = 1",
+            "SELECT 1; SELECT 2",
+            "SELECT LAST_INSERT_ID()",
+            "SELECT @a := 1",
+            "SELECT GET_LOCK('a', 1)",
+            "",
+            "CALL p()",
+        ] {
+            assert!(!is_autocommit_statement(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]

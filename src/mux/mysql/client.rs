@@ -10,7 +10,7 @@ use super::statements::ClientStmt;
 use super::upstream::CLIENT_CAPS;
 use crate::mux::config::{MysqlAuth, Protocol, User};
 use crate::mux::engine::Engine;
-use crate::mux::ids::ClientId;
+use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::{unpin_read_buffer, ClientCore};
 use crate::mysql::auth::{
     scramble_from_random, AuthPlugin, ServerAuth, ServerAuthStep, ServerCredential,
@@ -51,6 +51,17 @@ pub(crate) enum MyPhase {
     Ready,
 }
 
+/// What a client presents to log in.
+#[derive(Debug)]
+pub(crate) struct NewLogin<'a> {
+    pub(crate) username: &'a [u8],
+    pub(crate) database: &'a [u8],
+    pub(crate) caps: CapabilityFlags,
+    pub(crate) collation: u8,
+    pub(crate) plugin: Option<&'a [u8]>,
+    pub(crate) response: &'a [u8],
+}
+
 /// An authentication exchange in progress.
 #[derive(Debug)]
 pub(crate) struct MyLogin {
@@ -71,7 +82,7 @@ pub(crate) struct MyClient {
     /// Capabilities negotiated with the client.
     pub(crate) caps: CapabilityFlags,
     /// Sequence id of the next login packet (handshake phase).
-    login_seq: u8,
+    pub(crate) login_seq: u8,
     /// The greeting's scramble.
     scramble: [u8; 20],
     /// The connection id muxql gave the client (what KILL names).
@@ -94,6 +105,8 @@ pub(crate) struct MyClient {
     pub(crate) failed_prepare: Option<Bytes>,
     /// The collation it logged in with (restored by COM_RESET_CONNECTION).
     pub(crate) login_collation: u8,
+    /// The busy upstream its command was pipelined onto, behind another client's.
+    pub(crate) queued_on: Option<UpstreamId>,
 }
 
 impl MyClient {
@@ -115,6 +128,7 @@ impl MyClient {
             held: false,
             failed_prepare: None,
             login_collation: 0,
+            queued_on: None,
         }
     }
 
@@ -278,51 +292,17 @@ impl Engine {
         let seed = self.rng.array();
         let step = match phase {
             MyPhase::Handshake => match ClientHello::parse(&input.payload) {
-                Ok(ClientHello::Response(r)) => {
-                    let username = String::from_utf8_lossy(&r.username).into_owned();
-                    let user = self.my.users.iter().position(|u| u.name == username);
-                    // An unknown user still gets a full exchange that fails at the end, so
-                    // the answer does not tell which user names exist.
-                    let credential = match user {
-                        Some(u) => self.my.users[u].credential.clone(),
-                        None => ServerCredential::from_password(&self.rng.array::<16>()),
-                    };
-                    let plugin = match self.config.mysql_auth {
-                        MysqlAuth::CachingSha2Password => AuthPlugin::CachingSha2Password,
-                        MysqlAuth::NativePassword => AuthPlugin::MysqlNativePassword,
-                    };
-                    let scramble = c.scramble;
-                    let mut login = Box::new(MyLogin {
-                        auth: match ServerAuth::new(plugin, scramble, credential, true) {
-                            Ok(a) => a,
-                            Err(e) => {
-                                self.my_fail_client(
-                                    id,
-                                    errcode::ER_HANDSHAKE_ERROR,
-                                    &e.to_string(),
-                                );
-                                return false;
-                            }
-                        },
-                        user,
-                        username,
-                        database: r
-                            .database
-                            .as_deref()
-                            .map(|d| String::from_utf8_lossy(d).into_owned())
-                            .unwrap_or_default(),
+                Ok(ClientHello::Response(r)) => self.my_new_login(
+                    NewLogin {
+                        username: &r.username,
+                        database: r.database.as_deref().unwrap_or_default(),
                         caps: r.capabilities & CLIENT_CAPS,
                         collation: r.character_set,
-                    });
-                    let step = login.auth.start(
-                        r.auth_plugin_name.as_deref(),
-                        &r.auth_response,
-                        false,
-                        None,
-                        seed,
-                    );
-                    step.map(|s| (s, login))
-                }
+                        plugin: r.auth_plugin_name.as_deref(),
+                        response: &r.auth_response,
+                    },
+                    id,
+                ),
                 Ok(ClientHello::Ssl(_)) => {
                     self.my_fail_client(id, errcode::ER_HANDSHAKE_ERROR, "TLS is not offered");
                     return false;
@@ -340,13 +320,57 @@ impl Engine {
                 return false;
             }
         };
-        let (step, login) = match step {
-            Ok(s) => s,
+        match step {
+            Ok((step, login)) => self.my_auth_outcome(id, step, login),
             Err(e) => {
                 self.my_fail_client(id, errcode::ER_HANDSHAKE_ERROR, &e.to_string());
-                return false;
+                false
             }
+        }
+    }
+
+    /// Starts authenticating a client (its HandshakeResponse41, or COM_CHANGE_USER) against
+    /// the scramble of its greeting.
+    pub(crate) fn my_new_login(
+        &mut self,
+        req: NewLogin<'_>,
+        id: ClientId,
+    ) -> Result<(ServerAuthStep, Box<MyLogin>), crate::wire::Error> {
+        let username = String::from_utf8_lossy(req.username).into_owned();
+        let user = self.my.users.iter().position(|u| u.name == username);
+        // An unknown user still gets a full exchange that fails at the end, so the answer does
+        // not tell which user names exist.
+        let credential = match user {
+            Some(u) => self.my.users[u].credential.clone(),
+            None => ServerCredential::from_password(&self.rng.array::<16>()),
         };
+        let plugin = match self.config.mysql_auth {
+            MysqlAuth::CachingSha2Password => AuthPlugin::CachingSha2Password,
+            MysqlAuth::NativePassword => AuthPlugin::MysqlNativePassword,
+        };
+        let scramble = self.clients.my(id).map(|c| c.scramble).unwrap_or_default();
+        let mut login = Box::new(MyLogin {
+            auth: ServerAuth::new(plugin, scramble, credential, true)?,
+            user,
+            username,
+            database: String::from_utf8_lossy(req.database).into_owned(),
+            caps: req.caps,
+            collation: req.collation,
+        });
+        let seed = self.rng.array();
+        let step = login
+            .auth
+            .start(req.plugin, req.response, false, None, seed)?;
+        Ok((step, login))
+    }
+
+    /// Answers one step of an authentication exchange; returns whether the client moved on.
+    pub(crate) fn my_auth_outcome(
+        &mut self,
+        id: ClientId,
+        step: ServerAuthStep,
+        login: Box<MyLogin>,
+    ) -> bool {
         let Some(c) = self.clients.my_mut(id) else {
             return false;
         };

@@ -39,16 +39,16 @@ pub(crate) fn pin_bit_cursor() -> u16 {
 }
 
 /// A complete command at the front of a client's buffer.
-struct CommandFrame {
+pub(crate) struct CommandFrame {
     /// Bytes it takes on the wire.
-    wire_len: usize,
+    pub(crate) wire_len: usize,
     /// Its command byte.
-    code: u8,
+    pub(crate) code: u8,
 }
 
 /// Finds the complete command at the front of `buf`, checking sequence ids (from 0) and the
 /// size limit on each header as it arrives.
-fn peek_command(buf: &[u8], max: usize) -> Result<Option<CommandFrame>, Error> {
+pub(crate) fn peek_command(buf: &[u8], max: usize) -> Result<Option<CommandFrame>, Error> {
     let mut pos = 0usize;
     let mut total = 0usize;
     let mut seq = 0u8;
@@ -135,7 +135,7 @@ impl Engine {
                 }
                 continue;
             }
-            if c.held {
+            if c.held || c.queued_on.is_some() {
                 return;
             }
             let frame = match peek_command(&c.core.buf, max) {
@@ -157,6 +157,14 @@ impl Engine {
                 return self.wait_for_upstream(cid);
             }
             if let Some(uid) = upstream {
+                if !self.my_may_send(cid, uid, frame.wire_len) {
+                    return;
+                }
+                let owes = self.upstreams.my(uid).is_some_and(|u| !u.owed.is_empty());
+                if frame.code == COM_CHANGE_USER && owes {
+                    // Its answer must follow the answers still owed.
+                    return;
+                }
                 if self.my_prepare_first(cid, uid, frame.code) {
                     return;
                 }
@@ -173,7 +181,7 @@ impl Engine {
     }
 
     /// Handles one command; returns whether the client's next command may follow now.
-    fn my_command(
+    pub(crate) fn my_command(
         &mut self,
         cid: ClientId,
         uid: Option<UpstreamId>,
@@ -215,6 +223,7 @@ impl Engine {
             }
             COM_STMT_RESET => self.my_stmt_reset(cid, uid, &payload),
             COM_RESET_CONNECTION => self.my_reset_connection(cid, uid),
+            COM_CHANGE_USER => self.my_change_user(cid, &payload),
             COM_PROCESS_KILL => {
                 let id = stmt_id(&payload).map_or(0, u64::from);
                 self.my_kill(cid, uid, false, id);
@@ -260,7 +269,7 @@ impl Engine {
     pub(crate) fn my_answer(&mut self, cid: ClientId, uid: Option<UpstreamId>, bytes: Bytes) {
         if let Some(u) = uid.and_then(|u| self.upstreams.my_mut(u)) {
             if !u.owed.is_empty() {
-                u.owed.push_back(Owed::Local(bytes));
+                u.owed.push_back(Owed::Local(cid, bytes));
                 return;
             }
         }
@@ -270,7 +279,7 @@ impl Engine {
     /// Sends a client command upstream and expects its answer for the client.
     pub(crate) fn my_forward(
         &mut self,
-        _cid: ClientId,
+        cid: ClientId,
         uid: Option<UpstreamId>,
         code: u8,
         wire: Bytes,
@@ -287,6 +296,7 @@ impl Engine {
         if let Some(reader) = u.reader(code, limits) {
             if !reader.is_complete() {
                 u.owed.push_back(Owed::Client {
+                    owner: cid,
                     reader,
                     prepare,
                     refused: None,

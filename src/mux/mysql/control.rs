@@ -3,13 +3,15 @@
 
 use bytes::Bytes;
 
-use super::client::{err_packet, MyPhase};
+use super::client::{err_packet, MyPhase, NewLogin};
 use super::state::MyState;
 use super::upstream::{Owed, RESET_SQL};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::mysql::command::code::{COM_QUERY, COM_RESET_CONNECTION};
+use crate::mysql::command::Command;
 use crate::mysql::errcode;
 use crate::mysql::packet::{PacketHeader, HEADER_LEN};
 use crate::mysql::{CapabilityFlags, StatusFlags};
@@ -53,6 +55,82 @@ impl Engine {
         let answer = self.my_ok(cid, uid);
         self.my_answer(cid, uid, answer);
         true
+    }
+
+    /// COM_CHANGE_USER: the client leaves its route and session (an upstream it holds is
+    /// reset) and logs in again as the user it names, against its greeting's scramble; a failed
+    /// exchange closes it, as a server does.
+    pub(crate) fn my_change_user(&mut self, cid: ClientId, payload: &Bytes) -> bool {
+        let Some(caps) = self.clients.my(cid).map(|c| c.caps) else {
+            return false;
+        };
+        let cu = match Command::parse(payload, caps) {
+            Ok(Command::ChangeUser(cu)) => cu,
+            Ok(_) => return false,
+            Err(e) => {
+                let msg = format!("bad COM_CHANGE_USER: {e}");
+                self.my_fail_client(cid, errcode::ER_MALFORMED_PACKET, &msg);
+                return false;
+            }
+        };
+        self.my_leave_route(cid);
+        let Some(c) = self.clients.my_mut(cid) else {
+            return false;
+        };
+        c.login_seq = 1;
+        c.phase = MyPhase::Handshake;
+        self.logging_in += 1;
+        let collation = cu
+            .character_set
+            .and_then(|cs| u8::try_from(cs).ok())
+            .unwrap_or(c.login_collation);
+        let login = self.my_new_login(
+            NewLogin {
+                username: &cu.user,
+                database: &cu.database,
+                caps,
+                collation,
+                plugin: cu.auth_plugin_name.as_deref(),
+                response: &cu.auth_response,
+            },
+            cid,
+        );
+        match login {
+            Ok((step, login)) => self.my_auth_outcome(cid, step, login),
+            Err(e) => {
+                self.my_fail_client(cid, errcode::ER_HANDSHAKE_ERROR, &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// A logged-in client leaves its route: statements, pins and its upstream go (the
+    /// upstream is reset for the next client), as when it disconnects.
+    fn my_leave_route(&mut self, cid: ClientId) {
+        let Some(c) = self.clients.my_mut(cid) else {
+            return;
+        };
+        let route = c.core.route;
+        let upstream = c.core.upstream.take();
+        let pinned = std::mem::take(&mut c.core.pins) != 0;
+        let stmts = std::mem::take(&mut c.stmts);
+        c.state = MyState::default();
+        c.last_insert_id = 0;
+        let pool = &mut self.pools[route];
+        pool.leave();
+        if pinned {
+            pool.unpin();
+        }
+        for (_, s) in stmts {
+            pool.ext.my().statements.release(&s.entry);
+        }
+        if let Some(uid) = upstream {
+            pool.detach(true);
+            if let Some(u) = self.upstreams.core_mut(uid) {
+                u.phase = UpPhase::Resetting;
+            }
+            self.clean_after_client(uid, true);
+        }
     }
 
     /// `KILL [QUERY] <id>` and COM_PROCESS_KILL, with muxql's connection ids: a connection

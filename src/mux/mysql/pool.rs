@@ -68,6 +68,8 @@ impl Engine {
         let (Some(c), Some(u)) = (self.clients.my(cid), self.upstreams.my_mut(uid)) else {
             return;
         };
+        // Whether others may queue behind it is decided by this client's first command.
+        u.pipeline_ok = false;
         let sql = c.state.set_sql(&u.state);
         let schema = (c.state.schema != u.state.schema).then(|| {
             c.state.schema.clone().unwrap_or_else(|| {
@@ -125,6 +127,10 @@ impl Engine {
         if c.conn_id != 0 {
             self.my.conn_index.remove(&c.conn_id);
         }
+        if c.queued_on.is_some() {
+            // Its command is on the wire already: the answer is dropped when its turn comes.
+            self.pools[c.core.route].deactivate();
+        }
         if c.is_logging_in() {
             return;
         }
@@ -141,7 +147,12 @@ impl Engine {
         let Some(u) = self.upstreams.my_mut(uid) else {
             return;
         };
-        let busy = u.owed.iter().any(|o| !matches!(o, Owed::Local(_)));
+        if !u.followers.is_empty() {
+            // Others' commands run behind the departed client's: its answers are dropped and
+            // the next follower is served after it.
+            return;
+        }
+        let busy = u.owed.iter().any(|o| !matches!(o, Owed::Local(..)));
         if busy {
             self.pools[u.core.route].stats.upstreams_discarded += 1;
             return self.retire(uid);

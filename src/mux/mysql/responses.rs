@@ -67,10 +67,15 @@ impl Engine {
     /// the upstream when the client's transaction is over.
     pub(crate) fn my_relay_upstream(&mut self, uid: UpstreamId) {
         loop {
+            self.my_turn(uid);
             let Some(u) = self.upstreams.my_mut(uid) else {
                 return;
             };
-            let cid = u.core.client();
+            let owner = u.owed.front().and_then(Owed::owner);
+            let cid = match owner {
+                Some(o) => Some(o).filter(|&o| self.clients.my(o).is_some()),
+                None => u.core.client(),
+            };
             match u.owed.front_mut() {
                 None => {
                     if !u.core.buf.is_empty() {
@@ -78,8 +83,8 @@ impl Engine {
                     }
                     break;
                 }
-                Some(Owed::Local(_)) => {
-                    if let (Some(Owed::Local(bytes)), Some(cid)) = (u.owed.pop_front(), cid) {
+                Some(Owed::Local(..)) => {
+                    if let (Some(Owed::Local(_, bytes)), Some(cid)) = (u.owed.pop_front(), cid) {
                         self.send_client(cid, bytes);
                     }
                 }
@@ -91,6 +96,12 @@ impl Engine {
             }
         }
         self.my_release_if_done(uid);
+        // A client kept on its upstream may have input waiting for the answers it had owed.
+        if let Some(cid) = self.upstreams.my(uid).and_then(|u| u.core.client()) {
+            if self.clients.core(cid).is_some_and(|c| !c.buf.is_empty()) {
+                self.ready.push_back(cid);
+            }
+        }
     }
 
     /// Relays what the buffer holds of the response at the front; `Some(true)` when it ended,
@@ -104,7 +115,7 @@ impl Engine {
         let (reader, own) = match u.owed.front_mut()? {
             Owed::Client { reader, .. } => (reader, false),
             Owed::Own { reader, .. } => (reader, true),
-            Owed::Local(_) => return Some(true),
+            Owed::Local(..) => return Some(true),
         };
         let scan = match reader.scan(&u.core.buf) {
             Ok(s) => s,

@@ -19,6 +19,9 @@ pub(crate) struct MyStmt {
     pub(crate) sql: Bytes,
     /// Parameter count from the server's PREPARE_OK.
     pub(crate) params: Cell<u16>,
+    /// One statement that runs in its own implicit transaction and leaves no session state
+    /// (it may be pipelined behind another client's).
+    pub(crate) autocommit: bool,
     /// Client statement ids that refer to this entry.
     names: Cell<usize>,
 }
@@ -43,6 +46,7 @@ impl MyRegistry {
             id: self.next_id,
             sql: sql.clone(),
             params: Cell::new(0),
+            autocommit: crate::mysql::sql::is_autocommit_statement(&sql),
             names: Cell::new(1),
         });
         self.entries.insert(sql, Rc::clone(&stmt));
@@ -99,6 +103,11 @@ impl Prepared {
         let s = self.by_entry.get_mut(&id)?;
         s.last_use = tick;
         Some(s)
+    }
+
+    /// Whether entry `id` is prepared here (without marking it used).
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.by_entry.contains_key(&id)
     }
 
     /// Records entry `id` as server statement `server_id`; returns the server id it replaces.

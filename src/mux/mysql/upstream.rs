@@ -10,7 +10,7 @@ use super::responses::PrepareFor;
 use super::state::{MyState, UPSTREAM_COLLATION};
 use super::statements::{MyStmt, Prepared};
 use crate::mux::engine::Engine;
-use crate::mux::ids::UpstreamId;
+use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::pooling::deadline_after;
 use crate::mux::session::{UpPhase, Upstream, UpstreamCore};
 use crate::mux::Action;
@@ -83,8 +83,9 @@ enum MyUpLogin {
 /// What a response muxql waits for belongs to.
 #[derive(Debug)]
 pub(crate) enum Owed {
-    /// The attached client's command: relayed to it.
+    /// A client's command: relayed to it (the attached client, or one pipelined behind it).
     Client {
+        owner: ClientId,
         reader: ResponseReader,
         /// A COM_STMT_PREPARE: its PREPARE_OK is rewritten with the client's statement id.
         prepare: Option<PrepareFor>,
@@ -98,8 +99,18 @@ pub(crate) enum Owed {
         /// A re-prepare of this entry: the server's statement id is recorded.
         prepare: Option<Rc<MyStmt>>,
     },
-    /// An answer muxql makes itself, sent to the client in order.
-    Local(Bytes),
+    /// An answer muxql makes itself, sent to its client in order.
+    Local(ClientId, Bytes),
+}
+
+impl Owed {
+    /// The client the response is for (`None` for muxql's own commands).
+    pub(crate) fn owner(&self) -> Option<ClientId> {
+        match self {
+            Owed::Client { owner, .. } | Owed::Local(owner, _) => Some(*owner),
+            Owed::Own { .. } => None,
+        }
+    }
 }
 
 /// One MySQL upstream connection.
@@ -129,6 +140,12 @@ pub(crate) struct MyUpstream {
     pub(crate) last_prepare: Option<u64>,
     /// A side connection that only runs `KILL QUERY` of this server thread.
     kill: Option<u32>,
+    /// Clients whose one command was pipelined behind the attached client's, in order.
+    pub(crate) followers: VecDeque<ClientId>,
+    /// The attached client sent one autocommit command: others may queue behind it.
+    pub(crate) pipeline_ok: bool,
+    /// When the request now running was sent (pipelining queues only behind fresh ones).
+    pub(crate) busy_since: u64,
 }
 
 impl MyUpstream {
@@ -147,6 +164,9 @@ impl MyUpstream {
             prepared: Prepared::default(),
             last_prepare: None,
             kill: None,
+            followers: VecDeque::new(),
+            pipeline_ok: false,
+            busy_since: 0,
         }
     }
 
@@ -274,12 +294,18 @@ impl Engine {
                         character_set: UPSTREAM_COLLATION,
                         username: Bytes::from(route.upstream_user.clone()),
                         auth_response: Bytes::from(auth.initial_response()),
-                        database: Some(Bytes::from(route.upstream_database.clone())),
+                        database: caps
+                            .contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+                            .then(|| Bytes::from(route.upstream_database.clone())),
                         auth_plugin_name: Some(Bytes::from_static(auth.plugin().name())),
-                        connect_attrs: vec![(
-                            Bytes::from_static(b"program_name"),
-                            Bytes::from_static(b"muxql"),
-                        )],
+                        connect_attrs: if caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
+                            vec![(
+                                Bytes::from_static(b"program_name"),
+                                Bytes::from_static(b"muxql"),
+                            )]
+                        } else {
+                            Vec::new()
+                        },
                         zstd_compression_level: None,
                     };
                     let mut out = BytesMut::new();
