@@ -8,8 +8,10 @@
 //! mysql     MySQL/MariaDB packets, handshake, commands, responses, auth
 //! mux       the sans-I/O multiplexer Engine
 //! server    tokio driver and the `muxql` command         (feature "server")
+//! ffi       the C ABI over mux (include/muxql.h)
 //! ```
 
+pub mod ffi;
 pub mod mux;
 pub mod mysql;
 pub mod pg;

@@ -134,7 +134,7 @@ fn example_config_starts() {
     let m = Muxql::start(&["--config", example, "--listen-pg", &unix]);
     assert!(m
         .http_get("/metrics")
-        .contains("muxql_clients{route=\"app\",user=\"app\"} 0"));
+        .contains("muxql_clients{route=\"app\",user=\"app\",protocol=\"postgres\"} 0"));
     assert!(m.terminate(Duration::from_secs(10)).success());
     assert!(!sock.exists(), "unix socket file left behind");
 }
@@ -151,10 +151,10 @@ fn metrics_endpoint_serves_prometheus_text() {
     );
     for series in [
         "# TYPE muxql_clients gauge",
-        "muxql_clients{route=\"appdb\",user=\"app\"} 0",
-        "muxql_upstreams{route=\"appdb\",user=\"app\"} 0",
+        "muxql_clients{route=\"appdb\",user=\"app\",protocol=\"postgres\"} 0",
+        "muxql_upstreams{route=\"appdb\",user=\"app\",protocol=\"postgres\"} 0",
         "# TYPE muxql_transactions_total counter",
-        "muxql_queries_total{route=\"appdb\",user=\"app\"} 0",
+        "muxql_queries_total{route=\"appdb\",user=\"app\",protocol=\"postgres\"} 0",
         "muxql_clients_logging_in 0",
     ] {
         assert!(resp.contains(series), "missing {series}: {resp}");

@@ -103,7 +103,10 @@ async fn queries_flow_through_muxql() {
         t.await.expect("client task");
     }
 
-    let route = format!("{{route=\"{}\",user=\"{}\"}}", pg.db, pg.scram_user);
+    let route = format!(
+        "{{route=\"{}\",user=\"{}\",protocol=\"postgres\"}}",
+        pg.db, pg.scram_user
+    );
     let peak_up = m
         .metric(&format!("muxql_peak_upstreams{route}"))
         .expect("peak_upstreams");

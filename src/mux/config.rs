@@ -203,6 +203,64 @@ impl Default for Config {
     }
 }
 
+impl PoolMode {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "transaction, session";
+
+    /// The mode named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "transaction" => Some(PoolMode::Transaction),
+            "session" => Some(PoolMode::Session),
+            _ => None,
+        }
+    }
+}
+
+impl ClientAuth {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "scram, md5, cleartext, trust";
+
+    /// The method named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "scram" | "scram-sha-256" => Some(ClientAuth::ScramSha256),
+            "md5" => Some(ClientAuth::Md5),
+            "cleartext" | "password" => Some(ClientAuth::Cleartext),
+            "trust" => Some(ClientAuth::Trust),
+            _ => None,
+        }
+    }
+}
+
+impl MysqlAuth {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "caching_sha2_password, mysql_native_password";
+
+    /// The plugin named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "caching_sha2_password" | "caching_sha2" => Some(MysqlAuth::CachingSha2Password),
+            "mysql_native_password" | "native" => Some(MysqlAuth::NativePassword),
+            _ => None,
+        }
+    }
+}
+
+impl PinPolicy {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "pin, reject";
+
+    /// The policy named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pin" => Some(PinPolicy::Pin),
+            "reject" => Some(PinPolicy::Reject),
+            _ => None,
+        }
+    }
+}
+
 /// Why a [`Config`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -225,6 +283,9 @@ pub enum ConfigError {
     /// SCRAM iteration count outside 1 ..= 10,000,000.
     #[error("scram iterations {0} is outside 1..=10000000")]
     ScramIterations(u32),
+    /// The operating system gave no random bytes to seed the Engine with.
+    #[error("the operating system random generator failed")]
+    NoRandomness,
     /// A timeout is longer than [`MAX_TIMEOUT_MS`].
     #[error("{name} of {ms} ms is longer than one year (0 means no limit)")]
     Timeout {

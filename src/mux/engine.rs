@@ -66,7 +66,7 @@ impl Engine {
     /// Validates `config` and builds an Engine with empty pools.
     pub fn new(config: Config) -> Result<Engine, ConfigError> {
         config.validate()?;
-        let mut rng = Rng::new(config.rng_seed);
+        let mut rng = Rng::new(config.rng_seed).ok_or(ConfigError::NoRandomness)?;
         let users = config
             .users
             .iter()
@@ -211,6 +211,16 @@ impl Engine {
                 .collect(),
             clients_logging_in: self.logging_in,
         }
+    }
+
+    /// Whether client `id` is open (not yet closed by the host or the Engine).
+    pub fn has_client(&self, id: ClientId) -> bool {
+        self.clients.get(id.0).is_some()
+    }
+
+    /// Whether upstream `id` exists (connecting, idle or in use).
+    pub fn has_upstream(&self, id: UpstreamId) -> bool {
+        self.upstreams.get(id.0).is_some()
     }
 
     /// Whether no client holds an upstream: nothing would be cut short by stopping now.

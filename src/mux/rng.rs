@@ -8,15 +8,18 @@ use rand_chacha::ChaCha20Rng;
 pub(crate) struct Rng(ChaCha20Rng);
 
 impl Rng {
-    /// Seeds from `seed`, or from the operating system when `None`.
-    pub(crate) fn new(seed: Option<[u8; 32]>) -> Self {
-        let seed = seed.unwrap_or_else(|| {
-            let mut s = [0u8; 32];
-            // A failing OS generator leaves no safe way to mint secrets: stop loudly.
-            getrandom::getrandom(&mut s).expect("operating system random generator failed");
-            s
-        });
-        Rng(ChaCha20Rng::from_seed(seed))
+    /// Seeds from `seed`, or from the operating system when `None`; `None` back when the
+    /// operating system has no randomness to give (no safe way to mint secrets then).
+    pub(crate) fn new(seed: Option<[u8; 32]>) -> Option<Self> {
+        let seed = match seed {
+            Some(s) => s,
+            None => {
+                let mut s = [0u8; 32];
+                getrandom::getrandom(&mut s).ok()?;
+                s
+            }
+        };
+        Some(Rng(ChaCha20Rng::from_seed(seed)))
     }
 
     /// Fills `dst` with random bytes.

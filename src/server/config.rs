@@ -480,56 +480,38 @@ fn duration_ms(field: &'static str, value: &str) -> Result<u64, ConfigError> {
 
 /// Parses `transaction` or `session`.
 pub fn parse_pool_mode(value: &str) -> Result<PoolMode, ConfigError> {
-    match value {
-        "transaction" => Ok(PoolMode::Transaction),
-        "session" => Ok(PoolMode::Session),
-        _ => Err(ConfigError::Choice {
-            field: "pool mode",
-            value: value.to_string(),
-            expected: "transaction, session",
-        }),
-    }
+    PoolMode::from_name(value).ok_or_else(|| ConfigError::Choice {
+        field: "pool mode",
+        value: value.to_string(),
+        expected: PoolMode::NAMES,
+    })
 }
 
 /// Parses `scram`, `md5`, `cleartext` or `trust`.
 pub fn parse_auth(value: &str) -> Result<ClientAuth, ConfigError> {
-    match value {
-        "scram" | "scram-sha-256" => Ok(ClientAuth::ScramSha256),
-        "md5" => Ok(ClientAuth::Md5),
-        "cleartext" | "password" => Ok(ClientAuth::Cleartext),
-        "trust" => Ok(ClientAuth::Trust),
-        _ => Err(ConfigError::Choice {
-            field: "auth",
-            value: value.to_string(),
-            expected: "scram, md5, cleartext, trust",
-        }),
-    }
+    ClientAuth::from_name(value).ok_or_else(|| ConfigError::Choice {
+        field: "auth",
+        value: value.to_string(),
+        expected: ClientAuth::NAMES,
+    })
 }
 
 /// Parses `caching_sha2_password` or `mysql_native_password`.
 pub fn parse_mysql_auth(value: &str) -> Result<MysqlAuth, ConfigError> {
-    match value {
-        "caching_sha2_password" | "caching_sha2" => Ok(MysqlAuth::CachingSha2Password),
-        "mysql_native_password" | "native" => Ok(MysqlAuth::NativePassword),
-        _ => Err(ConfigError::Choice {
-            field: "mysql auth",
-            value: value.to_string(),
-            expected: "caching_sha2_password, mysql_native_password",
-        }),
-    }
+    MysqlAuth::from_name(value).ok_or_else(|| ConfigError::Choice {
+        field: "mysql auth",
+        value: value.to_string(),
+        expected: MysqlAuth::NAMES,
+    })
 }
 
 /// Parses `pin` or `reject`.
 pub fn parse_pin_policy(value: &str) -> Result<PinPolicy, ConfigError> {
-    match value {
-        "pin" => Ok(PinPolicy::Pin),
-        "reject" => Ok(PinPolicy::Reject),
-        _ => Err(ConfigError::Choice {
-            field: "pin policy",
-            value: value.to_string(),
-            expected: "pin, reject",
-        }),
-    }
+    PinPolicy::from_name(value).ok_or_else(|| ConfigError::Choice {
+        field: "pin policy",
+        value: value.to_string(),
+        expected: PinPolicy::NAMES,
+    })
 }
 
 /// Parses a `--metrics` address (`ip:port`; `localhost` is accepted for 127.0.0.1).

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::conn::{Conn, Stream};
+use super::metrics::RouteLabel;
 use crate::mux::{Action, Engine, Peer, Protocol, Stats, UpstreamId};
 
 /// Capacity reserved for the shared read buffer when it runs low.
@@ -122,13 +123,20 @@ impl Driver {
     }
 
     /// Route labels (`database`, `client_user`) in route order, for metrics.
-    pub(crate) fn route_labels(&self) -> Vec<(String, Option<String>)> {
+    pub(crate) fn route_labels(&self) -> Vec<RouteLabel> {
         self.engine
             .borrow()
             .config()
             .routes
             .iter()
-            .map(|r| (r.database.clone(), r.client_user.clone()))
+            .map(|r| RouteLabel {
+                database: r.database.clone(),
+                user: r.client_user.clone(),
+                protocol: match r.protocol {
+                    Protocol::Postgres => "postgres",
+                    _ => "mysql",
+                },
+            })
             .collect()
     }
 

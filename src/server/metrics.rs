@@ -28,7 +28,7 @@ fn f(v: u64) -> f64 {
     v as f64
 }
 
-const FAMILIES: [Family; 17] = [
+const FAMILIES: [Family; 18] = [
     Family {
         name: "muxql_clients",
         kind: "gauge",
@@ -131,7 +131,24 @@ const FAMILIES: [Family; 17] = [
         help: "Requests pipelined behind another client's on a busy upstream.",
         value: |s| f(s.pipelined),
     },
+    Family {
+        name: "muxql_statements",
+        kind: "gauge",
+        help: "Distinct prepared statements the route's clients hold.",
+        value: |s| f(s.statements),
+    },
 ];
+
+/// What names a route in the labels of its series.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteLabel {
+    /// The database clients ask for.
+    pub(crate) database: String,
+    /// The only client user the route takes, if any.
+    pub(crate) user: Option<String>,
+    /// `postgres` or `mysql`.
+    pub(crate) protocol: &'static str,
+}
 
 /// Escapes a label value (backslash, double quote, newline).
 fn escape(v: &str) -> String {
@@ -140,12 +157,22 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders the statistics; `labels` are (database, client user) per route, in route order.
-pub(crate) fn render(stats: &Stats, labels: &[(String, Option<String>)]) -> String {
+/// Renders the statistics; `labels` name the routes, in route order.
+pub(crate) fn render(stats: &Stats, labels: &[RouteLabel]) -> String {
     let mut out = String::with_capacity(4096);
     let label = |i: usize| match labels.get(i) {
-        Some((db, Some(user))) => format!("route=\"{}\",user=\"{}\"", escape(db), escape(user)),
-        Some((db, None)) => format!("route=\"{}\"", escape(db)),
+        Some(l) => {
+            let user = l
+                .user
+                .as_ref()
+                .map(|u| format!(",user=\"{}\"", escape(u)))
+                .unwrap_or_default();
+            format!(
+                "route=\"{}\"{user},protocol=\"{}\"",
+                escape(&l.database),
+                l.protocol
+            )
+        }
         None => format!("route=\"{i}\""),
     };
     for fam in &FAMILIES {
@@ -241,10 +268,16 @@ mod tests {
             routes: vec![rs],
             clients_logging_in: 2,
         };
-        let text = render(&stats, &[("my\"db".into(), Some("app".into()))]);
-        assert!(text.contains("muxql_clients{route=\"my\\\"db\",user=\"app\"} 500\n"));
-        assert!(text.contains("muxql_peak_upstreams{route=\"my\\\"db\",user=\"app\"} 8\n"));
-        assert!(text.contains("muxql_wait_seconds_total{route=\"my\\\"db\",user=\"app\"} 1.5\n"));
+        let label = RouteLabel {
+            database: "my\"db".into(),
+            user: Some("app".into()),
+            protocol: "mysql",
+        };
+        let text = render(&stats, &[label]);
+        let l = "route=\"my\\\"db\",user=\"app\",protocol=\"mysql\"";
+        assert!(text.contains(&format!("muxql_clients{{{l}}} 500\n")));
+        assert!(text.contains(&format!("muxql_peak_upstreams{{{l}}} 8\n")));
+        assert!(text.contains(&format!("muxql_wait_seconds_total{{{l}}} 1.5\n")));
         assert!(text.contains("muxql_clients_logging_in 2\n"));
         for fam in &FAMILIES {
             assert!(text.contains(&format!("# HELP {} ", fam.name)));
