@@ -92,6 +92,12 @@ typedef struct muxql_config muxql_config;
 // read buffer) that the next call reclaims, as each function says.
 typedef struct muxql_engine muxql_engine;
 
+#if defined(MUXQL_SERVER_API)
+// A running muxql server: its own thread, listeners and pools. Any thread may call its
+// functions, one at a time.
+typedef struct muxql_server muxql_server;
+#endif
+
 // One instruction for the host. `data`/`len` point into the engine's memory and stay valid
 // until the next call on that engine that may act (all but `muxql_engine_timeout`,
 // `muxql_engine_route_target` and `muxql_engine_stats_json`); NULL/0 for actions without
@@ -337,6 +343,63 @@ muxql_result muxql_engine_stats_json(muxql_engine *engine,
                                      char *buf,
                                      size_t len,
                                      size_t *written_out);
+
+#if defined(MUXQL_SERVER_API)
+// Starts a server with `config` on its own thread, listening for PostgreSQL clients on
+// `listen_pg` and MySQL clients on `listen_mysql` (`host:port`, `unix:/path`; either may be
+// NULL, not both; port 0 picks a free one, see `muxql_server_port`). Returns once the
+// listeners are bound; on failure writes the reason to `message` (as `muxql_engine_new`).
+// `shutdown_timeout_ms` bounds the wait for running transactions in `muxql_server_stop`.
+//
+// # Safety
+// `config` must be a live config; the addresses NULL or NUL-terminated UTF-8; `server_out`
+// valid for a write; `message` NULL or valid for `message_len` bytes.
+muxql_result muxql_server_start(const muxql_config *config,
+                                const char *listen_pg,
+                                const char *listen_mysql,
+                                uint64_t shutdown_timeout_ms,
+                                muxql_server **server_out,
+                                char *message,
+                                size_t message_len);
+#endif
+
+#if defined(MUXQL_SERVER_API)
+// The TCP port the listener for `protocol` (`MUXQL_PROTOCOL_*`) bound, in `*port_out` (0 when
+// there is none or it is a Unix socket).
+//
+// # Safety
+// `server` must be a live server; `port_out` valid for a write.
+muxql_result muxql_server_port(const muxql_server *server, uint32_t protocol, uint16_t *port_out);
+#endif
+
+#if defined(MUXQL_SERVER_API)
+// The server's counters as JSON (the format of `muxql_engine_stats_json`, at most a fifth of
+// a second old), with the same buffer rules.
+//
+// # Safety
+// `server` must be a live server; `buf` valid for `len` bytes; `written_out` valid.
+muxql_result muxql_server_stats_json(const muxql_server *server,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *written_out);
+#endif
+
+#if defined(MUXQL_SERVER_API)
+// Stops accepting, waits up to the shutdown timeout until no client holds an upstream, closes
+// everything and joins the server thread. Stopping twice is fine.
+//
+// # Safety
+// `server` must be a live server.
+muxql_result muxql_server_stop(muxql_server *server);
+#endif
+
+#if defined(MUXQL_SERVER_API)
+// Stops the server (as `muxql_server_stop`) and frees it; NULL is fine.
+//
+// # Safety
+// `server` must be NULL or from `muxql_server_start`, and not used afterwards.
+void muxql_server_free(muxql_server *server);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,11 +10,12 @@ die() {
   exit 1
 }
 
-# A free TCP port on 127.0.0.1.
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768 and up by default),
+# so that no outgoing connection of a benchmark client holds it by the time it is bound.
 free_port() {
   local port
   while :; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       printf '%s\n' "$port"
       return

@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::config::{muxql_config, protocol};
 use super::{copy_text, guard, muxql_result};
-use crate::mux::{Action, ClientId, Engine, Peer, Protocol, Stats, UpstreamId};
+use crate::mux::{Action, ClientId, Engine, Peer, Protocol, Route, Stats, UpstreamId};
 
 /// Write `data` to client `id`.
 pub const MUXQL_ACTION_SEND_CLIENT: u32 = 1;
@@ -644,7 +644,7 @@ pub unsafe extern "C" fn muxql_engine_stats_json(
         if written_out.is_null() {
             return Err(muxql_result::MUXQL_NULL_PARAMETER);
         }
-        let json = stats_json(&e.engine.stats(), e);
+        let json = stats_json(&e.engine.stats(), &e.engine.config().routes);
         if buf.is_null() || len <= json.len() {
             // SAFETY: checked non-NULL (caller contract).
             unsafe { *written_out = json.len() };
@@ -657,17 +657,12 @@ pub unsafe extern "C" fn muxql_engine_stats_json(
 }
 
 /// The stats as JSON, routes named by database and protocol.
-fn stats_json(stats: &Stats, e: &muxql_engine) -> String {
+pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
     let mut out = format!(
         "{{\"clients_logging_in\":{},\"routes\":[",
         stats.clients_logging_in
     );
-    for (i, (r, route)) in stats
-        .routes
-        .iter()
-        .zip(&e.engine.config().routes)
-        .enumerate()
-    {
+    for (i, (r, route)) in stats.routes.iter().zip(routes).enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -16,10 +16,14 @@
 mod config;
 mod engine;
 mod result;
+#[cfg(feature = "server")]
+mod server;
 
 pub use config::*;
 pub use engine::*;
 pub use result::*;
+#[cfg(feature = "server")]
+pub use server::*;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -69,7 +69,11 @@ pub struct Server {
     listeners: Vec<Listener>,
     metrics: Option<tokio::net::TcpListener>,
     shutdown_timeout: Duration,
+    reporter: Option<Reporter>,
 }
+
+/// Receives the server's counters at an interval (for hosts on other threads).
+type Reporter = (Duration, Box<dyn FnMut(crate::mux::Stats)>);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +113,18 @@ impl Server {
             metrics,
             shutdown_timeout: config.shutdown_timeout,
             runtime,
+            reporter: None,
         })
+    }
+
+    /// Hands the counters to `report` every `every` while the server runs (the C Server API
+    /// keeps the latest snapshot for threads other than the server's).
+    pub fn report_stats(
+        &mut self,
+        every: Duration,
+        report: impl FnMut(crate::mux::Stats) + 'static,
+    ) {
+        self.reporter = Some((every, Box::new(report)));
     }
 
     /// The addresses the PostgreSQL listeners are bound to.
@@ -175,9 +190,19 @@ impl Server {
             listeners,
             metrics,
             shutdown_timeout,
+            reporter,
         } = self;
         local.block_on(&runtime, async move {
             let mut tasks = Vec::new();
+            if let Some((every, mut report)) = reporter {
+                let d = driver.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    loop {
+                        report(d.stats());
+                        tokio::time::sleep(every).await;
+                    }
+                }));
+            }
             let mut sockets = Vec::new();
             for l in listeners {
                 let protocol = match l.protocol() {

@@ -2,9 +2,11 @@
 # epoll_proxy (the C host) in front of the harness's PostgreSQL and MariaDB: psql and pgbench
 # (100 clients over a pool of 4, simple/extended/prepared), the mariadb client and sysbench
 # (ps-mode auto and disable) must run with zero failures. Needs the MUXQL_* environment of
-# `scripts/dbs env` (scripts/test exports it). Usage: proxy_test.sh PATH/TO/epoll_proxy
+# `scripts/dbs env` (scripts/test exports it). Then the same PostgreSQL clients through the
+# server example (the Server API). Usage: proxy_test.sh PATH/TO/epoll_proxy PATH/TO/server
 set -euo pipefail
 proxy=$1
+server=$2
 : "${MUXQL_PG_PORT:?run under scripts/test, or eval \"\$(scripts/dbs env DIR)\" first}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pg_port=$(free_port)
@@ -52,4 +54,22 @@ for ps in auto disable; do
 done
 sysbench oltp_point_select "${sb[@]}" cleanup >/dev/null 2>&1 || true
 kill -0 "$pid" || fail "epoll_proxy died"
+
+s_port=$(free_port)
+"$server" "$s_port" "127.0.0.1:$MUXQL_PG_PORT" "$MUXQL_PG_DB" "$MUXQL_PG_SCRAM_USER" \
+  "$MUXQL_PG_PASSWORD" 2>>"$log" &
+spid=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$s_port") 2>/dev/null && break
+  sleep 0.05
+done
+got=$("$MUXQL_PG_BIN/psql" -X -At -h 127.0.0.1 -p "$s_port" -U "$MUXQL_PG_SCRAM_USER" -d "$MUXQL_PG_DB" \
+  -c "SELECT 6 * 7") || fail "psql through the server example failed"
+[[ $got == 42 ]] || fail "psql through the server example answered $got"
+out=$("$MUXQL_PG_BIN/pgbench" -n -S -c 100 -j 100 -T 3 -h 127.0.0.1 -p "$s_port" \
+  -U "$MUXQL_PG_SCRAM_USER" "$MUXQL_PG_DB" 2>&1) || fail "pgbench through the server example: $out"
+grep -q "number of failed transactions: 0" <<<"$out" || fail "pgbench through the server example: $out"
+echo "proxy_test: server example, pgbench -S: $(grep -m1 '^tps' <<<"$out")"
+kill -TERM "$spid"
+wait "$spid" || fail "the server example did not stop cleanly"
 echo "proxy_test: ok"
