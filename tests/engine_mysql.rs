@@ -462,3 +462,17 @@ fn nobody_queues_behind_a_statement_that_changes_the_session() {
         "c would run with b's time zone: {out:?}"
     );
 }
+
+#[test]
+fn an_empty_command_packet_closes_only_that_client() {
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let mut bytes = frame(&[], 0);
+    bytes.extend_from_slice(&query("SELECT 1"));
+    let out = sim.client_send(a, bytes);
+    assert_eq!(out.closed_clients, vec![a]);
+    assert!(out.to_upstreams.is_empty(), "nothing of it went upstream");
+    let out = sim.client_send(b, query("SELECT 1"));
+    assert_eq!(out.to_upstreams.len(), 1);
+}

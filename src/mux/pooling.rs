@@ -56,6 +56,35 @@ impl Engine {
         }
     }
 
+    /// Sends waiting clients of `route`, oldest first, behind busy upstreams while the pool is
+    /// full (transaction mode, `pipeline_depth` > 0), as long as the protocol finds an upstream
+    /// the request at the head of the queue may run behind; the queue stays FIFO.
+    fn share_busy_upstreams(&mut self, route: usize) {
+        let cfg = &self.config.routes[route];
+        if self.config.pipeline_depth == 0 || cfg.pool_mode != PoolMode::Transaction {
+            return;
+        }
+        let size = cfg.pool_size;
+        loop {
+            let pool = &self.pools[route];
+            if pool.waiting() == 0 || !pool.idle.is_empty() || pool.total() < size {
+                return;
+            }
+            let Some(&cid) = pool.queue.front() else {
+                return;
+            };
+            if !self.clients.get(cid.0).is_some_and(|c| c.is_waiting()) {
+                self.pools[route].queue.pop_front();
+                continue;
+            }
+            let Some(uid) = self.pipeline_target(route, cid) else {
+                return;
+            };
+            self.pools[route].queue.pop_front();
+            self.follow(cid, uid);
+        }
+    }
+
     /// Opens a new upstream connection for `route`.
     fn connect_upstream(&mut self, route: usize) {
         let deadline = deadline_after(self.now, self.config.connect_timeout_ms);

@@ -92,12 +92,22 @@ impl Engine {
         }
     }
 
-    /// Sharing: lets waiting clients of `route` use busy upstreams where the protocol can
-    /// (PostgreSQL: pipelining of autocommit requests).
-    pub(crate) fn share_busy_upstreams(&mut self, route: usize) {
+    /// Sharing: the busy upstream of `route` waiting client `cid`'s request may run behind
+    /// (an autocommit request, behind another, on a connection in the same session state).
+    pub(crate) fn pipeline_target(&mut self, route: usize, cid: ClientId) -> Option<UpstreamId> {
+        let depth = self.config.pipeline_depth;
         match self.config.routes[route].protocol {
-            Protocol::Postgres => self.pg_pipeline_waiting(route),
-            Protocol::Mysql => self.my_pipeline_waiting(route),
+            Protocol::Postgres => self.pg_pipeline_target(route, cid, depth),
+            Protocol::Mysql => self.my_pipeline_target(route, cid, depth),
+        }
+    }
+
+    /// Sharing: sends waiting client `cid`'s request behind the one running on `uid`.
+    pub(crate) fn follow(&mut self, cid: ClientId, uid: UpstreamId) {
+        match self.upstreams.get(uid.0) {
+            Some(Upstream::Pg(_)) => self.pg_follow(cid, uid),
+            Some(Upstream::My(_)) => self.my_follow(cid, uid),
+            None => {}
         }
     }
 

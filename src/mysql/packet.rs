@@ -60,6 +60,18 @@ pub struct Packet {
     pub payload: Bytes,
 }
 
+/// Where the next logical packet ends, as [`PacketCodec`] found it.
+struct FrameScan {
+    /// Bytes on the wire, headers included.
+    wire_len: usize,
+    /// Bytes of payload.
+    payload_len: usize,
+    /// Physical packets.
+    chunks: usize,
+    /// The sequence id after its last physical packet.
+    next_seq: u8,
+}
+
 /// Incremental decoder of logical packets with sequence checking and a payload limit.
 #[derive(Debug, Clone)]
 pub struct PacketCodec {
@@ -100,26 +112,16 @@ impl PacketCodec {
         self.next_seq = seq;
     }
 
-    /// Cuts the next complete logical packet off `buf`. `Ok(None)` means more bytes are needed
-    /// (nothing is consumed). Lengths and sequence ids are checked on each header as soon as it
-    /// arrives, before the body is buffered.
-    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
-        // Fast path: one complete, in-sequence, uncontinued packet within the limit.
-        if let Some(h) = PacketHeader::peek(buf) {
-            if h.seq == self.next_seq
-                && h.len < MAX_PACKET_PAYLOAD
-                && h.len <= self.max_payload
-                && buf.len() >= HEADER_LEN + h.len
-            {
-                buf.advance(HEADER_LEN);
-                let seq = self.next_seq;
-                self.next_seq = seq.wrapping_add(1);
-                return Ok(Some(Packet {
-                    seq,
-                    payload: buf.split_to(h.len).freeze(),
-                }));
-            }
-        }
+    /// The wire length of the complete logical packet at the front of `buf` (headers
+    /// included), without consuming it; `Ok(None)` when more bytes are needed. The same checks
+    /// as [`PacketCodec::parse`] apply.
+    pub fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, Error> {
+        Ok(self.scan_frame(buf)?.map(|f| f.wire_len))
+    }
+
+    /// Walks the physical packets of the next logical one, checking sequence ids and the size
+    /// limit on each header.
+    fn scan_frame(&self, buf: &[u8]) -> Result<Option<FrameScan>, Error> {
         let mut offset = 0usize;
         let mut total = 0usize;
         let mut chunks = 0usize;
@@ -149,11 +151,47 @@ impl PacketCodec {
             offset = end;
             seq = seq.wrapping_add(1);
             if !h.is_continued() {
-                break;
+                return Ok(Some(FrameScan {
+                    wire_len: offset,
+                    payload_len: total,
+                    chunks,
+                    next_seq: seq,
+                }));
             }
         }
+    }
+
+    /// Cuts the next complete logical packet off `buf`. `Ok(None)` means more bytes are needed
+    /// (nothing is consumed). Lengths and sequence ids are checked on each header as soon as it
+    /// arrives, before the body is buffered.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
+        // Fast path: one complete, in-sequence, uncontinued packet within the limit.
+        if let Some(h) = PacketHeader::peek(buf) {
+            if h.seq == self.next_seq
+                && h.len < MAX_PACKET_PAYLOAD
+                && h.len <= self.max_payload
+                && buf.len() >= HEADER_LEN + h.len
+            {
+                buf.advance(HEADER_LEN);
+                let seq = self.next_seq;
+                self.next_seq = seq.wrapping_add(1);
+                return Ok(Some(Packet {
+                    seq,
+                    payload: buf.split_to(h.len).freeze(),
+                }));
+            }
+        }
+        let Some(FrameScan {
+            wire_len: offset,
+            payload_len: total,
+            chunks,
+            next_seq,
+        }) = self.scan_frame(buf)?
+        else {
+            return Ok(None);
+        };
         let first_seq = self.next_seq;
-        self.next_seq = seq;
+        self.next_seq = next_seq;
         let payload = if chunks == 1 {
             buf.advance(HEADER_LEN);
             buf.split_to(total).freeze()

@@ -19,8 +19,9 @@ use crate::mysql::errcode;
 use crate::mysql::packet::{PacketHeader, HEADER_LEN, MAX_PACKET_PAYLOAD};
 use crate::mysql::response::EOF_HEADER;
 use crate::mysql::sql::{for_each_effect, Effect, PinReason};
+use crate::mysql::PacketCodec;
 use crate::mysql::{CapabilityFlags, StatusFlags};
-use crate::wire::Error;
+use crate::wire::{Error, Limits};
 
 /// The pin bit of a statement that changed session state no tracker describes.
 pub(crate) const UNTRACKED_PIN: u16 = 1 << 15;
@@ -49,41 +50,16 @@ pub(crate) struct CommandFrame {
 /// Finds the complete command at the front of `buf`, checking sequence ids (from 0) and the
 /// size limit on each header as it arrives.
 pub(crate) fn peek_command(buf: &[u8], max: usize) -> Result<Option<CommandFrame>, Error> {
-    let mut pos = 0usize;
-    let mut total = 0usize;
-    let mut seq = 0u8;
-    loop {
-        let Some(h) = buf.get(pos..).and_then(PacketHeader::peek) else {
-            return Ok(None);
-        };
-        if h.seq != seq {
-            return Err(Error::BadSequence {
-                got: h.seq,
-                expected: seq,
-            });
-        }
-        total = total.saturating_add(h.len);
-        if total > max {
-            return Err(Error::TooLarge {
-                len: total as u64,
-                limit: max as u64,
-            });
-        }
-        let end = pos + HEADER_LEN + h.len;
-        if buf.len() < end {
-            return Ok(None);
-        }
-        pos = end;
-        seq = seq.wrapping_add(1);
-        if !h.is_continued() {
-            break;
-        }
-    }
-    match buf.get(HEADER_LEN) {
-        Some(&code) => Ok(Some(CommandFrame {
-            wire_len: pos,
-            code,
-        })),
+    let limits = Limits {
+        max_message: max,
+        ..Limits::default()
+    };
+    let Some(wire_len) = PacketCodec::new(limits, 0).frame_len(buf)? else {
+        return Ok(None);
+    };
+    // An empty payload has no command byte (the byte after it belongs to the next packet).
+    match buf.get(HEADER_LEN).filter(|_| wire_len > HEADER_LEN) {
+        Some(&code) => Ok(Some(CommandFrame { wire_len, code })),
         None => Err(Error::Truncated("command")),
     }
 }

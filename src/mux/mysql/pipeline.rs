@@ -8,7 +8,6 @@
 //! autocommit mode, behind a request of the same kind sent at most [`FRESH_MS`] ago.
 
 use super::commands::peek_command;
-use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
@@ -92,37 +91,13 @@ impl Engine {
         true
     }
 
-    /// Sends waiting clients of `route`, oldest first, behind busy upstreams while the pool is
-    /// full and the client at the head of the queue has one autocommit command to send.
-    pub(crate) fn my_pipeline_waiting(&mut self, route: usize) {
-        let depth = self.config.pipeline_depth;
-        let cfg = &self.config.routes[route];
-        if depth == 0 || cfg.pool_mode != PoolMode::Transaction {
-            return;
-        }
-        let size = cfg.pool_size;
-        loop {
-            let pool = &self.pools[route];
-            if pool.waiting() == 0 || !pool.idle.is_empty() || pool.total() < size {
-                return;
-            }
-            let Some(&cid) = pool.queue.front() else {
-                return;
-            };
-            if !self.clients.get(cid.0).is_some_and(|c| c.is_waiting()) {
-                self.pools[route].queue.pop_front();
-                continue;
-            }
-            let Some(uid) = self.my_pipeline_target(route, cid, depth) else {
-                return;
-            };
-            self.pools[route].queue.pop_front();
-            self.my_follow(cid, uid);
-        }
-    }
-
     /// The busy upstream of `route` with the fewest followers that can take `cid`'s command.
-    fn my_pipeline_target(&self, route: usize, cid: ClientId, depth: usize) -> Option<UpstreamId> {
+    pub(crate) fn my_pipeline_target(
+        &self,
+        route: usize,
+        cid: ClientId,
+        depth: usize,
+    ) -> Option<UpstreamId> {
         let now = self.now;
         self.pools[route]
             .members()
@@ -142,7 +117,7 @@ impl Engine {
     }
 
     /// Queues waiting client `cid` behind upstream `uid` and sends its command.
-    fn my_follow(&mut self, cid: ClientId, uid: UpstreamId) {
+    pub(crate) fn my_follow(&mut self, cid: ClientId, uid: UpstreamId) {
         let now = self.now;
         let Some(c) = self.clients.my_mut(cid) else {
             return;

@@ -23,11 +23,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::params::ParamDiff;
 use super::peek;
 use super::sql_verdicts::SqlVerdicts;
 use super::statements::Statement;
-use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
@@ -99,57 +97,27 @@ pub(crate) fn is_autocommit_unit(
 }
 
 impl Engine {
-    /// Sends waiting clients of `route`, oldest first, behind busy upstreams while the pool is
-    /// full and the client at the head of the queue has one autocommit unit to send.
-    pub(crate) fn pg_pipeline_waiting(&mut self, route: usize) {
-        let depth = self.config.pipeline_depth;
-        let cfg = &self.config.routes[route];
-        if depth == 0 || cfg.pool_mode != PoolMode::Transaction {
-            return;
-        }
-        let size = cfg.pool_size;
-        loop {
-            let pool = &self.pools[route];
-            if pool.waiting() == 0 || !pool.idle.is_empty() || pool.total() < size {
-                return;
-            }
-            let Some(&cid) = pool.queue.front() else {
-                return;
-            };
-            let Some(c) = self
-                .clients
-                .pg(cid)
-                .filter(|c| c.core.waiting_since.is_some() && c.core.upstream.is_none())
-            else {
-                self.pools[route].queue.pop_front();
-                continue;
-            };
-            if c.core.pins != 0
-                || !is_autocommit_unit(
-                    &c.core.buf,
-                    &c.stmts,
-                    &mut self.pg.sql_verdicts,
-                    &self.limits,
-                )
-            {
-                return;
-            }
-            let Some(uid) = self.pg_pipeline_target(route, &c.params, depth) else {
-                return;
-            };
-            self.pools[route].queue.pop_front();
-            self.pg_follow(cid, uid);
-        }
-    }
-
-    /// The busy upstream of `route` with the fewest followers that can take one more client
-    /// with session parameters `params`.
-    fn pg_pipeline_target(
-        &self,
+    /// The busy upstream of `route` with the fewest followers that can take waiting client
+    /// `cid`'s request: one autocommit unit, from an unpinned client whose session parameters
+    /// equal the upstream's.
+    pub(crate) fn pg_pipeline_target(
+        &mut self,
         route: usize,
-        params: &ParamDiff,
+        cid: ClientId,
         depth: usize,
     ) -> Option<UpstreamId> {
+        let c = self.clients.pg(cid)?;
+        let unit = c.core.pins == 0
+            && is_autocommit_unit(
+                &c.core.buf,
+                &c.stmts,
+                &mut self.pg.sql_verdicts,
+                &self.limits,
+            );
+        if !unit {
+            return None;
+        }
+        let params = &c.params;
         let now = self.now;
         self.pools[route]
             .members()
@@ -167,7 +135,7 @@ impl Engine {
     }
 
     /// Queues a waiting client behind upstream `uid` and sends its request.
-    fn pg_follow(&mut self, cid: ClientId, uid: UpstreamId) {
+    pub(crate) fn pg_follow(&mut self, cid: ClientId, uid: UpstreamId) {
         let now = self.now;
         let (Some(c), Some(u)) = (self.clients.pg_mut(cid), self.upstreams.pg_mut(uid)) else {
             return;
