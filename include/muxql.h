@@ -164,6 +164,21 @@ muxql_result muxql_config_add_route(muxql_config *config,
 // `config` must be a live config; `name` and `password` NUL-terminated UTF-8.
 muxql_result muxql_config_add_user(muxql_config *config, const char *name, const char *password);
 
+#if defined(MUXQL_SERVER_API)
+// Creates a configuration from TOML text with the schema of the `muxql --config` file
+// (`[[routes]]`, `upstreams`, `[[users]]` and the settings; listener keys are accepted and
+// ignored). When the text is refused, returns `MUXQL_INVALID_CONFIG` and writes the reason
+// to `message`. Only in the library built with the server feature.
+//
+// # Safety
+// `toml` must be NUL-terminated UTF-8; `config_out` valid for a write; `message` NULL or
+// valid for `message_len` bytes.
+muxql_result muxql_config_from_toml(const char *toml,
+                                    muxql_config **config_out,
+                                    char *message,
+                                    size_t message_len);
+#endif
+
 // Sets one setting by its `--config` TOML name: `auth` (scram, md5, cleartext, trust),
 // `mysql_auth`, `pin_policy`, `pool_mode` (every route), the millisecond timeouts
 // `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,

@@ -144,6 +144,53 @@ pub unsafe extern "C" fn muxql_config_add_user(
     })
 }
 
+/// Creates a configuration from TOML text with the schema of the `muxql --config` file
+/// (`[[routes]]`, `upstreams`, `[[users]]` and the settings; listener keys are accepted and
+/// ignored). When the text is refused, returns `MUXQL_INVALID_CONFIG` and writes the reason
+/// to `message`. Only in the library built with the server feature.
+///
+/// # Safety
+/// `toml` must be NUL-terminated UTF-8; `config_out` valid for a write; `message` NULL or
+/// valid for `message_len` bytes.
+#[cfg(feature = "server")]
+#[no_mangle]
+pub unsafe extern "C" fn muxql_config_from_toml(
+    toml: *const libc::c_char,
+    config_out: *mut *mut muxql_config,
+    message: *mut libc::c_char,
+    message_len: usize,
+) -> muxql_result {
+    // SAFETY: the caller passes a NUL-terminated string valid for the call.
+    let text = unsafe { c_str(toml) };
+    guard(|| {
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        if config_out.is_null() {
+            return muxql_result::MUXQL_NULL_PARAMETER;
+        }
+        match crate::server::engine_config_from_toml(text) {
+            Ok(config) => {
+                let cfg = Box::new(muxql_config {
+                    config,
+                    pool_mode: None,
+                });
+                // SAFETY: checked non-NULL; valid for a write (caller contract).
+                unsafe { *config_out = Box::into_raw(cfg) };
+                muxql_result::MUXQL_OK
+            }
+            Err(e) => {
+                // SAFETY: the caller's contract on `message`.
+                unsafe {
+                    super::copy_text(&e.to_string(), message, message_len, std::ptr::null_mut())
+                };
+                muxql_result::MUXQL_INVALID_CONFIG
+            }
+        }
+    })
+}
+
 /// Sets one setting by its `--config` TOML name: `auth` (scram, md5, cleartext, trust),
 /// `mysql_auth`, `pin_policy`, `pool_mode` (every route), the millisecond timeouts
 /// `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,

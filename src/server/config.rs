@@ -592,6 +592,18 @@ impl FileConfig {
     }
 }
 
+/// The engine settings of a TOML config (the `--config` schema) given as text: routes,
+/// `upstreams`, users and settings. Listeners, metrics and shutdown belong to a host and are
+/// not needed here (the C ABI's `muxql_config_from_toml` builds on this).
+pub fn engine_config_from_toml(text: &str) -> Result<mux::Config, ConfigError> {
+    let mut file = FileConfig::parse(Path::new("<config string>"), text)?;
+    if file.listen_pg.is_empty() && file.listen_mysql.is_empty() {
+        // Any listener satisfies the server's check; an engine host has its own.
+        file.listen_pg.push("127.0.0.1:0".into());
+    }
+    Ok(ServerConfig::merge(file, &Args::default())?.engine)
+}
+
 impl ServerConfig {
     /// Loads `args.config` (if any) and merges the flags over it.
     pub fn from_args(args: &Args) -> Result<ServerConfig, ConfigError> {

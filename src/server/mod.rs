@@ -31,8 +31,8 @@ use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
 pub use config::{
-    parse_duration, Args, ConfigError, FileConfig, FileRoute, FileUser, ListenAddr, ServerConfig,
-    UpstreamUrl, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+    engine_config_from_toml, parse_duration, Args, ConfigError, FileConfig, FileRoute, FileUser,
+    ListenAddr, ServerConfig, UpstreamUrl, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use driver::Driver;
 use listener::Listener;

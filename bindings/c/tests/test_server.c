@@ -63,6 +63,26 @@ int main(void) {
     muxql_server_free(s);
     muxql_server_free(NULL);
     muxql_config_free(cfg);
+
+    /* A configuration from TOML text, with the schema of `muxql --config`. */
+    muxql_config *toml = NULL;
+    CHECK(muxql_config_from_toml("pool_size = 3\n[[routes]]\nprotocol = \"mysql\"\n"
+                                 "database = \"shop\"\ntarget = \"127.0.0.1:3306\"\n"
+                                 "upstream_user = \"shop\"\n[[users]]\nname = \"shop\"\n"
+                                 "password = \"pw\"\n",
+                                 &toml, why, sizeof why) == MUXQL_OK);
+    muxql_engine *e = NULL;
+    CHECK(muxql_engine_new(toml, &e, why, sizeof why) == MUXQL_OK);
+    char stats[1024];
+    CHECK(muxql_engine_stats_json(e, stats, sizeof stats, &n) == MUXQL_OK);
+    CHECK(strstr(stats, "\"database\":\"shop\",\"protocol\":\"mysql\"") != NULL);
+    muxql_engine_free(e);
+    muxql_config_free(toml);
+    toml = NULL;
+    CHECK(muxql_config_from_toml("pool_szie = 3\n", &toml, why, sizeof why) ==
+          MUXQL_INVALID_CONFIG);
+    CHECK(toml == NULL && strstr(why, "pool_szie") != NULL);
+    CHECK(muxql_config_from_toml(NULL, &toml, why, sizeof why) == MUXQL_NULL_PARAMETER);
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
         return 1;
