@@ -595,3 +595,40 @@ async fn change_user_logs_in_again_with_a_fresh_session() {
     let one: Option<i64> = other.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1), "the pool is fine after a failed change");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_count_is_each_clients_own_and_table_locks_pin_until_unlocked() {
+    let mux = Mux::start(1);
+    let t = table("rc");
+    let mut a = mux.connect().await;
+    let mut b = mux.connect().await;
+    a.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"))
+        .await
+        .unwrap();
+    a.query_drop(format!(
+        "INSERT INTO {t} VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)"
+    ))
+    .await
+    .unwrap();
+    for round in 0..5i64 {
+        a.query_drop(format!("UPDATE {t} SET v = v + 1 WHERE id <= 3"))
+            .await
+            .unwrap();
+        // b's statement runs on the only upstream in between.
+        b.query_drop(format!(
+            "UPDATE {t} SET v = v + 1 WHERE id <= {}",
+            round % 2 + 4
+        ))
+        .await
+        .unwrap();
+        let mine: Option<i64> = a.query_first("SELECT ROW_COUNT()").await.unwrap();
+        assert_eq!(mine, Some(3), "round {round}");
+        let theirs: Option<i64> = b.query_first("SELECT ROW_COUNT() AS n").await.unwrap();
+        assert_eq!(theirs, Some(round % 2 + 4), "round {round}: b's own count");
+    }
+    a.query_drop(format!("LOCK TABLES {t} READ")).await.unwrap();
+    assert_eq!(mux.metric("muxql_clients_pinned").await, 1.0);
+    a.query_drop("UNLOCK TABLES").await.unwrap();
+    assert_eq!(mux.metric("muxql_clients_pinned").await, 0.0);
+    b.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}

@@ -82,6 +82,37 @@ pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     }
 }
 
+/// `sql` with every `ROW_COUNT()` call replaced by `(value)`; `None` when it has none. A
+/// multiplexer knows each client's own row count (from its last OK), while the function reads
+/// the connection's previous statement, which may have been another client's.
+pub fn replace_row_count(sql: &[u8], value: i64) -> Option<Vec<u8>> {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let mut out = Vec::new();
+    let mut copied = 0;
+    while let Some(token) = lexer.next() {
+        let Token::Word(w) = token else {
+            continue;
+        };
+        if !w.eq_ignore_ascii_case(b"ROW_COUNT") {
+            continue;
+        }
+        let start = lexer.pos - w.len();
+        let mut call = lexer.clone_at();
+        if call.next() != Some(Token::Punct(b'(')) || call.next() != Some(Token::Punct(b')')) {
+            continue;
+        }
+        out.extend_from_slice(&sql[copied..start]);
+        out.extend_from_slice(format!("({value})").as_bytes());
+        copied = call.pos;
+        lexer.pos = call.pos;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.extend_from_slice(&sql[copied..]);
+    Some(out)
+}
+
 /// Whether `sql` is one SELECT, INSERT, UPDATE, DELETE or REPLACE with no effect at all: in
 /// autocommit mode it runs in its own transaction and leaves nothing on the connection.
 pub fn is_autocommit_statement(sql: &[u8]) -> bool {
@@ -218,6 +249,14 @@ struct Lexer<'a> {
 }
 
 impl<'a> Lexer<'a> {
+    /// A lexer that goes on from where this one is.
+    fn clone_at(&self) -> Lexer<'a> {
+        Lexer {
+            sql: self.sql,
+            pos: self.pos,
+        }
+    }
+
     fn peek_at(&self, i: usize) -> u8 {
         self.sql.get(self.pos + i).copied().unwrap_or(0)
     }
@@ -452,6 +491,28 @@ mod tests {
         ] {
             assert!(!is_autocommit_statement(sql.as_bytes()), "{sql}");
         }
+    }
+
+    #[test]
+    fn row_count_calls_are_replaced_by_the_clients_value() {
+        let r = |sql: &str, v| {
+            replace_row_count(sql.as_bytes(), v).map(|o| String::from_utf8(o).unwrap())
+        };
+        assert_eq!(r("SELECT ROW_COUNT()", 3).as_deref(), Some("SELECT (3)"));
+        assert_eq!(
+            r(
+                "select row_count ( ) AS n, 'ROW_COUNT()', ROW_COUNT()+1",
+                -1
+            )
+            .as_deref(),
+            Some("select (-1) AS n, 'ROW_COUNT()', (-1)+1")
+        );
+        assert_eq!(r("SELECT 1 -- ROW_COUNT()", 2), None);
+        assert_eq!(
+            r("SELECT row_count FROM t", 2),
+            None,
+            "a column, not the function"
+        );
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub(crate) struct MyClient {
     pub(crate) last_stmt: u32,
     /// LAST_INSERT_ID() as its own statements left it.
     pub(crate) last_insert_id: u64,
+    /// ROW_COUNT() as its own last statement left it (-1 after a result set or an error).
+    pub(crate) row_count: i64,
     /// A LOCAL INFILE upload runs: its packets go upstream as they are.
     pub(crate) uploading: bool,
     /// Its next command waits until a statement is prepared again on its upstream.
@@ -124,6 +126,7 @@ impl MyClient {
             stmts: HashMap::new(),
             last_stmt: 0,
             last_insert_id: 0,
+            row_count: -1,
             uploading: false,
             held: false,
             failed_prepare: None,

@@ -342,6 +342,18 @@ impl Engine {
                 self.my_replay_insert_id(uid, cid);
             }
         }
+        // ROW_COUNT() reads the connection's previous statement, which may have been another
+        // client's: the client's own value goes into the text instead.
+        let row_count = self.clients.my(cid).map_or(-1, |c| c.row_count);
+        let wire = match crate::mysql::sql::replace_row_count(sql, row_count) {
+            Some(text) => {
+                let mut p = Vec::with_capacity(text.len() + 1);
+                p.push(COM_QUERY);
+                p.extend_from_slice(&text);
+                packet(&p, 0)
+            }
+            None => wire,
+        };
         self.my_forward(cid, uid, COM_QUERY, wire, None);
         true
     }

@@ -29,6 +29,7 @@ impl Engine {
             c.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
         );
         c.last_insert_id = 0;
+        c.row_count = -1;
         let pinned = std::mem::take(&mut c.core.pins) != 0;
         let stmts = std::mem::take(&mut c.stmts);
         let pool = &mut self.pools[route];

@@ -209,6 +209,21 @@ impl Engine {
         if refused {
             return BytesMut::new();
         }
+        if !own {
+            // ROW_COUNT() of the client's own last statement: affected rows of an OK, -1 after
+            // a result set or an error.
+            let affected = (last.get(HEADER_LEN) == Some(&OK_HEADER))
+                .then(|| {
+                    crate::mysql::lenenc::decode_int(&last[HEADER_LEN + 1..])
+                        .ok()
+                        .flatten()
+                })
+                .flatten()
+                .map_or(-1, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX));
+            if let Some(c) = cid.and_then(|c| self.clients.my_mut(c)) {
+                c.row_count = affected;
+            }
+        }
         let changed = completion
             .status
             .is_some_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED));
