@@ -632,3 +632,34 @@ async fn row_count_is_each_clients_own_and_table_locks_pin_until_unlocked() {
     assert_eq!(mux.metric("muxql_clients_pinned").await, 0.0);
     b.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_warnings_and_warning_count_are_each_clients_own() {
+    let mux = Mux::start(1);
+    let t = table("warn");
+    let mut a = mux.connect().await;
+    let mut b = mux.connect().await;
+    a.query_drop(format!("CREATE TABLE {t} (c VARCHAR(2))"))
+        .await
+        .unwrap();
+    a.query_drop("SET sql_mode = ''").await.unwrap();
+    for round in 0..3 {
+        // a's insert is truncated (warning 1265); b's statement runs on the only upstream next.
+        a.query_drop(format!("INSERT INTO {t} VALUES ('abcdef')"))
+            .await
+            .unwrap();
+        b.query_drop("SELECT 1").await.unwrap();
+        let count: Option<i64> = a.query_first("SELECT @@warning_count").await.unwrap();
+        assert_eq!(count, Some(1), "round {round}");
+        a.query_drop(format!("INSERT INTO {t} VALUES ('ghijkl')"))
+            .await
+            .unwrap();
+        b.query_drop("SELECT 2").await.unwrap();
+        let warnings: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(warnings.len(), 1, "round {round}: {warnings:?}");
+        assert_eq!(warnings[0].1, 1265, "round {round}: {warnings:?}");
+        let none: Vec<(String, u32, String)> = b.query("SHOW WARNINGS").await.unwrap();
+        assert!(none.is_empty(), "b had no warnings: {none:?}");
+    }
+    a.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}

@@ -82,35 +82,62 @@ pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     }
 }
 
-/// `sql` with every `ROW_COUNT()` call replaced by `(value)`; `None` when it has none. A
-/// multiplexer knows each client's own row count (from its last OK), while the function reads
-/// the connection's previous statement, which may have been another client's.
-pub fn replace_row_count(sql: &[u8], value: i64) -> Option<Vec<u8>> {
+/// `sql` with every `ROW_COUNT()` call replaced by `(row_count)` and every `@@warning_count`
+/// by `(warning_count)`; `None` when it has neither. A multiplexer knows each client's own
+/// values (from its last OK or EOF), while these read the connection's previous statement,
+/// which may have been another client's.
+pub fn replace_previous_values(sql: &[u8], row_count: i64, warning_count: u16) -> Option<Vec<u8>> {
     let mut lexer = Lexer { sql, pos: 0 };
     let mut out = Vec::new();
     let mut copied = 0;
     while let Some(token) = lexer.next() {
-        let Token::Word(w) = token else {
-            continue;
+        let (start, end, value) = match token {
+            Token::Word(w) if w.eq_ignore_ascii_case(b"ROW_COUNT") => {
+                let start = lexer.pos - w.len();
+                let mut call = lexer.clone_at();
+                if call.next() != Some(Token::Punct(b'('))
+                    || call.next() != Some(Token::Punct(b')'))
+                {
+                    continue;
+                }
+                (start, call.pos, row_count)
+            }
+            Token::SysVar(name) => {
+                let bare = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
+                let session = name.len() == bare.len()
+                    || name[..name.len() - bare.len() - 1].eq_ignore_ascii_case(b"session");
+                if !bare.eq_ignore_ascii_case(b"warning_count") || !session {
+                    continue;
+                }
+                (
+                    lexer.pos - name.len() - 2,
+                    lexer.pos,
+                    i64::from(warning_count),
+                )
+            }
+            _ => continue,
         };
-        if !w.eq_ignore_ascii_case(b"ROW_COUNT") {
-            continue;
-        }
-        let start = lexer.pos - w.len();
-        let mut call = lexer.clone_at();
-        if call.next() != Some(Token::Punct(b'(')) || call.next() != Some(Token::Punct(b')')) {
-            continue;
-        }
         out.extend_from_slice(&sql[copied..start]);
         out.extend_from_slice(format!("({value})").as_bytes());
-        copied = call.pos;
-        lexer.pos = call.pos;
+        copied = end;
+        lexer.pos = end;
     }
     if copied == 0 {
         return None;
     }
     out.extend_from_slice(&sql[copied..]);
     Some(out)
+}
+
+/// Whether `sql` is exactly `SHOW WARNINGS` (any case, blanks, comments, a final `;`).
+pub fn is_show_warnings(sql: &[u8]) -> bool {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let words = [lexer.next(), lexer.next()];
+    let rest = lexer.next();
+    matches!(words, [Some(Token::Word(a)), Some(Token::Word(b))]
+        if a.eq_ignore_ascii_case(b"SHOW") && b.eq_ignore_ascii_case(b"WARNINGS"))
+        && matches!(rest, None | Some(Token::Punct(b';')))
+        && lexer.next().is_none()
 }
 
 /// Whether `sql` is one SELECT, INSERT, UPDATE, DELETE or REPLACE with no effect at all: in
@@ -494,9 +521,9 @@ mod tests {
     }
 
     #[test]
-    fn row_count_calls_are_replaced_by_the_clients_value() {
+    fn previous_values_are_replaced_by_the_clients_own() {
         let r = |sql: &str, v| {
-            replace_row_count(sql.as_bytes(), v).map(|o| String::from_utf8(o).unwrap())
+            replace_previous_values(sql.as_bytes(), v, 7).map(|o| String::from_utf8(o).unwrap())
         };
         assert_eq!(r("SELECT ROW_COUNT()", 3).as_deref(), Some("SELECT (3)"));
         assert_eq!(
@@ -513,6 +540,33 @@ mod tests {
             None,
             "a column, not the function"
         );
+        assert_eq!(
+            r(
+                "SELECT @@warning_count, @@session.warning_count, @@global.warning_count",
+                0
+            )
+            .as_deref(),
+            Some("SELECT (7), (7), @@global.warning_count")
+        );
+    }
+
+    #[test]
+    fn show_warnings_is_recognised_alone() {
+        for sql in [
+            "SHOW WARNINGS",
+            " show  warnings ;",
+            "/* x */ SHOW WARNINGS",
+        ] {
+            assert!(is_show_warnings(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "SHOW WARNINGS LIMIT 1",
+            "SHOW COUNT(*) WARNINGS",
+            "SHOW ERRORS",
+            "SHOW",
+        ] {
+            assert!(!is_show_warnings(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]

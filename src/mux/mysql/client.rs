@@ -99,6 +99,10 @@ pub(crate) struct MyClient {
     pub(crate) last_insert_id: u64,
     /// ROW_COUNT() as its own last statement left it (-1 after a result set or an error).
     pub(crate) row_count: i64,
+    /// Warnings of its own last statement.
+    pub(crate) warning_count: u16,
+    /// The answer to `SHOW WARNINGS` for its last statement, captured right after it.
+    pub(crate) warnings: Option<Bytes>,
     /// A LOCAL INFILE upload runs: its packets go upstream as they are.
     pub(crate) uploading: bool,
     /// Its next command waits until a statement is prepared again on its upstream.
@@ -127,6 +131,8 @@ impl MyClient {
             last_stmt: 0,
             last_insert_id: 0,
             row_count: -1,
+            warning_count: 0,
+            warnings: None,
             uploading: false,
             held: false,
             failed_prepare: None,

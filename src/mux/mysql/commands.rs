@@ -342,10 +342,26 @@ impl Engine {
                 self.my_replay_insert_id(uid, cid);
             }
         }
-        // ROW_COUNT() reads the connection's previous statement, which may have been another
-        // client's: the client's own value goes into the text instead.
-        let row_count = self.clients.my(cid).map_or(-1, |c| c.row_count);
-        let wire = match crate::mysql::sql::replace_row_count(sql, row_count) {
+        // ROW_COUNT(), @@warning_count and SHOW WARNINGS read the connection's previous
+        // statement, which may have been another client's: the client's own values go into
+        // the text, and its warnings come from what muxql captured after its statement.
+        let Some(c) = self.clients.my(cid) else {
+            return false;
+        };
+        let (row_count, warning_count) = (c.row_count, c.warning_count);
+        if crate::mysql::sql::is_show_warnings(sql) {
+            if let Some(captured) = c.warnings.clone() {
+                self.my_answer(cid, uid, captured);
+                return true;
+            }
+            if warning_count == 0 {
+                // No warnings: an empty result with the right columns, whatever ran there.
+                let wire = packet(b"\x03SHOW WARNINGS LIMIT 0", 0);
+                self.my_forward(cid, uid, COM_QUERY, wire, None);
+                return true;
+            }
+        }
+        let wire = match crate::mysql::sql::replace_previous_values(sql, row_count, warning_count) {
             Some(text) => {
                 let mut p = Vec::with_capacity(text.len() + 1);
                 p.push(COM_QUERY);

@@ -30,6 +30,8 @@ impl Engine {
         );
         c.last_insert_id = 0;
         c.row_count = -1;
+        c.warning_count = 0;
+        c.warnings = None;
         let pinned = std::mem::take(&mut c.core.pins) != 0;
         let stmts = std::mem::take(&mut c.stmts);
         let pool = &mut self.pools[route];

@@ -115,6 +115,25 @@ impl Engine {
         let (reader, own) = match u.owed.front_mut()? {
             Owed::Client { reader, .. } => (reader, false),
             Owed::Own { reader, .. } => (reader, true),
+            Owed::Capture { reader, bytes, .. } => {
+                return match reader.scan(&u.core.buf) {
+                    Ok(scan) => {
+                        bytes.extend_from_slice(&u.core.buf.split_to(scan.consumed));
+                        match scan.step {
+                            Step::More => Some(false),
+                            Step::Complete(_) => {
+                                self.my_captured(uid);
+                                Some(true)
+                            }
+                            _ => Some(true),
+                        }
+                    }
+                    Err(e) => {
+                        self.upstream_lost(uid, &format!("protocol error: {e}"));
+                        None
+                    }
+                };
+            }
             Owed::Local(..) => return Some(true),
         };
         let scan = match reader.scan(&u.core.buf) {
@@ -163,7 +182,53 @@ impl Engine {
             self.my_own_failed(uid, cid, done);
             return self.upstreams.my(uid).map(|_| true);
         }
+        if let (false, Some(cid)) = (own, cid) {
+            self.my_note_warnings(uid, cid, completion.warnings);
+        }
         Some(true)
+    }
+
+    /// A client's statement ended with `warnings` warnings: its `SHOW WARNINGS` must be its
+    /// own wherever it runs, so muxql asks for them at once, while the connection still holds
+    /// them (only when nothing else is queued there: what runs next would replace them).
+    fn my_note_warnings(&mut self, uid: UpstreamId, cid: ClientId, warnings: u16) {
+        let limits = self.limits;
+        let Some(c) = self.clients.my_mut(cid) else {
+            return;
+        };
+        c.warning_count = warnings;
+        c.warnings = None;
+        let Some(u) = self.upstreams.my_mut(uid) else {
+            return;
+        };
+        if warnings == 0 || !u.owed.is_empty() {
+            return;
+        }
+        let Some(reader) = u.reader(crate::mysql::command::code::COM_QUERY, limits) else {
+            return;
+        };
+        u.owed.push_back(Owed::Capture {
+            owner: cid,
+            reader,
+            bytes: BytesMut::new(),
+        });
+        u.last_prepare = None;
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: packet(b"\x03SHOW WARNINGS", 0),
+        });
+    }
+
+    /// The captured `SHOW WARNINGS` answer at the front of `uid`'s queue is complete.
+    fn my_captured(&mut self, uid: UpstreamId) {
+        let Some(Owed::Capture { owner, bytes, .. }) =
+            self.upstreams.my_mut(uid).and_then(|u| u.owed.pop_front())
+        else {
+            return;
+        };
+        if let Some(c) = self.clients.my_mut(owner) {
+            c.warnings = Some(bytes.freeze());
+        }
     }
 
     /// Sends response bytes to the client, unless muxql asked for them or nobody waits.

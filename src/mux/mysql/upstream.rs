@@ -101,13 +101,22 @@ pub(crate) enum Owed {
     },
     /// An answer muxql makes itself, sent to its client in order.
     Local(ClientId, Bytes),
+    /// `SHOW WARNINGS` muxql sent right after a client's statement that had warnings: the
+    /// answer is kept for that client, whose own `SHOW WARNINGS` may come on another upstream.
+    Capture {
+        owner: ClientId,
+        reader: ResponseReader,
+        bytes: BytesMut,
+    },
 }
 
 impl Owed {
     /// The client the response is for (`None` for muxql's own commands).
     pub(crate) fn owner(&self) -> Option<ClientId> {
         match self {
-            Owed::Client { owner, .. } | Owed::Local(owner, _) => Some(*owner),
+            Owed::Client { owner, .. } | Owed::Local(owner, _) | Owed::Capture { owner, .. } => {
+                Some(*owner)
+            }
             Owed::Own { .. } => None,
         }
     }
