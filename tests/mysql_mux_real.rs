@@ -663,3 +663,16 @@ async fn show_warnings_and_warning_count_are_each_clients_own() {
     }
     a.query_drop(format!("DROP TABLE {t}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_log_in_with_client_ed25519_too() {
+    let my = common::mariadb();
+    let ed = my.require_ed25519_user().to_string();
+    let mux = Mux::start_with(2, |c| {
+        c.routes[0].upstream_user = ed.clone();
+        c.routes[0].upstream_password = my.password.clone();
+    });
+    let mut c = mux.connect().await;
+    let user: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert!(user.unwrap().starts_with(&format!("{ed}@")));
+}
