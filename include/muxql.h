@@ -400,6 +400,22 @@ muxql_result muxql_server_stats_json(const muxql_server *server,
 #endif
 
 #if defined(MUXQL_SERVER_API)
+// Applies `config` to the running server without dropping clients: users and settings are
+// replaced, routes keep their pools (a route whose server or login changed reconnects as its
+// connections come free), new routes are added and removed ones take no new clients. When the
+// configuration is refused, returns `MUXQL_INVALID_CONFIG` and writes the reason to `message`;
+// the server then runs on unchanged.
+//
+// # Safety
+// `server` must be a live server; `config` a live config; `message` NULL or valid for
+// `message_len` bytes.
+muxql_result muxql_server_reload(muxql_server *server,
+                                 const muxql_config *config,
+                                 char *message,
+                                 size_t message_len);
+#endif
+
+#if defined(MUXQL_SERVER_API)
 // Stops accepting, waits up to the shutdown timeout until no client holds an upstream, closes
 // everything and joins the server thread. Stopping twice is fine.
 //

@@ -1292,3 +1292,54 @@ fn an_idle_client_blocking_pauses_nothing() {
     sim.engine.send_drained(Peer::Client(a), sim.now);
     assert!(sim.drain().flow.is_empty());
 }
+
+#[test]
+fn a_reload_keeps_clients_and_applies_routes_and_users() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (busy, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        busy,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+
+    // Refused: nothing changes.
+    let mut bad = config(2, PoolMode::Transaction);
+    bad.routes.clear();
+    assert!(sim.engine.reload(bad, sim.now).is_err());
+
+    // The route moves to another server; a second route and a user are added.
+    let mut next = config(2, PoolMode::Transaction);
+    next.routes[0].target = "127.0.0.1:6543".into();
+    let mut reports = Route::new(Protocol::Postgres, "reports", "127.0.0.1:5432", "ro");
+    reports.pool_size = 1;
+    next.routes.push(reports);
+    next.users.push(User::new("bob", "pw"));
+    sim.engine.reload(next, sim.now).unwrap();
+    assert!(
+        sim.drain().closed_clients.is_empty(),
+        "no client is dropped"
+    );
+    assert_eq!(sim.engine.config().routes.len(), 2);
+
+    // a's transaction goes on where it runs; its connection closes once a is done with it.
+    let out = sim.client_send(a, &[q("COMMIT")]);
+    assert_eq!(out.upstream_msgs(busy), vec![q("COMMIT")]);
+    let out = sim.upstream_send(busy, &[complete("COMMIT"), rfq(TransactionStatus::Idle)]);
+    assert!(is_ready(&out.client_msgs(a)));
+    assert_eq!(
+        out.closed_upstreams,
+        vec![busy],
+        "the old server's connection is retired"
+    );
+
+    // The route was dropped: new logins are refused; a stays until it leaves.
+    let mut last = config(2, PoolMode::Transaction);
+    last.routes[0].database = "other".into();
+    sim.engine.reload(last, sim.now).unwrap();
+    let (late, out) = sim.open_client(&[]);
+    assert_eq!(out.closed_clients, vec![late]);
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    assert!(out.closed_clients.is_empty());
+}

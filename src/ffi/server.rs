@@ -9,7 +9,7 @@ use super::config::muxql_config;
 use super::engine::stats_json;
 use super::{c_str, copy_text, guard, muxql_result};
 use crate::mux::{Route, Stats};
-use crate::server::{ListenAddr, Server, ServerConfig};
+use crate::server::{ListenAddr, Reloader, Server, ServerConfig};
 
 /// How often the server thread publishes its counters for `muxql_server_stats_json`.
 const STATS_EVERY: Duration = Duration::from_millis(200);
@@ -20,8 +20,9 @@ const STATS_EVERY: Duration = Duration::from_millis(200);
 pub struct muxql_server {
     thread: Option<JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    stats: Arc<Mutex<Stats>>,
-    routes: Vec<Route>,
+    /// The latest counters and the routes they are for, published by the server thread.
+    stats: Arc<Mutex<(Stats, Vec<Route>)>>,
+    reloader: Reloader,
     pg_port: u16,
     mysql_port: u16,
 }
@@ -108,7 +109,7 @@ pub unsafe extern "C" fn muxql_server_start(
             shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
             log_level: None,
         };
-        let stats = Arc::new(Mutex::new(Stats::default()));
+        let stats = Arc::new(Mutex::new((Stats::default(), routes)));
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let published = stats.clone();
@@ -122,13 +123,13 @@ pub unsafe extern "C" fn muxql_server_start(
                         return;
                     }
                 };
-                server.report_stats(STATS_EVERY, move |s| {
+                server.report_stats(STATS_EVERY, move |s, routes| {
                     if let Ok(mut slot) = published.lock() {
-                        *slot = s;
+                        *slot = (s, routes.to_vec());
                     }
                 });
                 let ports = (port(&server.local_addrs()), port(&server.mysql_addrs()));
-                let _ = bound_tx.send(Ok(ports));
+                let _ = bound_tx.send(Ok((ports, server.reloader())));
                 if let Err(e) = server.run_until(async {
                     let _ = stopped.await;
                 }) {
@@ -139,12 +140,12 @@ pub unsafe extern "C" fn muxql_server_start(
             return fail("cannot start the server thread");
         };
         match bound_rx.recv() {
-            Ok(Ok((pg_port, mysql_port))) => {
+            Ok(Ok(((pg_port, mysql_port), reloader))) => {
                 let server = Box::new(muxql_server {
                     thread: Some(thread),
                     stop: Some(stop),
                     stats,
-                    routes,
+                    reloader,
                     pg_port,
                     mysql_port,
                 });
@@ -214,8 +215,8 @@ pub unsafe extern "C" fn muxql_server_stats_json(
         if written_out.is_null() {
             return muxql_result::MUXQL_NULL_PARAMETER;
         }
-        let stats = s.stats.lock().map(|g| g.clone()).unwrap_or_default();
-        let json = stats_json(&stats, &s.routes);
+        let (stats, routes) = s.stats.lock().map(|g| g.clone()).unwrap_or_default();
+        let json = stats_json(&stats, &routes);
         if buf.is_null() || len <= json.len() {
             // SAFETY: checked non-NULL (caller contract).
             unsafe { *written_out = json.len() };
@@ -224,6 +225,44 @@ pub unsafe extern "C" fn muxql_server_stats_json(
         // SAFETY: the caller's contract on `buf`, `len`, `written_out`.
         unsafe { copy_text(&json, buf, len, written_out) };
         muxql_result::MUXQL_OK
+    })
+}
+
+/// Applies `config` to the running server without dropping clients: users and settings are
+/// replaced, routes keep their pools (a route whose server or login changed reconnects as its
+/// connections come free), new routes are added and removed ones take no new clients. When the
+/// configuration is refused, returns `MUXQL_INVALID_CONFIG` and writes the reason to `message`;
+/// the server then runs on unchanged.
+///
+/// # Safety
+/// `server` must be a live server; `config` a live config; `message` NULL or valid for
+/// `message_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn muxql_server_reload(
+    server: *mut muxql_server,
+    config: *const muxql_config,
+    message: *mut libc::c_char,
+    message_len: usize,
+) -> muxql_result {
+    guard(|| {
+        // SAFETY: NULL or a live server and config (caller contract).
+        let (Some(s), Some(cfg)) = (unsafe { server.as_mut() }, unsafe { config.as_ref() }) else {
+            return muxql_result::MUXQL_NULL_PARAMETER;
+        };
+        let mut engine = cfg.config.clone();
+        if let Some(mode) = cfg.pool_mode {
+            for r in &mut engine.routes {
+                r.pool_mode = mode;
+            }
+        }
+        match s.reloader.reload(engine) {
+            Ok(()) => muxql_result::MUXQL_OK,
+            Err(e) => {
+                // SAFETY: the caller's contract on `message`.
+                unsafe { copy_text(&e, message, message_len, std::ptr::null_mut()) };
+                muxql_result::MUXQL_INVALID_CONFIG
+            }
+        }
     })
 }
 

@@ -1,6 +1,7 @@
 //! The Engine: inputs from the host, actions back, pools in between.
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use bytes::BytesMut;
 
@@ -36,6 +37,8 @@ pub struct Engine {
     pub(crate) ready: VecDeque<ClientId>,
     /// Clients paused because their held input is over the backlog limit.
     pub(crate) backlogged: Vec<ClientId>,
+    /// Routes a reload removed: they take no new clients (see [`Engine::reload`]).
+    pub(crate) retired_routes: Vec<bool>,
     /// What the PostgreSQL sessions share across routes.
     pub(crate) pg: PgShared,
     /// What the MySQL sessions share across routes.
@@ -46,7 +49,7 @@ pub struct Engine {
 #[derive(Debug)]
 pub(crate) struct MyShared {
     /// Secrets of the configured users.
-    pub(crate) users: Vec<MyUserSecret>,
+    pub(crate) users: Vec<Rc<MyUserSecret>>,
     /// Connection id muxql gave a client → the client.
     pub(crate) conn_index: HashMap<u32, ClientId>,
 }
@@ -55,7 +58,7 @@ pub(crate) struct MyShared {
 #[derive(Debug)]
 pub(crate) struct PgShared {
     /// Secrets of the configured users.
-    pub(crate) users: Vec<UserSecret>,
+    pub(crate) users: Vec<Rc<UserSecret>>,
     /// Minted cancel pid → client.
     pub(crate) cancel_index: HashMap<u32, ClientId>,
     /// Classifications of recently seen SQL texts.
@@ -70,9 +73,13 @@ impl Engine {
         let users = config
             .users
             .iter()
-            .map(|u| UserSecret::derive(u, config.scram_iterations, &mut rng))
+            .map(|u| Rc::new(UserSecret::derive(u, config.scram_iterations, &mut rng)))
             .collect();
-        let my_users = config.users.iter().map(MyUserSecret::derive).collect();
+        let my_users = config
+            .users
+            .iter()
+            .map(|u| Rc::new(MyUserSecret::derive(u)))
+            .collect();
         Ok(Engine {
             limits: Limits::with_max_message(config.max_message),
             pools: config.routes.iter().map(|_| Pool::new()).collect(),
@@ -86,6 +93,7 @@ impl Engine {
             logging_in: 0,
             ready: VecDeque::new(),
             backlogged: Vec::new(),
+            retired_routes: Vec::new(),
             my: MyShared {
                 users: my_users,
                 conn_index: HashMap::new(),

@@ -30,6 +30,7 @@ pub(crate) mod mysql;
 pub(crate) mod pg;
 mod pool;
 mod pooling;
+mod reload;
 mod rng;
 mod seam;
 mod session;

@@ -118,6 +118,19 @@ impl Driver {
     }
 
     /// The engine's statistics.
+    /// Applies a new engine configuration to the running engine (see `Engine::reload`).
+    pub(crate) fn reload(self: &Rc<Self>, config: crate::mux::Config) -> Result<(), String> {
+        let now = self.now_ms();
+        let result = self.engine.borrow_mut().reload(config, now);
+        self.drain();
+        result.map_err(|e| e.to_string())
+    }
+
+    /// The engine's routes, as merged by reloads.
+    pub(crate) fn routes(&self) -> Vec<crate::mux::Route> {
+        self.engine.borrow().config().routes.clone()
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.engine.borrow().stats()
     }

@@ -70,10 +70,38 @@ pub struct Server {
     metrics: Option<tokio::net::TcpListener>,
     shutdown_timeout: Duration,
     reporter: Option<Reporter>,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Reload>>,
 }
 
-/// Receives the server's counters at an interval (for hosts on other threads).
-type Reporter = (Duration, Box<dyn FnMut(crate::mux::Stats)>);
+/// A configuration to apply, and where to say whether it was.
+type Reload = (
+    crate::mux::Config,
+    std::sync::mpsc::Sender<Result<(), String>>,
+);
+
+/// Applies new engine configurations to a running [`Server`] from any thread.
+#[derive(Debug, Clone)]
+pub struct Reloader(tokio::sync::mpsc::UnboundedSender<Reload>);
+
+impl Reloader {
+    /// Applies `config` to the running engine without dropping clients (see
+    /// [`crate::mux::Engine::reload`]); waits for the server's answer. An error names the
+    /// problem, or says that the server stopped.
+    pub fn reload(&self, config: crate::mux::Config) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.0
+            .send((config, tx))
+            .map_err(|_| "the server is not running".to_string())?;
+        rx.recv()
+            .unwrap_or_else(|_| Err("the server is not running".into()))
+    }
+}
+
+/// Receives the server's counters and routes at an interval (for hosts on other threads).
+type Reporter = (
+    Duration,
+    Box<dyn FnMut(crate::mux::Stats, &[crate::mux::Route])>,
+);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,15 +142,23 @@ impl Server {
             shutdown_timeout: config.shutdown_timeout,
             runtime,
             reporter: None,
+            reloads: None,
         })
     }
 
-    /// Hands the counters to `report` every `every` while the server runs (the C Server API
-    /// keeps the latest snapshot for threads other than the server's).
+    /// A handle that reloads the configuration of this server once it runs.
+    pub fn reloader(&mut self) -> Reloader {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.reloads = Some(rx);
+        Reloader(tx)
+    }
+
+    /// Hands the counters and the routes they are for to `report` every `every` while the
+    /// server runs (the C Server API keeps the latest snapshot for other threads).
     pub fn report_stats(
         &mut self,
         every: Duration,
-        report: impl FnMut(crate::mux::Stats) + 'static,
+        report: impl FnMut(crate::mux::Stats, &[crate::mux::Route]) + 'static,
     ) {
         self.reporter = Some((every, Box::new(report)));
     }
@@ -191,14 +227,24 @@ impl Server {
             metrics,
             shutdown_timeout,
             reporter,
+            reloads,
         } = self;
         local.block_on(&runtime, async move {
             let mut tasks = Vec::new();
+            if let Some(mut rx) = reloads {
+                let d = driver.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    while let Some((config, reply)) = rx.recv().await {
+                        let _ = reply.send(d.reload(config));
+                    }
+                }));
+            }
             if let Some((every, mut report)) = reporter {
                 let d = driver.clone();
                 tasks.push(tokio::task::spawn_local(async move {
                     loop {
-                        report(d.stats());
+                        let routes = d.routes();
+                        report(d.stats(), &routes);
                         tokio::time::sleep(every).await;
                     }
                 }));

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "muxql.h"
 
@@ -57,8 +58,23 @@ int main(void) {
     CHECK(muxql_server_stats_json(s, json, 4, &n) == MUXQL_INSUFFICIENT_SIZE && n > 4);
     CHECK(muxql_server_stats_json(s, json, sizeof json, &n) == MUXQL_OK);
     CHECK(strstr(json, "\"protocol\":\"mysql\"") != NULL);
+    /* Reload: refused without routes (the server runs on unchanged), applied with one more. */
+    muxql_config *next = NULL;
+    CHECK(muxql_config_new(&next) == MUXQL_OK);
+    CHECK(muxql_server_reload(s, next, why, sizeof why) == MUXQL_INVALID_CONFIG);
+    CHECK(strstr(why, "no route") != NULL);
+    CHECK(muxql_config_add_route(next, MUXQL_PROTOCOL_MYSQL, "shop", "127.0.0.1:1", "u", "pw",
+                                 NULL, 2) == MUXQL_OK);
+    CHECK(muxql_server_reload(s, next, why, sizeof why) == MUXQL_OK);
+    CHECK(muxql_server_reload(NULL, next, why, sizeof why) == MUXQL_NULL_PARAMETER);
+    muxql_config_free(next);
+    struct timespec half = {0, 500 * 1000 * 1000};
+    nanosleep(&half, NULL); /* stats are published every 200 ms */
+    CHECK(muxql_server_stats_json(s, json, sizeof json, &n) == MUXQL_OK);
+    CHECK(strstr(json, "\"database\":\"shop\"") != NULL);
     CHECK(muxql_server_stop(s) == MUXQL_OK);
     CHECK(muxql_server_stop(s) == MUXQL_OK); /* twice is fine */
+    CHECK(muxql_server_reload(s, cfg, why, sizeof why) == MUXQL_INVALID_CONFIG);
     CHECK(muxql_server_stop(NULL) == MUXQL_NULL_PARAMETER);
     muxql_server_free(s);
     muxql_server_free(NULL);

@@ -2,6 +2,7 @@
 //! authentication terminated by muxql, and the choice of route.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -24,7 +25,7 @@ use crate::mysql::{CapabilityFlags, PacketCodec, StatusFlags};
 /// Secrets derived once from a configured user's password.
 #[derive(Debug)]
 pub(crate) struct MyUserSecret {
-    name: String,
+    pub(crate) name: String,
     credential: ServerCredential,
 }
 
@@ -66,7 +67,7 @@ pub(crate) struct NewLogin<'a> {
 #[derive(Debug)]
 pub(crate) struct MyLogin {
     auth: ServerAuth,
-    user: Option<usize>,
+    user: Option<Rc<MyUserSecret>>,
     username: String,
     database: String,
     caps: CapabilityFlags,
@@ -87,8 +88,8 @@ pub(crate) struct MyClient {
     scramble: [u8; 20],
     /// The connection id muxql gave the client (what KILL names).
     pub(crate) conn_id: u32,
-    /// Index of the user it logged in as.
-    pub(crate) user: usize,
+    /// The user it logged in as.
+    pub(crate) user: Option<Rc<MyUserSecret>>,
     /// Session state that follows it across upstreams.
     pub(crate) state: MyState,
     /// Its statement ids.
@@ -125,7 +126,7 @@ impl MyClient {
             login_seq: 0,
             scramble: [0; 20],
             conn_id: 0,
-            user: 0,
+            user: None,
             state: MyState::default(),
             stmts: HashMap::new(),
             last_stmt: 0,
@@ -346,11 +347,11 @@ impl Engine {
         id: ClientId,
     ) -> Result<(ServerAuthStep, Box<MyLogin>), crate::wire::Error> {
         let username = String::from_utf8_lossy(req.username).into_owned();
-        let user = self.my.users.iter().position(|u| u.name == username);
+        let user = self.my.users.iter().find(|u| u.name == username).cloned();
         // An unknown user still gets a full exchange that fails at the end, so the answer does
         // not tell which user names exist.
-        let credential = match user {
-            Some(u) => self.my.users[u].credential.clone(),
+        let credential = match &user {
+            Some(u) => u.credential.clone(),
             None => ServerCredential::from_password(&self.rng.array::<16>()),
         };
         let plugin = match self.config.mysql_auth {
@@ -437,9 +438,8 @@ impl Engine {
         } = login;
         // A database no route names is the client's schema on the first route open to it.
         let route = self
-            .config
-            .route_for(Protocol::Mysql, &database, &username)
-            .or_else(|| self.config.route_for(Protocol::Mysql, "", &username));
+            .live_route_for(Protocol::Mysql, &database, &username)
+            .or_else(|| self.live_route_for(Protocol::Mysql, "", &username));
         let Some(route) = route else {
             let msg = format!("Access denied for user '{username}' to database '{database}'");
             return self.my_fail_client(id, errcode::ER_ACCESS_DENIED_ERROR, &msg);
@@ -453,7 +453,7 @@ impl Engine {
             return;
         };
         c.core.route = route;
-        c.user = user.unwrap_or_default();
+        c.user = user;
         c.caps = caps;
         c.state = MyState::for_login(
             collation,

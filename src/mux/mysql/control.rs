@@ -140,7 +140,7 @@ impl Engine {
     /// kill closes that client; a query kill reaches the server thread running the target's
     /// statement, through a side connection. Only a client's own user may kill it.
     pub(crate) fn my_kill(&mut self, cid: ClientId, uid: Option<UpstreamId>, query: bool, id: u64) {
-        let Some(user) = self.clients.my(cid).map(|c| c.user) else {
+        let Some(user) = self.clients.my(cid).map(|c| c.user.clone()) else {
             return;
         };
         let target = u32::try_from(id)
@@ -162,7 +162,8 @@ impl Engine {
         let Some(t) = self.clients.my(target) else {
             return;
         };
-        if t.user != user {
+        let same_user = matches!((&t.user, &user), (Some(a), Some(b)) if a.name == b.name);
+        if !same_user {
             let answer = err_packet(
                 errcode::ER_KILL_DENIED_ERROR,
                 &format!("You are not owner of thread {id}"),

@@ -101,7 +101,8 @@ impl Requested {
 #[derive(Debug)]
 pub(crate) struct Login {
     request: Requested,
-    user: Option<usize>,
+    /// The user's secrets as they were when the login started (a reload does not change them).
+    user: Option<Rc<UserSecret>>,
     method: Method,
     minor: u16,
 }
@@ -260,12 +261,17 @@ impl Engine {
             }
             .encode(&mut out);
         }
-        let user = self.pg.users.iter().position(|u| u.name == request.user);
+        let user = self
+            .pg
+            .users
+            .iter()
+            .find(|u| u.name == request.user)
+            .cloned();
         let method = match self.config.client_auth {
             ClientAuth::Trust => None,
             ClientAuth::ScramSha256 => {
-                let secret = match user {
-                    Some(u) => self.pg.users[u].scram.clone(),
+                let secret = match &user {
+                    Some(u) => u.scram.clone(),
                     // An unknown user still gets a full exchange that fails at the end, so
                     // the answer does not tell which user names exist.
                     None => self.mock_scram_secret(),
@@ -386,14 +392,16 @@ impl Engine {
                 Err(e) => Err(e),
             },
             Method::Md5 { salt } => crate::pg::frontend::parse_password_message(body).map(|pw| {
-                login.user.is_some_and(|u| {
-                    auth::md5::verify_md5_response(&self.pg.users[u].md5, salt, &pw)
-                })
+                login
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| auth::md5::verify_md5_response(&u.md5, salt, &pw))
             }),
             Method::Cleartext => crate::pg::frontend::parse_password_message(body).map(|pw| {
-                login.user.is_some_and(|u| {
-                    auth::verify_cleartext(self.pg.users[u].password.as_bytes(), &pw)
-                })
+                login
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| auth::verify_cleartext(u.password.as_bytes(), &pw))
             }),
         };
         match outcome {
@@ -429,7 +437,7 @@ impl Engine {
         let mut out = BytesMut::new();
         let _ = BackendMessage::Authentication(Authentication::Ok).encode(&mut out);
         self.send_client(id, out.freeze());
-        let Some(route) = self.config.route_for(Protocol::Postgres, &database, &user) else {
+        let Some(route) = self.live_route_for(Protocol::Postgres, &database, &user) else {
             let msg = format!("database \"{database}\" does not exist");
             return self.pg_fail_client(id, sqlstate::INVALID_CATALOG_NAME, &msg);
         };
