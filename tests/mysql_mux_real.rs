@@ -665,6 +665,43 @@ async fn show_warnings_and_warning_count_are_each_clients_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_errors_and_error_count_are_each_clients_own() {
+    let mux = Mux::start(1);
+    let t = table("errs");
+    let mut a = mux.connect().await;
+    let mut b = mux.connect().await;
+    a.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    a.query_drop(format!("INSERT INTO {t} VALUES (1)"))
+        .await
+        .unwrap();
+    type Row = (String, u32, String);
+    for round in 0..2 {
+        // a's duplicate key, then b's statements run on the only upstream.
+        let dup = a.query_drop(format!("INSERT INTO {t} VALUES (1)")).await;
+        assert!(dup.is_err(), "round {round}");
+        assert!(b.query_drop("SELECT no_such_column").await.is_err());
+        b.query_drop("SELECT 1").await.unwrap();
+        for _ in 0..2 {
+            let errors: Vec<Row> = a.query("SHOW ERRORS").await.unwrap();
+            assert_eq!(errors.len(), 1, "round {round}: {errors:?}");
+            assert_eq!((errors[0].0.as_str(), errors[0].1), ("Error", 1062));
+            assert!(errors[0].2.contains("Duplicate entry"), "{errors:?}");
+        }
+        let count: Option<i64> = a.query_first("SHOW COUNT(*) ERRORS").await.unwrap();
+        assert_eq!(count, Some(1), "round {round}");
+        let count: Option<i64> = a.query_first("SELECT @@error_count").await.unwrap();
+        assert_eq!(count, Some(1), "round {round}");
+        let none: Vec<Row> = b.query("SHOW ERRORS").await.unwrap();
+        assert!(none.is_empty(), "b's last statement succeeded: {none:?}");
+        let count: Option<i64> = b.query_first("SHOW COUNT(*) WARNINGS").await.unwrap();
+        assert_eq!(count, Some(0), "round {round}");
+    }
+    a.query_drop(format!("DROP TABLE {t}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstreams_log_in_with_client_ed25519_too() {
     let my = common::mariadb();
     let ed = my.require_ed25519_user().to_string();

@@ -573,10 +573,26 @@ struct RawClient {
 impl RawClient {
     /// Connects to `port` and logs in as the SCRAM user (muxql must use trust logins).
     async fn connect(port: u16) -> RawClient {
-        let pg = common::pg();
         let stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect raw client");
+        Self::login(stream).await
+    }
+
+    /// Like [`RawClient::connect`], with a small fixed receive buffer (no kernel autotuning):
+    /// what muxql queues for a client that does not read stays in muxql.
+    async fn connect_small_window(port: u16) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect raw client");
+        Self::login(stream).await
+    }
+
+    async fn login(stream: TcpStream) -> RawClient {
+        let pg = common::pg();
         let mut raw = RawClient {
             stream,
             buf: BytesMut::new(),
@@ -1779,7 +1795,7 @@ async fn a_closed_client_that_does_not_read_is_let_go() {
     let mux = Mux::start_with(1, |c| c.client_auth = ClientAuth::Trust);
     let admin = admin().await;
     let marker = format!("unread_{}", common::unique_name("q").replace('-', "_"));
-    let mut raw = RawClient::connect(mux.port).await;
+    let mut raw = RawClient::connect_small_window(mux.port).await;
     let mut out = BytesMut::new();
     let sql = format!("SELECT repeat('x', 1048576) AS {marker} FROM generate_series(1, 256)");
     frontend::query(&sql, &mut out).expect("encode query");

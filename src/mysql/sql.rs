@@ -82,11 +82,16 @@ pub fn for_each_effect(sql: &[u8], mut f: impl FnMut(Effect)) {
     }
 }
 
-/// `sql` with every `ROW_COUNT()` call replaced by `(row_count)` and every `@@warning_count`
-/// by `(warning_count)`; `None` when it has neither. A multiplexer knows each client's own
+/// `sql` with every `ROW_COUNT()` call replaced by `(row_count)`, every `@@warning_count` by
+/// `(warning_count)` and every `@@error_count` by `(error_count)`; `None` when it has none. A multiplexer knows each client's own
 /// values (from its last OK or EOF), while these read the connection's previous statement,
 /// which may have been another client's.
-pub fn replace_previous_values(sql: &[u8], row_count: i64, warning_count: u16) -> Option<Vec<u8>> {
+pub fn replace_previous_values(
+    sql: &[u8],
+    row_count: i64,
+    warning_count: u16,
+    error_count: u16,
+) -> Option<Vec<u8>> {
     let mut lexer = Lexer { sql, pos: 0 };
     let mut out = Vec::new();
     let mut copied = 0;
@@ -106,14 +111,17 @@ pub fn replace_previous_values(sql: &[u8], row_count: i64, warning_count: u16) -
                 let bare = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
                 let session = name.len() == bare.len()
                     || name[..name.len() - bare.len() - 1].eq_ignore_ascii_case(b"session");
-                if !bare.eq_ignore_ascii_case(b"warning_count") || !session {
+                let value = if bare.eq_ignore_ascii_case(b"warning_count") {
+                    warning_count
+                } else if bare.eq_ignore_ascii_case(b"error_count") {
+                    error_count
+                } else {
+                    continue;
+                };
+                if !session {
                     continue;
                 }
-                (
-                    lexer.pos - name.len() - 2,
-                    lexer.pos,
-                    i64::from(warning_count),
-                )
+                (lexer.pos - name.len() - 2, lexer.pos, i64::from(value))
             }
             _ => continue,
         };
@@ -129,15 +137,69 @@ pub fn replace_previous_values(sql: &[u8], row_count: i64, warning_count: u16) -
     Some(out)
 }
 
-/// Whether `sql` is exactly `SHOW WARNINGS` (any case, blanks, comments, a final `;`).
-pub fn is_show_warnings(sql: &[u8]) -> bool {
+/// The diagnostics statement a query is, if it is one: these read the connection's last
+/// statement, which a multiplexer must answer with the client's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowDiagnostics {
+    /// `SHOW WARNINGS [LIMIT ...]`.
+    Warnings,
+    /// `SHOW ERRORS [LIMIT ...]`.
+    Errors,
+    /// `SHOW COUNT(*) WARNINGS`.
+    WarningCount,
+    /// `SHOW COUNT(*) ERRORS`.
+    ErrorCount,
+}
+
+/// Which of `SHOW [COUNT(*)] WARNINGS | ERRORS [LIMIT ...]` `sql` is (any case, blanks,
+/// comments, a final `;`); `None` for anything else.
+pub fn show_diagnostics(sql: &[u8]) -> Option<ShowDiagnostics> {
     let mut lexer = Lexer { sql, pos: 0 };
-    let words = [lexer.next(), lexer.next()];
-    let rest = lexer.next();
-    matches!(words, [Some(Token::Word(a)), Some(Token::Word(b))]
-        if a.eq_ignore_ascii_case(b"SHOW") && b.eq_ignore_ascii_case(b"WARNINGS"))
-        && matches!(rest, None | Some(Token::Punct(b';')))
-        && lexer.next().is_none()
+    if !matches!(lexer.next(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(b"SHOW")) {
+        return None;
+    }
+    let mut word = lexer.next();
+    let count = matches!(word, Some(Token::Word(w)) if w.eq_ignore_ascii_case(b"COUNT"));
+    if count {
+        let call = [lexer.next(), lexer.next(), lexer.next()];
+        if !matches!(
+            call,
+            [
+                Some(Token::Punct(b'(')),
+                Some(Token::Other),
+                Some(Token::Punct(b')'))
+            ]
+        ) {
+            return None;
+        }
+        word = lexer.next();
+    }
+    let kind = match (word, count) {
+        (Some(Token::Word(w)), false) if w.eq_ignore_ascii_case(b"WARNINGS") => {
+            ShowDiagnostics::Warnings
+        }
+        (Some(Token::Word(w)), false) if w.eq_ignore_ascii_case(b"ERRORS") => {
+            ShowDiagnostics::Errors
+        }
+        (Some(Token::Word(w)), true) if w.eq_ignore_ascii_case(b"WARNINGS") => {
+            ShowDiagnostics::WarningCount
+        }
+        (Some(Token::Word(w)), true) if w.eq_ignore_ascii_case(b"ERRORS") => {
+            ShowDiagnostics::ErrorCount
+        }
+        _ => return None,
+    };
+    let mut next = lexer.next();
+    if !count && matches!(next, Some(Token::Word(w)) if w.eq_ignore_ascii_case(b"LIMIT")) {
+        next = lexer.next();
+        while matches!(next, Some(Token::Number(_) | Token::Punct(b','))) {
+            next = lexer.next();
+        }
+    }
+    if matches!(next, Some(Token::Punct(b';'))) {
+        next = lexer.next();
+    }
+    next.is_none().then_some(kind)
 }
 
 /// Whether `sql` is one SELECT, INSERT, UPDATE, DELETE or REPLACE with no effect at all: in
@@ -523,7 +585,7 @@ mod tests {
     #[test]
     fn previous_values_are_replaced_by_the_clients_own() {
         let r = |sql: &str, v| {
-            replace_previous_values(sql.as_bytes(), v, 7).map(|o| String::from_utf8(o).unwrap())
+            replace_previous_values(sql.as_bytes(), v, 7, 1).map(|o| String::from_utf8(o).unwrap())
         };
         assert_eq!(r("SELECT ROW_COUNT()", 3).as_deref(), Some("SELECT (3)"));
         assert_eq!(
@@ -548,24 +610,35 @@ mod tests {
             .as_deref(),
             Some("SELECT (7), (7), @@global.warning_count")
         );
+        assert_eq!(
+            r("SELECT @@error_count, @@ERROR_COUNT + 1", 0).as_deref(),
+            Some("SELECT (1), (1) + 1")
+        );
     }
 
     #[test]
-    fn show_warnings_is_recognised_alone() {
-        for sql in [
-            "SHOW WARNINGS",
-            " show  warnings ;",
-            "/* x */ SHOW WARNINGS",
+    fn diagnostics_statements_are_recognised_alone() {
+        use ShowDiagnostics::*;
+        for (sql, kind) in [
+            ("SHOW WARNINGS", Warnings),
+            (" show  warnings ;", Warnings),
+            ("/* x */ SHOW WARNINGS", Warnings),
+            ("SHOW WARNINGS LIMIT 1", Warnings),
+            ("SHOW WARNINGS LIMIT 2, 3", Warnings),
+            ("show errors", Errors),
+            ("SHOW COUNT(*) WARNINGS", WarningCount),
+            ("SHOW COUNT ( * ) ERRORS;", ErrorCount),
         ] {
-            assert!(is_show_warnings(sql.as_bytes()), "{sql}");
+            assert_eq!(show_diagnostics(sql.as_bytes()), Some(kind), "{sql}");
         }
         for sql in [
-            "SHOW WARNINGS LIMIT 1",
-            "SHOW COUNT(*) WARNINGS",
-            "SHOW ERRORS",
             "SHOW",
+            "SHOW WARNINGS; SELECT 1",
+            "SHOW COUNT(*) WARNINGS LIMIT 1",
+            "SHOW TABLES",
+            "SELECT 'SHOW WARNINGS'",
         ] {
-            assert!(!is_show_warnings(sql.as_bytes()), "{sql}");
+            assert_eq!(show_diagnostics(sql.as_bytes()), None, "{sql}");
         }
     }
 

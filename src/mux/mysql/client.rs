@@ -18,7 +18,7 @@ use crate::mysql::auth::{
 };
 use crate::mysql::errcode::{self, ErrorCode};
 use crate::mysql::handshake::{AuthMoreData, ClientHello, HandshakeV10};
-use crate::mysql::packet::write_packet;
+use crate::mysql::packet::{write_packet, HEADER_LEN, MAX_PACKET_PAYLOAD};
 use crate::mysql::response::{ErrPacket, OkPacket};
 use crate::mysql::{CapabilityFlags, PacketCodec, StatusFlags};
 
@@ -104,6 +104,8 @@ pub(crate) struct MyClient {
     pub(crate) warning_count: u16,
     /// The answer to `SHOW WARNINGS` for its last statement, captured right after it.
     pub(crate) warnings: Option<Bytes>,
+    /// The ERR payload its own last statement ended with.
+    pub(crate) last_error: Option<Bytes>,
     /// A LOCAL INFILE upload runs: its packets go upstream as they are.
     pub(crate) uploading: bool,
     /// Its next command waits until a statement is prepared again on its upstream.
@@ -134,6 +136,7 @@ impl MyClient {
             row_count: -1,
             warning_count: 0,
             warnings: None,
+            last_error: None,
             uploading: false,
             held: false,
             failed_prepare: None,
@@ -153,12 +156,20 @@ impl MyClient {
     }
 }
 
-/// Bytes buffered behind a complete first packet: input waiting to be passed on.
+/// Bytes buffered behind a complete first logical packet (all of its 16 MB pieces): input
+/// waiting to be passed on. A packet still arriving is not backlog: pausing it would stall.
 pub(crate) fn backlog(buf: &[u8]) -> usize {
-    match crate::mysql::PacketHeader::peek(buf) {
-        Some(h) if buf.len() >= 4 + h.len => buf.len(),
-        _ => 0,
+    let mut at = 0usize;
+    while let Some(h) = buf.get(at..).and_then(crate::mysql::PacketHeader::peek) {
+        at = at.saturating_add(HEADER_LEN + h.len);
+        if at > buf.len() {
+            break;
+        }
+        if h.len < MAX_PACKET_PAYLOAD {
+            return buf.len();
+        }
     }
+    0
 }
 
 /// An ERR packet with `code`, `message` and sequence id `seq`.

@@ -64,6 +64,17 @@ pub(crate) fn peek_command(buf: &[u8], max: usize) -> Result<Option<CommandFrame
     }
 }
 
+/// How many physical packets `wire` holds.
+fn packet_count(wire: &[u8]) -> usize {
+    let mut rest = wire;
+    let mut count = 0;
+    while let Some(h) = PacketHeader::peek(rest) {
+        count += 1;
+        rest = rest.get(HEADER_LEN + h.len..).unwrap_or_default();
+    }
+    count
+}
+
 /// The logical payload of a command cut from the wire (joined when it spanned packets).
 fn payload_of(wire: &Bytes) -> Bytes {
     match PacketHeader::peek(wire) {
@@ -176,11 +187,27 @@ impl Engine {
                 true
             }
             COM_SET_OPTION => {
-                let off = payload.get(1..3) == Some(&[1, 0][..]);
-                let status = self.my_status(uid);
+                let off = match payload.get(1..) {
+                    Some([0, 0]) => false,
+                    Some([1, 0]) => true,
+                    _ => {
+                        let msg = "Unknown option to COM_SET_OPTION";
+                        let answer = err_packet(errcode::ER_UNKNOWN_COM_ERROR, msg, 1);
+                        self.my_answer(cid, uid, answer);
+                        return true;
+                    }
+                };
                 if let Some(c) = self.clients.my_mut(cid) {
                     c.state.single_statements = off;
                 }
+                if let Some(u) = uid.and_then(|u| self.upstreams.my_mut(u)) {
+                    // The client's own server connection takes the option now; others get
+                    // it when the client lands there.
+                    u.state.single_statements = off;
+                    self.my_forward(cid, uid, code, wire, None);
+                    return true;
+                }
+                let status = self.my_status(uid);
                 let eof = [
                     EOF_HEADER,
                     0,
@@ -269,13 +296,16 @@ impl Engine {
             return;
         };
         let preparing = prepare.as_ref().map(|p| p.entry.id);
-        if let Some(reader) = u.reader(code, limits) {
+        // The answer is numbered after the command's packets (several when 16 MB or more).
+        let first_seq = packet_count(&wire) as u8;
+        if let Some(reader) = u.reader(code, limits).map(|r| r.starting_at(first_seq)) {
             if !reader.is_complete() {
                 u.owed.push_back(Owed::Client {
                     owner: cid,
                     reader,
                     prepare,
                     refused: None,
+                    diagnostics: false,
                 });
             }
         }
@@ -342,26 +372,23 @@ impl Engine {
                 self.my_replay_insert_id(uid, cid);
             }
         }
-        // ROW_COUNT(), @@warning_count and SHOW WARNINGS read the connection's previous
-        // statement, which may have been another client's: the client's own values go into
-        // the text, and its warnings come from what muxql captured after its statement.
-        let Some(c) = self.clients.my(cid) else {
+        // ROW_COUNT(), @@warning_count, @@error_count and SHOW WARNINGS / ERRORS read the
+        // connection's previous statement, which may have been another client's: the client's
+        // own values go into the text or answer the statement.
+        if let Some(kind) = crate::mysql::sql::show_diagnostics(sql) {
+            self.my_show_diagnostics(cid, uid, kind);
+            return true;
+        }
+        let Some(row_count) = self.clients.my(cid).map(|c| c.row_count) else {
             return false;
         };
-        let (row_count, warning_count) = (c.row_count, c.warning_count);
-        if crate::mysql::sql::is_show_warnings(sql) {
-            if let Some(captured) = c.warnings.clone() {
-                self.my_answer(cid, uid, captured);
-                return true;
-            }
-            if warning_count == 0 {
-                // No warnings: an empty result with the right columns, whatever ran there.
-                let wire = packet(b"\x03SHOW WARNINGS LIMIT 0", 0);
-                self.my_forward(cid, uid, COM_QUERY, wire, None);
-                return true;
-            }
-        }
-        let wire = match crate::mysql::sql::replace_previous_values(sql, row_count, warning_count) {
+        let (warning_count, error_count) = self.my_diagnostic_counts(cid);
+        let wire = match crate::mysql::sql::replace_previous_values(
+            sql,
+            row_count,
+            warning_count,
+            error_count,
+        ) {
             Some(text) => {
                 let mut p = Vec::with_capacity(text.len() + 1);
                 p.push(COM_QUERY);

@@ -5,6 +5,7 @@
 pub(crate) mod client;
 mod commands;
 mod control;
+mod diagnostics;
 mod pipeline;
 pub(crate) mod pool;
 mod prepared;

@@ -26,10 +26,15 @@ pub(crate) fn stmt_id(payload: &[u8]) -> Option<u32> {
     }
 }
 
+/// Offset of new_params_bind_flag in a COM_STMT_EXECUTE payload for `params` parameters.
+fn flag_offset(params: usize) -> usize {
+    EXECUTE_PARAMS_AT + params.div_ceil(8)
+}
+
 /// The parameter types block of a COM_STMT_EXECUTE payload for `params` parameters, with the
 /// offset of its new_params_bind_flag; `None` when the payload sends no types.
 fn sent_types(payload: &[u8], params: usize) -> (usize, Option<&[u8]>) {
-    let flag_at = EXECUTE_PARAMS_AT + params.div_ceil(8);
+    let flag_at = flag_offset(params);
     match payload.get(flag_at) {
         Some(1) => (flag_at, payload.get(flag_at + 1..flag_at + 1 + 2 * params)),
         _ => (flag_at, None),
@@ -49,20 +54,22 @@ impl Engine {
         let (Some(c), Some(u)) = (self.clients.my(cid), self.upstreams.my_mut(uid)) else {
             return false;
         };
-        let Some(id) = c.core.buf.get(4..).and_then(stmt_id) else {
-            return false;
-        };
-        if id == MARIADB_LAST_STATEMENT_ID && u.last_prepare.is_some() {
+        if c.failed_prepare.is_some() {
+            // The last try failed: the command gets that error, not another try.
             return false;
         }
-        let id = if id == MARIADB_LAST_STATEMENT_ID {
-            c.last_stmt
-        } else {
-            id
+        let Some(raw_id) = c.core.buf.get(4..).and_then(stmt_id) else {
+            return false;
         };
+        let last = raw_id == MARIADB_LAST_STATEMENT_ID;
+        let id = if last { c.last_stmt } else { raw_id };
         let Some(stmt) = c.stmts.get(&id) else {
             return false;
         };
+        if last && u.last_prepare == Some(stmt.entry.id) {
+            // Still being prepared there: the server resolves "the last statement" itself.
+            return false;
+        }
         if u.prepared.touch(stmt.entry.id).is_some() {
             return false;
         }
@@ -214,6 +221,12 @@ impl Engine {
             return true;
         };
         let params = usize::from(stmt.entry.params.get());
+        // With parameters, the null bitmap and new_params_bind_flag must follow.
+        if code == COM_STMT_EXECUTE && params > 0 && payload.len() <= flag_offset(params) {
+            let msg = "COM_STMT_EXECUTE ends before its parameters";
+            self.my_fail_client(cid, errcode::ER_MALFORMED_PACKET, msg);
+            return false;
+        }
         let mut out: Option<BytesMut> = None;
         let Some(u) = self.upstreams.my_mut(uid) else {
             return false;
@@ -252,8 +265,14 @@ impl Engine {
         }
         if !pending_prepare {
             let Some(server_id) = u.prepared.touch(stmt.entry.id).map(|s| s.server_id) else {
-                // Evicted or never prepared here: prepare it first (held until then).
-                return false;
+                // my_prepare_first prepares it before the command is taken; should that ever
+                // not hold, the client gets an error rather than silence.
+                if answers {
+                    let msg = format!("Unknown prepared statement handler ({raw_id})");
+                    let answer = err_packet(errcode::ER_UNKNOWN_STMT_HANDLER, &msg, 1);
+                    self.my_answer(cid, Some(uid), answer);
+                }
+                return true;
             };
             let p = out.get_or_insert_with(|| BytesMut::from(payload));
             p[1..5].copy_from_slice(&server_id.to_le_bytes());

@@ -150,7 +150,16 @@ impl Engine {
                 return Some(false);
             }
             Step::LocalInfile => {
+                // A client that did not enable CLIENT_LOCAL_FILES never sees the request:
+                // muxql refuses it and the client gets only the ERR.
+                let enabled = cid
+                    .and_then(|c| self.clients.my(c))
+                    .is_some_and(|c| c.caps.contains(CapabilityFlags::CLIENT_LOCAL_FILES));
+                let request = data.split_off(scan.last);
                 self.my_pass(cid, own, data);
+                if enabled {
+                    self.my_pass(cid, own, request);
+                }
                 return self.my_local_infile(uid, cid, scan.last);
             }
             Step::AuthData => {
@@ -182,7 +191,14 @@ impl Engine {
             self.my_own_failed(uid, cid, done);
             return self.upstreams.my(uid).map(|_| true);
         }
-        if let (false, Some(cid)) = (own, cid) {
+        let diagnostics = matches!(
+            done,
+            Owed::Client {
+                diagnostics: true,
+                ..
+            }
+        );
+        if let (false, false, Some(cid)) = (own, diagnostics, cid) {
             self.my_note_warnings(uid, cid, completion.warnings);
         }
         Some(true)
@@ -253,19 +269,14 @@ impl Engine {
         completion: &Completion,
         last: BytesMut,
     ) -> BytesMut {
-        let refused = self
-            .upstreams
-            .my(uid)
-            .and_then(|u| u.owed.front())
-            .is_some_and(|o| {
-                matches!(
-                    o,
-                    Owed::Client {
-                        refused: Some(_),
-                        ..
-                    }
-                )
-            });
+        let (refused, diagnostics) = match self.upstreams.my(uid).and_then(|u| u.owed.front()) {
+            Some(Owed::Client {
+                refused,
+                diagnostics,
+                ..
+            }) => (refused.is_some(), *diagnostics),
+            _ => (false, false),
+        };
         if let Some(u) = self.upstreams.my_mut(uid) {
             if let Some(status) = completion.status {
                 u.status = status;
@@ -274,7 +285,7 @@ impl Engine {
         if refused {
             return BytesMut::new();
         }
-        if !own {
+        if !own && !diagnostics {
             // ROW_COUNT() of the client's own last statement: affected rows of an OK, -1 after
             // a result set or an error.
             let affected = (last.get(HEADER_LEN) == Some(&OK_HEADER))
@@ -287,6 +298,8 @@ impl Engine {
                 .map_or(-1, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX));
             if let Some(c) = cid.and_then(|c| self.clients.my_mut(c)) {
                 c.row_count = affected;
+                c.last_error = (last.get(HEADER_LEN) == Some(&ERR_HEADER))
+                    .then(|| Bytes::copy_from_slice(&last[HEADER_LEN..]));
             }
         }
         let changed = completion

@@ -92,6 +92,9 @@ pub(crate) enum Owed {
         /// A LOCAL INFILE the client did not enable was refused: it gets an error with this
         /// sequence id instead of the answer.
         refused: Option<u8>,
+        /// A diagnostics statement answered for the client: its own last statement's
+        /// diagnostics stay as they are, as they do on a server.
+        diagnostics: bool,
     },
     /// A command muxql sent itself (state replay, re-prepare, cleanup, KILL): swallowed.
     Own {
