@@ -252,3 +252,70 @@ fn an_empty_command_packet_closes_only_that_client() {
     let out = sim.client_send(b, query("SELECT 1"));
     assert_eq!(out.to_upstreams.len(), 1);
 }
+
+/// An OK reporting a session state change no tracker explains (a user variable set inside a
+/// stored function, say).
+fn ok_untracked() -> Vec<u8> {
+    let mut state = BytesMut::new();
+    SessionStateChange::StateChange(true).encode(&mut state);
+    let mut ok = OkPacket::new(
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_SESSION_STATE_CHANGED,
+    );
+    ok.session_state = state.freeze();
+    let mut p = BytesMut::new();
+    ok.encode(&mut p, caps()).unwrap();
+    p.to_vec()
+}
+
+#[test]
+fn a_statement_that_pins_with_others_queued_behind_does_not_lose_its_state_silently() {
+    let mut cfg = config(1);
+    cfg.pipeline_depth = 4;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, query("SELECT f()"));
+    let (u, _) = out.to_upstreams[0];
+    let out = sim.client_send(b, query("SELECT 2"));
+    assert_eq!(out.packets_to_upstream(u).len(), 1, "b queued behind a");
+    let mut answers = frame(&ok_untracked(), 1);
+    answers.extend_from_slice(&frame(
+        &ok(StatusFlags::SERVER_STATUS_AUTOCOMMIT, caps()),
+        1,
+    ));
+    let out = sim.upstream_send(u, answers);
+    assert_eq!(out.packets_to_client(b).len(), 1, "b has its answer");
+    // a's state lives on a connection b now holds: a cannot go on without it.
+    assert!(out.closed_clients.contains(&a), "{out:?}");
+    let err = out.packets_to_client(a);
+    assert_eq!(
+        ErrPacket::parse(err.last().unwrap(), caps()).unwrap().code,
+        1927
+    );
+    // Nobody else gets the connection with a's variable on it.
+    assert!(out.closed_upstreams.contains(&u), "{out:?}");
+    let c = sim.ready_client();
+    let out = sim.client_send(c, query("SELECT 3"));
+    assert!(!out.connects.is_empty(), "a fresh connection: {out:?}");
+}
+
+#[test]
+fn an_error_after_part_of_a_result_carries_the_next_sequence_id() {
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("SELECT 1"));
+    let (u, _) = out.to_upstreams[0];
+    // Column count (seq 1) and its first column definition (seq 2) arrive, then nothing.
+    let mut part = frame(&[1], 1);
+    part.extend_from_slice(&frame(
+        b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00",
+        2,
+    ));
+    let out = sim.upstream_send(u, part);
+    assert_eq!(out.packets_to_client(a).len(), 2, "{out:?}");
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    let err = &out.to_clients[0].1;
+    assert_eq!((err[3], err[4]), (3, 0xff), "ERR numbered after what a got");
+    assert_eq!(out.closed_clients, vec![a]);
+}

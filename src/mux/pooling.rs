@@ -192,6 +192,7 @@ impl Engine {
         if let Some(cid) = u.client() {
             u.phase = UpPhase::Resetting;
             self.pools[route].detach(true);
+            self.note_upstream_lost(cid, uid);
             if let Some(c) = self.clients.core_mut(cid) {
                 c.upstream = None;
             }

@@ -164,6 +164,15 @@ impl Engine {
         }
     }
 
+    /// Upstream `uid` is lost while serving client `cid`: notes where in its answer the
+    /// client is, for the error it gets next.
+    pub(crate) fn note_upstream_lost(&mut self, cid: ClientId, uid: UpstreamId) {
+        let seq = self.upstreams.my(uid).and_then(|u| u.client_seq());
+        if let Some(c) = self.clients.my_mut(cid) {
+            c.lost_seq = seq;
+        }
+    }
+
     /// Tells a client why it cannot go on, in its protocol's terms, and closes it.
     pub(crate) fn fail_client(&mut self, cid: ClientId, error: SessionError) {
         let message = error.to_string();

@@ -106,6 +106,8 @@ pub(crate) struct MyClient {
     pub(crate) warnings: Option<Bytes>,
     /// The ERR payload its own last statement ended with.
     pub(crate) last_error: Option<Bytes>,
+    /// Where its answer stood when its upstream was lost (the sequence id an error needs).
+    pub(crate) lost_seq: Option<u8>,
     /// A LOCAL INFILE upload runs: its packets go upstream as they are.
     pub(crate) uploading: bool,
     /// Its next command waits until a statement is prepared again on its upstream.
@@ -137,6 +139,7 @@ impl MyClient {
             warning_count: 0,
             warnings: None,
             last_error: None,
+            lost_seq: None,
             uploading: false,
             held: false,
             failed_prepare: None,
@@ -499,6 +502,7 @@ impl Engine {
             .upstream
             .and_then(|u| self.upstreams.my(u))
             .and_then(|u| u.client_seq())
+            .or(c.lost_seq)
             .unwrap_or(1)
     }
 }

@@ -6,6 +6,11 @@
 //! Only commands that leave no session state qualify: a single SELECT, INSERT, UPDATE, DELETE
 //! or REPLACE (text or prepared) from a client whose session state equals the upstream's, in
 //! autocommit mode, behind a request of the same kind sent at most [`FRESH_MS`] ago.
+//!
+//! A stored function can still change the session where the lexer sees none. A tracked change
+//! is noted on the upstream (and replayed for whoever lands there next), though the commands
+//! already queued behind run with it; an untracked one strands its client, which is failed
+//! rather than let go on without it, and the connection is not reused.
 
 use super::commands::peek_command;
 use crate::mux::engine::Engine;
@@ -13,6 +18,7 @@ use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
 use crate::mysql::command::code::{COM_QUERY, COM_STMT_EXECUTE};
 use crate::mysql::command::{CURSOR_TYPE_NO_CURSOR, MARIADB_LAST_STATEMENT_ID};
+use crate::mysql::errcode;
 use crate::mysql::sql::is_autocommit_statement;
 use crate::mysql::StatusFlags;
 
@@ -168,10 +174,15 @@ impl Engine {
             (false, true) => pool.attach(),
             _ => {}
         }
+        let mut stranded = None;
         if let Some(c) = old.and_then(|o| self.clients.my_mut(o)) {
             c.core.upstream = None;
             self.pools[route].deactivate();
-            if !c.core.buf.is_empty() {
+            if c.core.pins != 0 {
+                // Its last statement left state only this connection has (reported after
+                // the followers were sent): it cannot follow the client anywhere.
+                stranded = old;
+            } else if !c.core.buf.is_empty() {
                 self.ready.extend(old);
             }
         }
@@ -181,6 +192,17 @@ impl Engine {
             if !c.core.buf.is_empty() {
                 self.ready.push_back(owner);
             }
+        }
+        if let Some(stranded) = stranded {
+            if let Some(u) = self.upstreams.my_mut(uid) {
+                u.core.broken = true;
+            }
+            self.my_fail_client(
+                stranded,
+                errcode::ER_CONNECTION_KILLED,
+                "the session state this statement created stayed on a server connection \
+                 other clients' statements were already queued on",
+            );
         }
     }
 }
