@@ -1,4 +1,4 @@
-//! The `muxql` command's flags, config errors, exit codes, metrics and SIGTERM handling.
+//! The `muxql` command's flags, config errors, exit codes, metrics, SIGTERM and SIGHUP.
 
 mod proc;
 
@@ -172,4 +172,39 @@ fn sigterm_exits_0() {
     let status = m.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn sighup_reloads_the_config_file_and_keeps_it_when_broken() {
+    let dir = std::env::temp_dir().join(format!("muxql-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("muxql.toml");
+    let write = |extra: &str| {
+        let text = format!("upstreams = [\"{}\"]\n{extra}", idle_upstream());
+        std::fs::write(&file, text).unwrap();
+    };
+    write("");
+    let m = Muxql::start(&["--config", file.to_str().unwrap()]);
+    let added = "muxql_clients{route=\"reports\",user=\"app\",protocol=\"postgres\"} 0";
+    assert!(!m.http_get("/metrics").contains(added));
+    write(concat!(
+        "[[routes]]\ndatabase = \"reports\"\nclient_user = \"app\"\n",
+        "target = \"127.0.0.1:5432\"\nupstream_user = \"app\"\nupstream_password = \"pw\"\n"
+    ));
+    m.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !m.http_get("/metrics").contains(added) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A file that does not parse: the running configuration stays, the process too.
+    std::fs::write(&file, "pool_size = \"many\"\n").unwrap();
+    m.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(m.http_get("/metrics").contains(added));
+    assert!(m.terminate(Duration::from_secs(10)).success());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,4 +1,5 @@
-//! The `muxql` command: a PostgreSQL connection multiplexer in front of one or more servers.
+//! The `muxql` command: a PostgreSQL and MySQL/MariaDB connection multiplexer in front of one
+//! or more servers. SIGINT/SIGTERM shut it down gracefully; SIGHUP reloads its configuration.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -35,7 +36,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Server::bind(config).and_then(Server::run) {
+    let serve = Server::bind(config).and_then(|mut server| {
+        // SIGHUP reads the config file and flags again; listeners and metrics stay as bound.
+        server.reload_on_hangup(move || {
+            ServerConfig::from_args(&args)
+                .map(|c| c.engine)
+                .map_err(|e| e.to_string())
+        });
+        server.run()
+    });
+    match serve {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ Error::Config(_)) => {
             eprintln!("muxql: {e}");

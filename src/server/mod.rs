@@ -71,7 +71,11 @@ pub struct Server {
     shutdown_timeout: Duration,
     reporter: Option<Reporter>,
     reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Reload>>,
+    on_hangup: Option<Loader>,
 }
+
+/// Reads the configuration again (for SIGHUP); an error names the problem.
+type Loader = Box<dyn Fn() -> Result<crate::mux::Config, String>>;
 
 /// A configuration to apply, and where to say whether it was.
 type Reload = (
@@ -143,6 +147,7 @@ impl Server {
             runtime,
             reporter: None,
             reloads: None,
+            on_hangup: None,
         })
     }
 
@@ -151,6 +156,16 @@ impl Server {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.reloads = Some(rx);
         Reloader(tx)
+    }
+
+    /// On every SIGHUP while the server runs, applies the configuration `load` returns (see
+    /// [`crate::mux::Engine::reload`]); a configuration that fails to load or apply is logged
+    /// and the running one stays.
+    pub fn reload_on_hangup(
+        &mut self,
+        load: impl Fn() -> Result<crate::mux::Config, String> + 'static,
+    ) {
+        self.on_hangup = Some(Box::new(load));
     }
 
     /// Hands the counters and the routes they are for to `report` every `every` while the
@@ -228,9 +243,29 @@ impl Server {
             shutdown_timeout,
             reporter,
             reloads,
+            on_hangup,
         } = self;
+        let hangups = match on_hangup {
+            Some(load) => {
+                let _guard = runtime.enter();
+                let kind = tokio::signal::unix::SignalKind::hangup();
+                Some((tokio::signal::unix::signal(kind)?, load))
+            }
+            None => None,
+        };
         local.block_on(&runtime, async move {
             let mut tasks = Vec::new();
+            if let Some((mut hangups, load)) = hangups {
+                let d = driver.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    while hangups.recv().await.is_some() {
+                        match load().and_then(|config| d.reload(config)) {
+                            Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                            Err(e) => tracing::error!("SIGHUP: configuration kept: {e}"),
+                        }
+                    }
+                }));
+            }
             if let Some(mut rx) = reloads {
                 let d = driver.clone();
                 tasks.push(tokio::task::spawn_local(async move {
