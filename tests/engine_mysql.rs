@@ -128,14 +128,10 @@ fn a_ping_is_answered_without_an_upstream() {
     assert_eq!(out.packets_to_client(a)[0][0], 0x00);
 }
 
-/// An OK reporting that system variable `name` is now `value`.
-fn ok_with_var(name: &str, value: &str) -> Vec<u8> {
+/// An OK in autocommit mode reporting `change` through the session trackers.
+fn ok_with_change(change: SessionStateChange) -> Vec<u8> {
     let mut state = BytesMut::new();
-    SessionStateChange::SystemVariable {
-        name: Bytes::copy_from_slice(name.as_bytes()),
-        value: Bytes::copy_from_slice(value.as_bytes()),
-    }
-    .encode(&mut state);
+    change.encode(&mut state);
     let mut ok = OkPacket::new(
         StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_SESSION_STATE_CHANGED,
     );
@@ -143,6 +139,14 @@ fn ok_with_var(name: &str, value: &str) -> Vec<u8> {
     let mut p = BytesMut::new();
     ok.encode(&mut p, caps()).unwrap();
     p.to_vec()
+}
+
+/// An OK reporting that system variable `name` is now `value`.
+fn ok_with_var(name: &str, value: &str) -> Vec<u8> {
+    ok_with_change(SessionStateChange::SystemVariable {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    })
 }
 
 #[test]
@@ -256,15 +260,7 @@ fn an_empty_command_packet_closes_only_that_client() {
 /// An OK reporting a session state change no tracker explains (a user variable set inside a
 /// stored function, say).
 fn ok_untracked() -> Vec<u8> {
-    let mut state = BytesMut::new();
-    SessionStateChange::StateChange(true).encode(&mut state);
-    let mut ok = OkPacket::new(
-        StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_SESSION_STATE_CHANGED,
-    );
-    ok.session_state = state.freeze();
-    let mut p = BytesMut::new();
-    ok.encode(&mut p, caps()).unwrap();
-    p.to_vec()
+    ok_with_change(SessionStateChange::StateChange(true))
 }
 
 #[test]

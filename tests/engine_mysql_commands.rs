@@ -78,6 +78,18 @@ fn execute_bare(id: u32) -> BytesMut {
     frame(&p, 0)
 }
 
+/// An ERR packet from the server (sequence id `seq`).
+fn server_err(code: u16, state: &[u8; 5], message: &'static str, seq: u8) -> BytesMut {
+    let mut err = BytesMut::new();
+    ErrPacket {
+        code,
+        sql_state: Some(*state),
+        message: Bytes::from_static(message.as_bytes()),
+    }
+    .encode(&mut err, caps());
+    frame(&err, seq)
+}
+
 fn autocommit_ok() -> BytesMut {
     frame(&ok(StatusFlags::SERVER_STATUS_AUTOCOMMIT, caps()), 1)
 }
@@ -146,14 +158,8 @@ fn a_failed_prepare_again_answers_the_command_with_its_error() {
     let out = sim.client_send(a, execute_bare(1));
     let sent = out.packets_to_upstream(u2);
     assert_eq!(&sent[..], [Bytes::from_static(b"\x16SELECT 1")]);
-    let mut err = BytesMut::new();
-    ErrPacket {
-        code: 1146,
-        sql_state: Some(*b"42S02"),
-        message: Bytes::from_static(b"Table 'db.t' doesn't exist"),
-    }
-    .encode(&mut err, caps());
-    let out = sim.upstream_send(u2, frame(&err, 1));
+    let err = server_err(1146, b"42S02", "Table 'db.t' doesn't exist", 1);
+    let out = sim.upstream_send(u2, err);
     assert!(
         out.packets_to_upstream(u2).is_empty(),
         "no second try: {out:?}"
@@ -223,14 +229,7 @@ fn a_refused_local_infile_reaches_the_client_as_one_error() {
         "the request is not shown: {out:?}"
     );
     assert_eq!(&out.packets_to_upstream(u)[..], [Bytes::new()], "no file");
-    let mut err = BytesMut::new();
-    ErrPacket {
-        code: 1148,
-        sql_state: Some(*b"42000"),
-        message: Bytes::from_static(b"not allowed"),
-    }
-    .encode(&mut err, caps());
-    let out = sim.upstream_send(u, frame(&err, 3));
+    let out = sim.upstream_send(u, server_err(1148, b"42000", "not allowed", 3));
     let answer = &out.to_clients;
     assert_eq!(answer.len(), 1, "{out:?}");
     assert_eq!((answer[0].1[3], answer[0].1[4]), (1, 0xff), "ERR, seq 1");
