@@ -280,7 +280,8 @@ muxql_result muxql_engine_client_closed(muxql_engine *engine, uint64_t id, uint6
 // `engine` must be a live engine.
 muxql_result muxql_engine_upstream_connected(muxql_engine *engine, uint64_t id, uint64_t now_ms);
 
-// Upstream `id`'s socket closed or failed, or could not connect.
+// Upstream `id`'s socket closed or failed, or could not connect; the id is dead (no
+// `MUXQL_ACTION_CLOSE_UPSTREAM` follows for it).
 //
 // # Safety
 // `engine` must be a live engine.

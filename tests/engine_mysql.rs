@@ -79,6 +79,10 @@ fn an_upstream_dying_mid_query_fails_only_its_client() {
     let err = ErrPacket::parse(&out.packets_to_client(a)[0], caps()).unwrap();
     assert_eq!(err.code, 1927);
     assert_eq!(out.closed_clients, vec![a]);
+    assert!(
+        out.closed_upstreams.is_empty(),
+        "no CloseUpstream for a dead id"
+    );
     let out = sim.client_send(b, query("SELECT 1"));
     assert!(out.closed_clients.is_empty());
     assert!(!out.connects.is_empty() || !out.to_upstreams.is_empty());

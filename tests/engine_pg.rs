@@ -526,6 +526,10 @@ fn an_upstream_dying_mid_request_fails_only_its_client() {
     let out = sim.drain();
     assert_eq!(out.closed_clients, vec![a]);
     assert!(
+        out.closed_upstreams.is_empty(),
+        "the host reported it closed: no CloseUpstream for a dead id"
+    );
+    assert!(
         matches!(&out.client_msgs(a)[..], [BackendMessage::ErrorResponse(f)] if f.code().map(|c| &c[..]) == Some(&b"08006"[..]))
     );
     let out = sim.upstream_send(ub, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);

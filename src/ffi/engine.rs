@@ -393,7 +393,8 @@ pub unsafe extern "C" fn muxql_engine_upstream_connected(
     })
 }
 
-/// Upstream `id`'s socket closed or failed, or could not connect.
+/// Upstream `id`'s socket closed or failed, or could not connect; the id is dead (no
+/// `MUXQL_ACTION_CLOSE_UPSTREAM` follows for it).
 ///
 /// # Safety
 /// `engine` must be a live engine.

@@ -179,10 +179,11 @@ impl Engine {
         self.run_ready();
     }
 
-    /// An upstream's socket closed or failed (or could not connect).
+    /// An upstream's socket closed or failed (or could not connect); the id is dead, and no
+    /// [`Action::CloseUpstream`] follows for it.
     pub fn upstream_closed(&mut self, id: UpstreamId, now_ms: u64) {
         self.now = now_ms;
-        self.upstream_lost(id, "server connection closed");
+        self.upstream_closed_by_host(id);
         self.run_ready();
     }
 

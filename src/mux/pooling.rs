@@ -11,6 +11,17 @@ use super::ids::{ClientId, UpstreamId};
 use super::session::{UpPhase, Upstream, UpstreamCore};
 use super::Action;
 
+/// How an upstream leaves the Engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// muxql closes it on purpose: the protocol's goodbye, then the host closes it.
+    Retired,
+    /// It failed (protocol error, timeout): the host closes it.
+    Failed,
+    /// The host reported its socket closed: nothing is left for the host to do.
+    ClosedByHost,
+}
+
 impl Engine {
     /// Queues a client for an upstream of its route.
     pub(crate) fn wait_for_upstream(&mut self, id: ClientId) {
@@ -152,23 +163,26 @@ impl Engine {
 
     /// Closes an upstream that is not attached to a client.
     pub(crate) fn retire(&mut self, uid: UpstreamId) {
-        if let Some(u) = self.forget_upstream(uid, true) {
+        if let Some(u) = self.forget_upstream(uid, Departure::Retired) {
             self.dispatch(u.core().route);
         }
     }
 
-    /// Removes an upstream from the Engine and its pool and tells the host to close it, after
-    /// the protocol's goodbye when `goodbye` and the connection got that far.
-    fn forget_upstream(&mut self, uid: UpstreamId, goodbye: bool) -> Option<Upstream> {
+    /// Removes an upstream from the Engine and its pool and, unless the host reported it
+    /// closed, tells the host to close it (after the protocol's goodbye when it is retired and
+    /// the connection got that far).
+    fn forget_upstream(&mut self, uid: UpstreamId, departure: Departure) -> Option<Upstream> {
         let u = self.upstreams.remove(uid.0)?;
         let core = u.core();
-        if goodbye && core.phase != UpPhase::Connecting {
+        if departure == Departure::Retired && core.phase != UpPhase::Connecting {
             if let Some(bytes) = self.goodbye(&u) {
                 self.actions
                     .push_back(Action::SendUpstream { id: uid, bytes });
             }
         }
-        self.actions.push_back(Action::CloseUpstream { id: uid });
+        if departure != Departure::ClosedByHost {
+            self.actions.push_back(Action::CloseUpstream { id: uid });
+        }
         if !core.side {
             self.pools[core.route].forget(uid, core.is_connecting());
         }
@@ -177,15 +191,25 @@ impl Engine {
         Some(u)
     }
 
-    /// An upstream failed or closed: its client (if any) gets an error for its request, clients
-    /// that cannot be served are told why, and the pool refills.
+    /// An upstream failed: its client (if any) gets an error for its request, clients that
+    /// cannot be served are told why, the host is told to close it, and the pool refills.
     pub(crate) fn upstream_lost(&mut self, uid: UpstreamId, reason: &str) {
+        self.lose_upstream(uid, reason, Departure::Failed);
+    }
+
+    /// As [`upstream_lost`](Self::upstream_lost) for an upstream the host reported closed: the
+    /// host is not asked to close it again (its id may already name another connection).
+    pub(crate) fn upstream_closed_by_host(&mut self, uid: UpstreamId) {
+        self.lose_upstream(uid, "server connection closed", Departure::ClosedByHost);
+    }
+
+    fn lose_upstream(&mut self, uid: UpstreamId, reason: &str, departure: Departure) {
         let Some(u) = self.upstreams.core_mut(uid) else {
             return;
         };
         let route = u.route;
         if u.side {
-            self.forget_upstream(uid, false);
+            self.forget_upstream(uid, departure);
             return;
         }
         let logging_in = u.is_connecting();
@@ -201,7 +225,7 @@ impl Engine {
         if logging_in {
             self.pools[route].last_error = Some(reason.to_string());
         }
-        if self.forget_upstream(uid, false).is_some() {
+        if self.forget_upstream(uid, departure).is_some() {
             self.pools[route].stats.upstreams_discarded += u64::from(!logging_in);
         }
         if logging_in && self.pools[route].total() == 0 {
