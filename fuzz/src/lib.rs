@@ -2,6 +2,7 @@
 //! fuzzer-chosen events, plays its clients and its upstream servers (scripted models), and
 //! asserts the invariants listed in `host`.
 pub mod host;
+pub mod mutation;
 pub mod mysql_client;
 pub mod mysql_server;
 pub mod pg_client;

@@ -73,9 +73,17 @@ fn normalize(password: &str) -> Vec<u8> {
     }
 }
 
+/// Fuzzing builds (cargo-fuzz sets `cfg(fuzzing)`; never a normal build) cap Hi()'s iteration
+/// count, so that a fuzzer-chosen count up to [`MAX_SCRAM_ITERATIONS`] cannot stall a run. Both
+/// roles derive their keys here, so proofs and signatures still verify end to end.
+#[cfg(fuzzing)]
+const FUZZING_MAX_ITERATIONS: u32 = 8;
+
 /// Hi() of RFC 5802: PBKDF2-HMAC-SHA256 with one output block. The keyed state is built once
 /// and cloned per iteration.
 fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; KEY_LEN] {
+    #[cfg(fuzzing)]
+    let iterations = iterations.min(FUZZING_MAX_ITERATIONS);
     let base = keyed(&normalize(password));
     let mut m = base.clone();
     m.update(salt);
