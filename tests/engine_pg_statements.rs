@@ -1,0 +1,263 @@
+//! Deterministic Engine tests of prepared statements across pooled upstreams: named statements
+//! shared per SQL text, the unnamed statement, plan changes, and what each client sees of them.
+
+mod pg_sim;
+
+use pg_sim::*;
+
+/// A client with statement `s1` prepared on the only upstream, which is returned.
+fn client_with_prepared_s1(sim: &mut Sim) -> (ClientId, UpstreamId) {
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[parse_msg("s1", "SELECT 1"), FrontendMessage::Sync]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    (a, u)
+}
+
+#[test]
+fn named_statements_are_pooled_and_reprepared_lazily() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let parse = |name: &str, sql: &str| {
+        FrontendMessage::Parse(Parse {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            query: Bytes::copy_from_slice(sql.as_bytes()),
+            param_types: vec![],
+        })
+    };
+    let bind = |stmt: &str| {
+        FrontendMessage::Bind(Bind {
+            portal: Bytes::new(),
+            statement: Bytes::copy_from_slice(stmt.as_bytes()),
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        })
+    };
+    let exec = FrontendMessage::Execute(Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    });
+    let out = sim.client_send(a, &[parse("s1", "SELECT 1"), FrontendMessage::Sync]);
+    let (u1, _) = out.to_upstreams[0];
+    let sent = out.upstream_msgs(u1);
+    assert!(matches!(&sent[0], FrontendMessage::Parse(p) if p.name.starts_with(b"muxql_")));
+    let out = sim.upstream_send(
+        u1,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)]
+    );
+
+    // Hold u1 with another client's transaction so that `a` lands on a second upstream.
+    let b = sim.ready_client();
+    let out = sim.client_send(b, &[q("BEGIN")]);
+    assert_eq!(out.to_upstreams[0].0, u1);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(a, &[bind("s1"), exec.clone(), FrontendMessage::Sync]);
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 2);
+    let sent = out.upstream_msgs(u2);
+    assert!(
+        matches!(&sent[0], FrontendMessage::Parse(p) if p.name.starts_with(b"muxql_")),
+        "re-Parse first"
+    );
+    assert!(matches!(&sent[1], FrontendMessage::Bind(b) if b.statement.starts_with(b"muxql_")));
+    let out = sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle)
+        ],
+        "the injected ParseComplete is swallowed"
+    );
+
+    // Parse of the same text under another client's name is answered locally on u2; Close too.
+    let c = sim.ready_client();
+    let out = sim.client_send(c, &[parse("mine", "SELECT 1"), FrontendMessage::Sync]);
+    let (u, _) = out.to_upstreams[0];
+    assert_eq!(u, u2);
+    assert_eq!(out.upstream_msgs(u2), vec![FrontendMessage::Sync]);
+    assert_eq!(
+        out.client_msgs(c),
+        vec![BackendMessage::ParseComplete],
+        "answered at once, in order"
+    );
+    let out = sim.upstream_send(u2, &[rfq(TransactionStatus::Idle)]);
+    assert_eq!(out.client_msgs(c), vec![rfq(TransactionStatus::Idle)]);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::from_static(b"mine"),
+    });
+    let describe = FrontendMessage::Describe(Describe {
+        kind: TargetKind::Portal,
+        name: Bytes::new(),
+    });
+    let out = sim.client_send(c, &[describe, close, FrontendMessage::Sync]);
+    assert_eq!(out.upstream_msgs(u2).len(), 2, "Close answered locally");
+    assert!(
+        out.client_msgs(c).is_empty(),
+        "CloseComplete waits for the Describe's answer"
+    );
+    let out = sim.upstream_send(u2, &[BackendMessage::NoData, rfq(TransactionStatus::Idle)]);
+    assert_eq!(
+        out.client_msgs(c),
+        vec![
+            BackendMessage::NoData,
+            BackendMessage::CloseComplete,
+            rfq(TransactionStatus::Idle)
+        ]
+    );
+}
+
+#[test]
+fn an_error_drops_local_answers_queued_behind_it_until_sync() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::from_static(b"s1"),
+    });
+    let out = sim.client_send(
+        a,
+        &[bind_msg("s1"), execute_msg(), close, FrontendMessage::Sync],
+    );
+    assert!(out.client_msgs(a).is_empty());
+    let out = sim.upstream_send(
+        u,
+        &[error("22P02", "bad input"), rfq(TransactionStatus::Idle)],
+    );
+    let msgs = out.client_msgs(a);
+    assert!(
+        matches!(
+            msgs[..],
+            [
+                BackendMessage::ErrorResponse(_),
+                BackendMessage::ReadyForQuery(_)
+            ]
+        ),
+        "{msgs:?}"
+    );
+    assert_eq!(
+        sim.engine.stats().routes[0].upstreams_idle,
+        1,
+        "released after the Sync"
+    );
+}
+
+#[test]
+fn a_changed_plan_makes_the_statement_prepared_afresh() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    let first = match &out.upstream_msgs(u)[0] {
+        FrontendMessage::Bind(b) => b.statement.clone(),
+        other => panic!("{other:?}"),
+    };
+    sim.upstream_send(
+        u,
+        &[
+            error("0A000", "cached plan must not change result type"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    let sent = out.upstream_msgs(u);
+    match (&sent[0], &sent[1]) {
+        (FrontendMessage::Parse(p), FrontendMessage::Bind(b)) => {
+            assert_ne!(p.name, first, "a new server-side name");
+            assert_eq!(b.statement, p.name);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn another_clients_unnamed_statement_is_closed_before_a_bind_can_run_it() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(
+        a,
+        &[parse_msg("", "SELECT 'a secret'"), FrontendMessage::Sync],
+    );
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    let unit = [bind_msg(""), execute_msg(), FrontendMessage::Sync];
+    let out = sim.client_send(b, &unit);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::new(),
+    });
+    assert_eq!(out.upstream_msgs(u), [vec![close], unit.to_vec()].concat());
+    let missing = error("26000", "unnamed prepared statement does not exist");
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::CloseComplete,
+            missing.clone(),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(b),
+        vec![missing, rfq(TransactionStatus::Idle)]
+    );
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("", "SELECT 1"),
+            bind_msg(""),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(
+        out.upstream_msgs(u).len(),
+        3,
+        "its own unnamed statement binds as it is"
+    );
+}
+
+#[test]
+fn a_statement_whose_client_left_mid_request_is_freed() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    sim.client_send(
+        a,
+        &[
+            parse_msg("s1", "SELECT 1"),
+            bind_msg("s1"),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(sim.engine.stats().routes[0].statements, 1);
+    sim.engine.client_closed(a, sim.now);
+    sim.drain();
+    assert_eq!(
+        sim.engine.stats().routes[0].statements,
+        0,
+        "no client refers to the statement any more"
+    );
+}
