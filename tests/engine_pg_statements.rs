@@ -261,3 +261,176 @@ fn a_statement_whose_client_left_mid_request_is_freed() {
         "no client refers to the statement any more"
     );
 }
+
+/// A describe-then-execute driver (pgx's QueryExecModeDescribeExec): Parse of the unnamed
+/// statement, Describe, Sync; then Bind, Execute, Sync in a second round trip, which lands on
+/// another upstream. The client's unnamed statement is prepared there again first, so the
+/// second round trip behaves as on a direct connection.
+#[test]
+fn an_unnamed_statement_follows_its_client_across_sync() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let describe = FrontendMessage::Describe(Describe {
+        kind: TargetKind::Statement,
+        name: Bytes::new(),
+    });
+    let parse = parse_msg("", "SELECT $1::int");
+    let out = sim.client_send(a, &[parse.clone(), describe, FrontendMessage::Sync]);
+    let (u1, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u1,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::ParameterDescription(vec![23]),
+            BackendMessage::NoData,
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    // b holds the first upstream, so a's second round trip gets another.
+    let out = sim.client_send(b, &[q("BEGIN")]);
+    assert_eq!(out.to_upstreams[0].0, u1);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let unit = [bind_msg(""), execute_msg(), FrontendMessage::Sync];
+    let out = sim.client_send(a, &unit);
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 43);
+    assert_eq!(
+        out.upstream_msgs(u2),
+        [vec![parse], unit.to_vec()].concat(),
+        "prepared again where it runs"
+    );
+    let out = sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle)
+        ],
+        "the Parse it did not send is not answered"
+    );
+}
+
+/// A simple Query ends the unnamed statement (PostgreSQL drops it), so a Bind after one is
+/// not prepared again elsewhere: the server reports it missing, as it would directly.
+#[test]
+fn a_simple_query_ends_the_unnamed_statement() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[parse_msg("", "SELECT 1"), FrontendMessage::Sync]);
+    let (u1, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u1,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    sim.client_send(a, &[q("SELECT 2")]);
+    sim.upstream_send(u1, &select_answer("1"));
+    sim.client_send(b, &[q("BEGIN")]);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let unit = [bind_msg(""), execute_msg(), FrontendMessage::Sync];
+    let out = sim.client_send(a, &unit);
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 43);
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::new(),
+    });
+    assert_eq!(out.upstream_msgs(u2), [vec![close], unit.to_vec()].concat());
+}
+
+fn close_statement(name: &str) -> FrontendMessage {
+    FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::copy_from_slice(name.as_bytes()),
+    })
+}
+
+/// pgjdbc runs `DEALLOCATE ALL` and then prepares its statements again. The client's own names
+/// are gone, as on a direct connection; the server dropped muxql's shared statements too, so
+/// they are prepared again for the next client that needs them (after a Close, in case the
+/// DEALLOCATE failed and they survived) instead of failing with 26000.
+#[test]
+fn deallocate_all_drops_the_clients_names_and_shared_statements_are_prepared_again() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let b = sim.ready_client();
+    // b prepares the same text: it shares muxql_1, already on the upstream.
+    let out = sim.client_send(b, &[parse_msg("t1", "SELECT 1"), FrontendMessage::Sync]);
+    assert_eq!(out.upstream_msgs(u), vec![FrontendMessage::Sync]);
+    sim.upstream_send(u, &[rfq(TransactionStatus::Idle)]);
+    let out = sim.client_send(a, &[q("DEALLOCATE ALL")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("DEALLOCATE ALL")]);
+    sim.upstream_send(
+        u,
+        &[complete("DEALLOCATE ALL"), rfq(TransactionStatus::Idle)],
+    );
+    let out = sim.client_send(b, &[bind_msg("t1"), execute_msg(), FrontendMessage::Sync]);
+    let msgs = out.upstream_msgs(u);
+    assert_eq!(msgs[0], close_statement("muxql_1"));
+    assert_eq!(msgs[1], parse_msg("muxql_1", "SELECT 1"));
+    assert_eq!(msgs[2], bind_msg("muxql_1"));
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::CloseComplete,
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(b),
+        vec![
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle)
+        ]
+    );
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    assert_eq!(
+        out.upstream_msgs(u)[0],
+        bind_msg("s1"),
+        "a's own name is gone: the server reports it missing, as it would directly"
+    );
+}
+
+/// A statement dropped on an upstream behind muxql's back fails one Bind with 26000, then is
+/// prepared again there instead of failing every Bind.
+#[test]
+fn a_statement_missing_on_its_upstream_is_prepared_again() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let unit = [bind_msg("s1"), execute_msg(), FrontendMessage::Sync];
+    sim.client_send(a, &unit);
+    let missing = error("26000", "prepared statement \"muxql_1\" does not exist");
+    sim.upstream_send(u, &[missing, rfq(TransactionStatus::Idle)]);
+    let out = sim.client_send(a, &unit);
+    assert_eq!(
+        out.upstream_msgs(u),
+        [vec![parse_msg("muxql_1", "SELECT 1")], unit.to_vec()]
+            .concat()
+            .into_iter()
+            .map(|m| match m {
+                FrontendMessage::Bind(_) => bind_msg("muxql_1"),
+                other => other,
+            })
+            .collect::<Vec<_>>()
+    );
+}

@@ -47,6 +47,9 @@ pub enum Effect {
     ResetAll,
     /// `DISCARD ALL`.
     DiscardAll,
+    /// `DEALLOCATE [PREPARE] ALL`: every prepared statement of the session is dropped at once,
+    /// whatever becomes of the transaction (prepared statements are not transactional).
+    DeallocateAll,
     /// A statement creating state that cannot be replayed on another server connection.
     Pin(PinReason),
 }
@@ -634,6 +637,11 @@ impl<'l, 'a> Statement<'l, 'a> {
             if self.eat(b"all") {
                 f(Effect::DiscardAll);
             }
+        } else if keyword(b"deallocate") {
+            self.eat(b"prepare");
+            if self.eat(b"all") {
+                f(Effect::DeallocateAll);
+            }
         } else if keyword(b"listen") && self.next().is_some() {
             f(Effect::Pin(PinReason::Listen));
         } else if keyword(b"prepare") {
@@ -1182,7 +1190,9 @@ mod tests {
             ("prepare q as select 1", &[pin(Prepare)]),
             ("PREPARE TRANSACTION 'gid'", &[]),
             ("DEALLOCATE q", &[]),
-            ("DEALLOCATE ALL", &[]),
+            ("DEALLOCATE ALL", &[Effect::DeallocateAll]),
+            ("deallocate prepare all", &[Effect::DeallocateAll]),
+            ("DEALLOCATE \"all\"", &[]),
             (
                 "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
                 &[pin(HoldCursor)],

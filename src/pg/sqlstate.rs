@@ -1,6 +1,6 @@
-//! The SQLSTATE codes muxql itself sends to PostgreSQL clients, by their names in the
-//! PostgreSQL documentation (Appendix A, "PostgreSQL Error Codes"). Every code muxql emits
-//! lives here.
+//! The SQLSTATE codes muxql itself sends to PostgreSQL clients or reads in server errors, by
+//! their names in the PostgreSQL documentation (Appendix A, "PostgreSQL Error Codes"). Every
+//! code muxql emits or looks for lives here.
 
 /// Class 08: connection_failure.
 pub const CONNECTION_FAILURE: &str = "08006";
@@ -12,6 +12,8 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 /// Class 28: invalid_password.
 pub const INVALID_PASSWORD: &str = "28P01";
+/// Class 26: invalid_sql_statement_name (a prepared statement that does not exist).
+pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 /// Class 3D: invalid_catalog_name.
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// Class 53: too_many_connections.

@@ -19,7 +19,7 @@ use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::pg::backend::BackendMessage;
-use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
+use crate::pg::frame::{encode_frame, peek_header, Direction, Frame, HEADER_LEN};
 use crate::pg::frontend::{
     encode_bind_with_statement, Close, Describe, FrontendMessage, Parse, TargetKind,
 };
@@ -163,8 +163,12 @@ impl Engine {
         };
         match tag {
             b'Q' => {
+                // A simple Query ends the unnamed statement (protocol docs, "Simple Query").
+                if let Some(c) = self.clients.pg_mut(cid) {
+                    c.unnamed = None;
+                }
                 let sql = peek::first_cstr(body).unwrap_or(body);
-                if self.note_effects(cid, sql, Record::All) {
+                if self.note_effects(cid, uid, sql, Record::All) {
                     Step::Rewrite
                 } else {
                     Step::Forward(Some(Kind::Query))
@@ -176,7 +180,11 @@ impl Engine {
                         u.unnamed_owner = Some(cid);
                     }
                     let sql = peek::first_cstr(rest).unwrap_or(rest);
-                    if self.note_effects(cid, sql, Record::All) {
+                    let refused = self.note_effects(cid, uid, sql, Record::All);
+                    if let Some(c) = self.clients.pg_mut(cid) {
+                        c.unnamed = (!refused).then(|| Bytes::copy_from_slice(body));
+                    }
+                    if refused {
                         Step::Rewrite
                     } else {
                         Step::Forward(Some(Kind::Parse))
@@ -210,9 +218,10 @@ impl Engine {
         }
     }
 
-    /// Records the session effects of `sql` that `record` selects; returns whether the
-    /// statement must be refused (a pin under [`PinPolicy::Reject`]).
-    fn note_effects(&mut self, cid: ClientId, sql: &[u8], record: Record) -> bool {
+    /// Records the session effects of `sql`, about to run on upstream `uid`, that `record`
+    /// selects; returns whether the statement must be refused (a pin under
+    /// [`PinPolicy::Reject`]).
+    fn note_effects(&mut self, cid: ClientId, uid: UpstreamId, sql: &[u8], record: Record) -> bool {
         if !self.pg.sql_verdicts.get(sql).effects {
             return false;
         }
@@ -223,6 +232,7 @@ impl Engine {
         let transaction_mode = self.config.routes[route].pool_mode == PoolMode::Transaction;
         let reject = self.config.pin_policy == PinPolicy::Reject && transaction_mode;
         let mut refused = false;
+        let mut drops_statements = false;
         let pool = &mut self.pools[route];
         for_each_effect(sql, |effect| match effect {
             Effect::Pin(_) if record == Record::Settings || !transaction_mode => {}
@@ -231,9 +241,26 @@ impl Engine {
                 pool.pin(c.core.pins == 0);
                 c.core.pins |= pin_bit(reason);
             }
-            other if record != Record::Pins => c.pending.push(other),
-            _ => {}
+            _ if record == Record::Pins => {}
+            Effect::DeallocateAll => {
+                // Not transactional: the client's statements are gone once it runs.
+                drops_statements = true;
+                for (_, stmt) in c.stmts.drain() {
+                    pool.ext.pg().statements.release(&stmt);
+                }
+            }
+            other => {
+                drops_statements |= other == Effect::DiscardAll;
+                c.pending.push(other);
+            }
         });
+        if drops_statements && !refused {
+            // The server drops every statement of the session, muxql's shared ones too: they
+            // are prepared again on this upstream when a client next needs them.
+            if let Some(u) = self.upstreams.pg_mut(uid) {
+                u.prepared.forget_all();
+            }
+        }
         refused
     }
 
@@ -245,7 +272,7 @@ impl Engine {
         frame: Frame,
     ) -> Result<(), String> {
         if let Some(kind) = unnamed_statement_use(&frame) {
-            return self.close_foreign_unnamed(uid, &frame, kind);
+            return self.unnamed_elsewhere(cid, uid, &frame, kind);
         }
         if frame.tag() == b'B' {
             return self.rewrite_bind(cid, uid, &frame);
@@ -298,23 +325,42 @@ impl Engine {
         Ok(())
     }
 
-    /// A Bind or Describe of an unnamed statement this client did not parse on this upstream:
-    /// it goes on after a swallowed Close of the unnamed statement, so the server answers as
-    /// for a statement that does not exist rather than running another client's.
-    fn close_foreign_unnamed(
+    /// A Bind or Describe of the unnamed statement on an upstream where this client did not
+    /// parse it. It goes on after a swallowed Parse of the client's unnamed statement when it
+    /// has one (the driver parsed it in an earlier round trip, on another upstream), or else
+    /// after a swallowed Close, so that the server answers as for a statement that does not
+    /// exist rather than running another client's.
+    fn unnamed_elsewhere(
         &mut self,
+        cid: ClientId,
         uid: UpstreamId,
         frame: &Frame,
         kind: Kind,
     ) -> Result<(), String> {
         let mut out = BytesMut::new();
-        FrontendMessage::Close(Close {
-            kind: TargetKind::Statement,
-            name: Bytes::new(),
-        })
-        .encode(&mut out)
-        .map_err(|e| e.to_string())?;
-        self.expect(uid, Kind::Close, true, None);
+        let unnamed = self.clients.pg(cid).and_then(|c| c.unnamed.clone());
+        match unnamed {
+            Some(body) => {
+                encode_frame(&mut out, b'P', |w| {
+                    w.extend_from_slice(&body);
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+                self.expect(uid, Kind::Parse, true, None);
+                if let Some(u) = self.upstreams.pg_mut(uid) {
+                    u.unnamed_owner = Some(cid);
+                }
+            }
+            None => {
+                FrontendMessage::Close(Close {
+                    kind: TargetKind::Statement,
+                    name: Bytes::new(),
+                })
+                .encode(&mut out)
+                .map_err(|e| e.to_string())?;
+                self.expect(uid, Kind::Close, true, None);
+            }
+        }
         out.extend_from_slice(frame.as_bytes());
         self.expect(uid, kind, false, None);
         self.actions.push_back(Action::SendUpstream {
@@ -340,7 +386,7 @@ impl Engine {
             // A named statement changes settings where it runs, not where it was
             // parsed: the two may be different upstreams.
             let query = s.query.clone();
-            self.note_effects(cid, &query, Record::Settings);
+            self.note_effects(cid, uid, &query, Record::Settings);
         }
         let mut out = BytesMut::with_capacity(frame.as_bytes().len() + 16);
         let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
@@ -357,7 +403,7 @@ impl Engine {
     /// upstream unless it already is (then ParseComplete is answered locally, in order).
     fn parse_named(&mut self, cid: ClientId, uid: UpstreamId, p: Parse) -> Result<(), String> {
         // Pins count from the Parse; setting changes from each Bind (see above).
-        let refused = self.note_effects(cid, &p.query, Record::Pins);
+        let refused = self.note_effects(cid, uid, &p.query, Record::Pins);
         let (query, types) = if refused {
             (rejection_sql(), Vec::new())
         } else {
@@ -381,9 +427,7 @@ impl Engine {
             return Ok(());
         }
         self.evict_for(uid, &mut out);
-        if let Some(u) = self.upstreams.pg_mut(uid) {
-            u.prepared.insert(stmt.server_id());
-        }
+        self.note_prepared(uid, stmt.server_id(), &mut out);
         FrontendMessage::Parse(parse_of(&stmt))
             .encode(&mut out)
             .map_err(|e| e.to_string())?;
@@ -424,14 +468,29 @@ impl Engine {
             .is_some_and(|u| u.prepared.touch(id));
         if !prepared {
             self.evict_for(uid, out);
-            if let Some(u) = self.upstreams.pg_mut(uid) {
-                u.prepared.insert(id);
-            }
+            self.note_prepared(uid, id, out);
             if FrontendMessage::Parse(parse_of(stmt)).encode(out).is_ok() {
                 self.expect(uid, Kind::Parse, true, Some(Rc::clone(stmt)));
             }
         }
         server_name(id)
+    }
+
+    /// Records statement `id` as prepared on `uid` by the Parse about to follow in `out`,
+    /// after a swallowed Close when the server may still hold an older copy.
+    fn note_prepared(&mut self, uid: UpstreamId, id: u64, out: &mut BytesMut) {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
+            return;
+        };
+        if u.prepared.insert(id) {
+            let close = FrontendMessage::Close(Close {
+                kind: TargetKind::Statement,
+                name: server_name(id).into(),
+            });
+            if close.encode(out).is_ok() {
+                self.expect(uid, Kind::Close, true, None);
+            }
+        }
     }
 
     /// Closes the least recently used statement when the upstream's cache is full.
@@ -554,6 +613,9 @@ impl Engine {
             let status = body.first().copied().unwrap_or(b'I');
             let rolled_back = tag == b'C' && body.starts_with(b"ROLLBACK");
             let plan_changed = tag == b'E' && plan_changed(body);
+            let statement_missing = tag == b'E'
+                && peek::error_field(body, b'C')
+                    == Some(sqlstate::INVALID_SQL_STATEMENT_NAME.as_bytes());
             let Some(u) = self.upstreams.pg_mut(uid) else {
                 return;
             };
@@ -598,12 +660,18 @@ impl Engine {
                         }
                     }
                     forward = cid.is_some() && (forward || injected_extended);
-                    if let Some(p) = done.as_ref().filter(|p| p.kind == Kind::Bind) {
+                    if let Some(stmt) = done
+                        .as_ref()
+                        .filter(|p| p.kind == Kind::Bind)
+                        .and_then(|p| p.stmt.as_ref())
+                    {
                         if plan_changed {
-                            if let Some(stmt) = &p.stmt {
-                                let route = u.core.route;
-                                self.pools[route].ext.pg().statements.renew(stmt);
-                            }
+                            let route = u.core.route;
+                            self.pools[route].ext.pg().statements.renew(stmt);
+                        } else if statement_missing {
+                            // Something dropped it behind muxql's back: prepare it again
+                            // next time instead of failing every Bind on this upstream.
+                            u.prepared.remove(stmt.server_id());
                         }
                     }
                     if forward {
@@ -731,7 +799,6 @@ impl Engine {
                         | pin_bit(PinReason::SetConfig));
                     if matches!(effect, Effect::DiscardAll) {
                         c.core.pins = 0;
-                        u.prepared.clear();
                         for (_, stmt) in c.stmts.drain() {
                             pool.ext.pg().statements.release(&stmt);
                         }

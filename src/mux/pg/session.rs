@@ -134,6 +134,10 @@ pub(crate) struct PgClient {
     pub(crate) tx_failed: bool,
     /// Client statement name → pooled statement.
     pub(crate) stmts: HashMap<Bytes, Rc<Statement>>,
+    /// The body of the client's last Parse of the unnamed statement, while that statement
+    /// lives (a simple Query ends it): prepared again on whichever upstream a later Bind or
+    /// Describe of it lands.
+    pub(crate) unnamed: Option<Bytes>,
     pub(crate) cancel_pid: u32,
     pub(crate) cancel_key: Box<[u8]>,
 }
@@ -150,6 +154,7 @@ impl PgClient {
             pending: Vec::new(),
             tx_failed: false,
             stmts: HashMap::new(),
+            unnamed: None,
             cancel_pid: 0,
             cancel_key: Box::new([]),
         }

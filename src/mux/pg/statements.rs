@@ -6,7 +6,7 @@
 //! prepared, least recently used first out.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -104,6 +104,9 @@ impl Registry {
 pub(crate) struct Prepared {
     last_use: HashMap<u64, u64>,
     tick: u64,
+    /// Statements a client's DEALLOCATE ALL or DISCARD ALL may or may not have dropped (it
+    /// may have failed): closed before they are prepared again, which is harmless either way.
+    uncertain: HashSet<u64>,
 }
 
 impl Prepared {
@@ -119,10 +122,13 @@ impl Prepared {
         }
     }
 
-    /// Records `id` as prepared.
-    pub(crate) fn insert(&mut self, id: u64) {
+    /// Records `id` as prepared; returns whether the server may still hold an older copy
+    /// that must be closed first.
+    #[must_use]
+    pub(crate) fn insert(&mut self, id: u64) -> bool {
         self.tick += 1;
         self.last_use.insert(id, self.tick);
+        self.uncertain.remove(&id)
     }
 
     /// Forgets and returns the least recently used id, which the caller must close on the
@@ -147,9 +153,16 @@ impl Prepared {
         self.last_use.remove(&id);
     }
 
-    /// Forgets everything (the server ran DISCARD ALL).
+    /// Forgets everything (muxql itself ran DISCARD ALL).
     pub(crate) fn clear(&mut self) {
         self.last_use = HashMap::new();
+        self.uncertain = HashSet::new();
+    }
+
+    /// Forgets everything a client's DEALLOCATE ALL or DISCARD ALL drops if it succeeds.
+    pub(crate) fn forget_all(&mut self) {
+        self.uncertain
+            .extend(self.last_use.drain().map(|(id, _)| id));
     }
 }
 
@@ -178,13 +191,27 @@ mod tests {
     #[test]
     fn lru_evicts_the_least_recently_used() {
         let mut p = Prepared::default();
-        p.insert(1);
-        p.insert(2);
+        assert!(!p.insert(1));
+        assert!(!p.insert(2));
         assert!(p.touch(1));
         assert_eq!(p.evict_oldest(), Some(2));
-        p.insert(3);
+        assert!(!p.insert(3));
         assert_eq!(p.len(), 2);
         assert!(!p.touch(2));
         assert!(p.touch(3));
+    }
+
+    #[test]
+    fn statements_a_client_may_have_dropped_are_closed_before_they_are_prepared_again() {
+        let mut p = Prepared::default();
+        assert!(!p.insert(1));
+        p.forget_all();
+        assert!(!p.touch(1));
+        assert!(p.insert(1), "close it first: it may still exist");
+        p.remove(1);
+        assert!(!p.insert(1), "only once");
+        p.forget_all();
+        p.clear();
+        assert!(!p.insert(1), "muxql's own DISCARD ALL is certain");
     }
 }
