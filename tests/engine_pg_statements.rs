@@ -163,29 +163,85 @@ fn an_error_drops_local_answers_queued_behind_it_until_sync() {
     );
 }
 
+/// What a client sees of a statement whose result type changed (pgx's statement cache
+/// after `ALTER TABLE ... ADD COLUMN`): on a direct connection each connection's own
+/// statement fails with 0A000 until the driver prepares it again. The first failure makes the
+/// shared statement prepared afresh; every other client that prepared it before gets the same
+/// 0A000 (raised by the server in place of its Bind) instead of binding the new statement
+/// with its old idea of the columns, until it prepares the statement again.
 #[test]
-fn a_changed_plan_makes_the_statement_prepared_afresh() {
+fn a_changed_plan_fails_each_clients_own_statement_until_it_prepares_it_again() {
     let mut sim = Sim::new(config(1, PoolMode::Transaction));
     let (a, u) = client_with_prepared_s1(&mut sim);
-    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
-    let first = match &out.upstream_msgs(u)[0] {
-        FrontendMessage::Bind(b) => b.statement.clone(),
+    let b = sim.ready_client();
+    sim.client_send(b, &[parse_msg("s1", "SELECT 1"), FrontendMessage::Sync]);
+    sim.upstream_send(u, &[rfq(TransactionStatus::Idle)]);
+    let unit = [bind_msg("s1"), execute_msg(), FrontendMessage::Sync];
+    sim.client_send(a, &unit);
+    let changed = error("0A000", "cached plan must not change result type");
+    sim.upstream_send(u, &[changed, rfq(TransactionStatus::Idle)]);
+
+    for c in [a, b] {
+        let out = sim.client_send(c, &unit);
+        let sent = out.upstream_msgs(u);
+        match &sent[..] {
+            [FrontendMessage::Parse(p), FrontendMessage::Bind(bind), FrontendMessage::Execute(_), FrontendMessage::Execute(_), FrontendMessage::Sync] =>
+            {
+                assert!(p.name.is_empty() && bind.statement.is_empty());
+                let sql = String::from_utf8_lossy(&p.query);
+                assert!(sql.starts_with("DO ") && sql.contains("0A000"), "{sql}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let raised = error("0A000", "cached plan must not change result type");
+        let out = sim.upstream_send(
+            u,
+            &[
+                BackendMessage::ParseComplete,
+                BackendMessage::BindComplete,
+                raised.clone(),
+                rfq(TransactionStatus::Idle),
+            ],
+        );
+        assert_eq!(
+            out.client_msgs(c),
+            vec![raised, rfq(TransactionStatus::Idle)]
+        );
+    }
+
+    // Prepared again, it runs the new statement: a prepares it on the upstream, b shares it.
+    let again = [
+        parse_msg("s1", "SELECT 1"),
+        bind_msg("s1"),
+        execute_msg(),
+        FrontendMessage::Sync,
+    ];
+    let out = sim.client_send(a, &again);
+    let sent = out.upstream_msgs(u);
+    let fresh = match (&sent[0], &sent[1]) {
+        (FrontendMessage::Parse(p), FrontendMessage::Bind(bind)) => {
+            assert_eq!(
+                p.name,
+                Bytes::from_static(b"muxql_2"),
+                "a new server-side name"
+            );
+            assert_eq!(bind.statement, p.name);
+            p.name.clone()
+        }
         other => panic!("{other:?}"),
     };
     sim.upstream_send(
         u,
         &[
-            error("0A000", "cached plan must not change result type"),
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
             rfq(TransactionStatus::Idle),
         ],
     );
-    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
-    let sent = out.upstream_msgs(u);
-    match (&sent[0], &sent[1]) {
-        (FrontendMessage::Parse(p), FrontendMessage::Bind(b)) => {
-            assert_ne!(p.name, first, "a new server-side name");
-            assert_eq!(b.statement, p.name);
-        }
+    let out = sim.client_send(b, &again);
+    match &out.upstream_msgs(u)[0] {
+        FrontendMessage::Bind(bind) => assert_eq!(bind.statement, fresh),
         other => panic!("{other:?}"),
     }
 }
@@ -433,4 +489,109 @@ fn a_statement_missing_on_its_upstream_is_prepared_again() {
             })
             .collect::<Vec<_>>()
     );
+}
+
+/// The same schema change seen from an upstream that had not prepared the statement yet: the
+/// statement prepared there has the new columns, and the client's Bind (result formats for
+/// the old ones) fails with 08P01. On a direct connection the client's own statement would
+/// fail with 0A000, so that is what it gets, and the statement is prepared afresh for all.
+#[test]
+fn a_result_type_change_found_by_a_lazy_prepare_is_reported_as_a_changed_plan() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let (a, u1) = client_with_prepared_s1(&mut sim);
+    let b = sim.ready_client();
+    sim.client_send(b, &[q("BEGIN")]);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let unit = [bind_msg("s1"), execute_msg(), FrontendMessage::Sync];
+    let out = sim.client_send(a, &unit);
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 43);
+    assert_eq!(out.upstream_msgs(u2)[0], parse_msg("muxql_1", "SELECT 1"));
+    let formats = error(
+        "08P01",
+        "bind message has 2 result formats but query has 3 columns",
+    );
+    let out = sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            formats,
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            error("0A000", "cached plan must not change result type"),
+            rfq(TransactionStatus::Idle)
+        ]
+    );
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("s1", "SELECT 1"),
+            bind_msg("s1"),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(
+        out.upstream_msgs(u2)[0],
+        parse_msg("muxql_2", "SELECT 1"),
+        "prepared afresh"
+    );
+}
+
+/// Binds of the old statement still in flight on other upstreams fail after the change was
+/// noticed: they do not prepare the statement afresh a second time, which would make the
+/// clients that already prepared it again see 0A000 twice.
+#[test]
+fn a_result_type_change_renews_the_statement_once() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let (a, u1) = client_with_prepared_s1(&mut sim);
+    let b = sim.ready_client();
+    sim.client_send(b, &[parse_msg("s1", "SELECT 1"), FrontendMessage::Sync]);
+    sim.upstream_send(u1, &[rfq(TransactionStatus::Idle)]);
+    let unit = [bind_msg("s1"), execute_msg(), FrontendMessage::Sync];
+    sim.client_send(a, &unit);
+    let out = sim.client_send(b, &unit);
+    let u2 = out.connects[0];
+    sim.login_upstream(u2, 43);
+    let changed = error("0A000", "cached plan must not change result type");
+    sim.upstream_send(u1, &[changed, rfq(TransactionStatus::Idle)]);
+    let reprepare = [
+        parse_msg("s1", "SELECT 1"),
+        bind_msg("s1"),
+        execute_msg(),
+        FrontendMessage::Sync,
+    ];
+    let out = sim.client_send(a, &reprepare);
+    assert_eq!(out.upstream_msgs(u1)[0], parse_msg("muxql_2", "SELECT 1"));
+    let formats = error(
+        "08P01",
+        "bind message has 2 result formats but query has 3 columns",
+    );
+    sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            formats,
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    sim.upstream_send(
+        u1,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    let out = sim.client_send(a, &unit);
+    let to_a = [out.upstream_msgs(u1), out.upstream_msgs(u2)].concat();
+    assert_eq!(to_a[0], bind_msg("muxql_2"), "a's statement is current");
 }

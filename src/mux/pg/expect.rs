@@ -48,6 +48,8 @@ pub(crate) struct Pending {
     pub(crate) swallow: bool,
     /// The pooled statement a Parse prepares or a Bind uses.
     pub(crate) stmt: Option<Rc<Statement>>,
+    /// The statement's server id when the request was sent (0 without a statement).
+    pub(crate) server_id: u64,
 }
 
 /// An entry of the queue.
@@ -196,6 +198,7 @@ mod tests {
             kind,
             swallow: false,
             stmt: None,
+            server_id: 0,
         }
     }
 

@@ -18,14 +18,9 @@
 //! behind one upstream, and only behind a request that started at most [`FRESH_MS`] ago: a
 //! request running longer may be a slow one, and nobody should wait behind it.
 
-use std::collections::HashMap;
-use std::rc::Rc;
-
-use bytes::Bytes;
-
 use super::peek;
 use super::sql_verdicts::SqlVerdicts;
-use super::statements::Statement;
+use super::statements::Names;
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
@@ -42,11 +37,11 @@ pub(crate) const FRESH_MS: u64 = 2;
 /// or replaced); named statements must be known to the client and autocommit themselves.
 pub(crate) fn is_autocommit_unit(
     buf: &[u8],
-    stmts: &HashMap<Bytes, Rc<Statement>>,
+    stmts: &Names,
     verdicts: &mut SqlVerdicts,
     limits: &Limits,
 ) -> bool {
-    let named_ok = |name: &[u8]| stmts.get(name).is_some_and(|s| s.autocommit);
+    let named_ok = |name: &[u8]| stmts.get(name).is_some_and(|n| n.stmt.autocommit);
     let mut rest = buf;
     let mut parsed = false;
     let mut first = true;
@@ -208,9 +203,12 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::statements::Named;
     use super::*;
     use crate::pg::frontend::{Bind, Describe, Execute, FrontendMessage, Parse, TargetKind};
+    use bytes::Bytes;
     use bytes::BytesMut;
+    use std::collections::HashMap;
 
     fn encode(msgs: &[FrontendMessage]) -> BytesMut {
         let mut b = BytesMut::new();
@@ -256,7 +254,7 @@ mod tests {
         })
     }
 
-    fn unit(msgs: &[FrontendMessage], stmts: &HashMap<Bytes, Rc<Statement>>) -> bool {
+    fn unit(msgs: &[FrontendMessage], stmts: &Names) -> bool {
         let mut verdicts = SqlVerdicts::default();
         is_autocommit_unit(&encode(msgs), stmts, &mut verdicts, &Limits::default())
     }
@@ -314,8 +312,8 @@ mod tests {
         let mut stmts = HashMap::new();
         let select = registry.intern(Bytes::from_static(b"SELECT 1"), Vec::new());
         let begin = registry.intern(Bytes::from_static(b"BEGIN"), Vec::new());
-        stmts.insert(Bytes::from_static(b"sel"), select);
-        stmts.insert(Bytes::from_static(b"beg"), begin);
+        stmts.insert(Bytes::from_static(b"sel"), Named::new(select));
+        stmts.insert(Bytes::from_static(b"beg"), Named::new(begin));
         let s = FrontendMessage::Sync;
         assert!(unit(&[bind("sel"), execute(), s.clone()], &stmts));
         assert!(!unit(&[bind("beg"), execute(), s.clone()], &stmts));

@@ -67,6 +67,7 @@ impl Engine {
             kind: Kind::Query,
             swallow: true,
             stmt: None,
+            server_id: 0,
         });
         let mut out = BytesMut::new();
         if FrontendMessage::Query(sql.into()).encode(&mut out).is_ok() {
@@ -87,8 +88,8 @@ impl Engine {
             return;
         }
         let pool = &mut self.pools[c.core.route];
-        for (_, stmt) in c.stmts {
-            pool.ext.pg().statements.release(&stmt);
+        for (_, named) in c.stmts {
+            pool.ext.pg().statements.release(&named.stmt);
         }
         if let Some(uid) = c.queued_on {
             // Its request is on the wire already: the answer is dropped when its turn comes.
@@ -146,6 +147,7 @@ impl Engine {
                     kind: Kind::Query,
                     swallow: true,
                     stmt: None,
+                    server_id: 0,
                 });
             }
         }

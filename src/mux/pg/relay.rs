@@ -12,7 +12,7 @@ use super::expect::{Kind, Pending, Verdict};
 use super::params::Value;
 use super::peek;
 use super::session::pin_bit;
-use super::statements::{server_name, Statement};
+use super::statements::{server_name, Named, Statement};
 use crate::mux::config::{PinPolicy, PoolMode};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
@@ -245,8 +245,8 @@ impl Engine {
             Effect::DeallocateAll => {
                 // Not transactional: the client's statements are gone once it runs.
                 drops_statements = true;
-                for (_, stmt) in c.stmts.drain() {
-                    pool.ext.pg().statements.release(&stmt);
+                for (_, named) in c.stmts.drain() {
+                    pool.ext.pg().statements.release(&named.stmt);
                 }
             }
             other => {
@@ -306,8 +306,12 @@ impl Engine {
             }
             FrontendMessage::Close(cl) => {
                 if let Some(c) = self.clients.pg_mut(cid) {
-                    if let Some(stmt) = c.stmts.remove(&cl.name) {
-                        self.pools[c.core.route].ext.pg().statements.release(&stmt);
+                    if let Some(named) = c.stmts.remove(&cl.name) {
+                        self.pools[c.core.route]
+                            .ext
+                            .pg()
+                            .statements
+                            .release(&named.stmt);
                     }
                 }
                 self.synthetic(uid, BackendMessage::CloseComplete);
@@ -381,6 +385,18 @@ impl Engine {
     ) -> Result<(), String> {
         let (portal, name, rest) =
             crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
+        let stale = self
+            .clients
+            .pg(cid)
+            .and_then(|c| c.stmts.get(&name))
+            .is_some_and(Named::is_stale);
+        if stale {
+            return self.raise_in_place(
+                uid,
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "cached plan must not change result type",
+            );
+        }
         let stmt = self.client_statement(cid, &name);
         if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
             // A named statement changes settings where it runs, not where it was
@@ -392,6 +408,52 @@ impl Engine {
         let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
         self.expect(uid, Kind::Bind, false, stmt);
         encode_bind_with_statement(&mut out, &portal, &server, &rest).map_err(|e| e.to_string())?;
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: out.freeze(),
+        });
+        Ok(())
+    }
+
+    /// Answers the client's extended-protocol message with an error the server raises in its
+    /// place (Parse, Bind and Execute of [`raise_sql`] on the unnamed statement and portal),
+    /// so that what follows behaves as after any server error: the rest of the unit is
+    /// skipped until Sync and a transaction block is aborted.
+    fn raise_in_place(
+        &mut self,
+        uid: UpstreamId,
+        sqlstate: &str,
+        message: &str,
+    ) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        let messages = [
+            FrontendMessage::Parse(Parse {
+                name: Bytes::new(),
+                query: raise_sql(sqlstate, message),
+                param_types: Vec::new(),
+            }),
+            FrontendMessage::Bind(crate::pg::frontend::Bind {
+                portal: Bytes::new(),
+                statement: Bytes::new(),
+                param_formats: Vec::new(),
+                params: Vec::new(),
+                result_formats: Vec::new(),
+            }),
+            FrontendMessage::Execute(crate::pg::frontend::Execute {
+                portal: Bytes::new(),
+                max_rows: 0,
+            }),
+        ];
+        for m in &messages {
+            m.encode(&mut out).map_err(|e| e.to_string())?;
+        }
+        self.expect(uid, Kind::Parse, true, None);
+        self.expect(uid, Kind::Bind, true, None);
+        // The error takes the place of the client's own message.
+        self.expect(uid, Kind::Execute, false, None);
+        if let Some(u) = self.upstreams.pg_mut(uid) {
+            u.unnamed_owner = None;
+        }
         self.actions.push_back(Action::SendUpstream {
             id: uid,
             bytes: out.freeze(),
@@ -414,8 +476,8 @@ impl Engine {
         };
         let pool = &mut self.pools[c.core.route];
         let stmt = pool.ext.pg().statements.intern(query, types);
-        if let Some(old) = c.stmts.insert(p.name, Rc::clone(&stmt)) {
-            pool.ext.pg().statements.release(&old);
+        if let Some(old) = c.stmts.insert(p.name, Named::new(Rc::clone(&stmt))) {
+            pool.ext.pg().statements.release(&old.stmt);
         }
         let mut out = BytesMut::new();
         let prepared = self
@@ -441,7 +503,11 @@ impl Engine {
 
     /// The pooled statement a client calls `name`.
     fn client_statement(&self, cid: ClientId, name: &[u8]) -> Option<Rc<Statement>> {
-        self.clients.pg(cid)?.stmts.get(name).cloned()
+        self.clients
+            .pg(cid)?
+            .stmts
+            .get(name)
+            .map(|n| Rc::clone(&n.stmt))
     }
 
     /// The server-side name for a client statement, preparing it on the upstream first
@@ -518,10 +584,12 @@ impl Engine {
         let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
+        let server_id = stmt.as_ref().map_or(0, |s| s.server_id());
         if let Some(ignored) = u.expect.push(Pending {
             kind,
             swallow,
             stmt,
+            server_id,
         }) {
             forget_unprepared(&mut u.prepared, &ignored);
         }
@@ -616,6 +684,8 @@ impl Engine {
             let statement_missing = tag == b'E'
                 && peek::error_field(body, b'C')
                     == Some(sqlstate::INVALID_SQL_STATEMENT_NAME.as_bytes());
+            let formats_mismatch = tag == b'E' && result_formats_mismatch(body);
+            let mut replacement = None;
             let Some(u) = self.upstreams.pg_mut(uid) else {
                 return;
             };
@@ -660,14 +730,21 @@ impl Engine {
                         }
                     }
                     forward = cid.is_some() && (forward || injected_extended);
-                    if let Some(stmt) = done
+                    if let Some((stmt, used)) = done
                         .as_ref()
                         .filter(|p| p.kind == Kind::Bind)
-                        .and_then(|p| p.stmt.as_ref())
+                        .and_then(|p| Some((p.stmt.as_ref()?, p.server_id)))
                     {
-                        if plan_changed {
+                        // Once per change: Binds of the old statement still in flight on
+                        // other upstreams fail too, and must not renew it again.
+                        if (plan_changed || formats_mismatch) && used == stmt.server_id() {
                             let route = u.core.route;
                             self.pools[route].ext.pg().statements.renew(stmt);
+                        }
+                        if formats_mismatch {
+                            // Prepared here after the client's columns changed: on a direct
+                            // connection its own statement would report the change.
+                            replacement = Some(plan_changed_error());
                         } else if statement_missing {
                             // Something dropped it behind muxql's back: prepare it again
                             // next time instead of failing every Bind on this upstream.
@@ -699,7 +776,13 @@ impl Engine {
                 }
                 _ => {}
             }
-            if forward {
+            if let (Some(bytes), true) = (replacement, forward) {
+                self.flush_to_client(cid, &mut buf, &mut run);
+                buf.advance(header.frame_len);
+                if let Some(cid) = cid {
+                    self.send_client(cid, bytes);
+                }
+            } else if forward {
                 run += header.frame_len;
             } else {
                 self.flush_to_client(cid, &mut buf, &mut run);
@@ -799,8 +882,8 @@ impl Engine {
                         | pin_bit(PinReason::SetConfig));
                     if matches!(effect, Effect::DiscardAll) {
                         c.core.pins = 0;
-                        for (_, stmt) in c.stmts.drain() {
-                            pool.ext.pg().statements.release(&stmt);
+                        for (_, named) in c.stmts.drain() {
+                            pool.ext.pg().statements.release(&named.stmt);
                         }
                     }
                     if before != 0 && c.core.pins == 0 {
@@ -878,6 +961,28 @@ fn forget_unprepared(prepared: &mut super::statements::Prepared, p: &Pending) {
     }
 }
 
+/// Whether an ErrorResponse body is PostgreSQL's refusal of a Bind whose result formats do
+/// not match the statement's columns.
+fn result_formats_mismatch(body: &[u8]) -> bool {
+    peek::error_field(body, b'C') == Some(PROTOCOL_VIOLATION.as_bytes())
+        && peek::error_field(body, b'M').is_some_and(|m| {
+            m.starts_with(b"bind message has ")
+                && m.windows(26).any(|w| w == b" result formats but query ")
+        })
+}
+
+/// The ErrorResponse PostgreSQL sends for a statement whose result type changed.
+fn plan_changed_error() -> Bytes {
+    let mut out = BytesMut::new();
+    crate::pg::backend::encode_error_response(
+        &mut out,
+        "ERROR",
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "cached plan must not change result type",
+    )
+    .map_or_else(|_| Bytes::new(), |()| out.freeze())
+}
+
 /// Whether an ErrorResponse body says a cached plan changed result type (SQLSTATE 0A000).
 fn plan_changed(body: &[u8]) -> bool {
     peek::error_field(body, b'C') == Some(sqlstate::FEATURE_NOT_SUPPORTED.as_bytes())
@@ -896,8 +1001,19 @@ fn parse_of(stmt: &Statement) -> Parse {
 /// SQL that fails with feature_not_supported, sent instead of a statement the pin policy
 /// refuses, so the server itself reports the error with correct transaction semantics.
 fn rejection_sql() -> Bytes {
-    Bytes::from_static(
-        b"DO $muxql$BEGIN RAISE EXCEPTION 'muxql: statement refused: its session state \
-cannot be kept in transaction pooling mode' USING ERRCODE = 'feature_not_supported'; END$muxql$",
+    raise_sql(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "muxql: statement refused: its session state cannot be kept in transaction pooling mode",
     )
+}
+
+/// A statement that fails with `sqlstate` and `message` when it runs: the server raises the
+/// error itself, so that it aborts a transaction block and skips to Sync exactly as any other.
+fn raise_sql(sqlstate: &str, message: &str) -> Bytes {
+    let message = message.replace('\'', "''");
+    format!(
+        "DO $muxql$BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', MESSAGE = '{message}'; \
+         END$muxql$"
+    )
+    .into()
 }

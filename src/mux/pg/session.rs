@@ -1,14 +1,13 @@
 //! A PostgreSQL client session: the startup phase, authentication terminated by muxql, and
 //! the welcome (parameters, cancel key) once an upstream has told the pool its baseline.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use subtle::ConstantTimeEq;
 
 use super::params::{parse_options, ParamDiff, Value};
-use super::statements::Statement;
+use super::statements::Names;
 use crate::mux::config::{ClientAuth, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
@@ -133,7 +132,7 @@ pub(crate) struct PgClient {
     /// The running transaction failed or rolled back: its effects are void.
     pub(crate) tx_failed: bool,
     /// Client statement name → pooled statement.
-    pub(crate) stmts: HashMap<Bytes, Rc<Statement>>,
+    pub(crate) stmts: Names,
     /// The body of the client's last Parse of the unnamed statement, while that statement
     /// lives (a simple Query ends it): prepared again on whichever upstream a later Bind or
     /// Describe of it lands.
@@ -153,7 +152,7 @@ impl PgClient {
             params: ParamDiff::default(),
             pending: Vec::new(),
             tx_failed: false,
-            stmts: HashMap::new(),
+            stmts: Names::new(),
             unnamed: None,
             cancel_pid: 0,
             cancel_key: Box::new([]),

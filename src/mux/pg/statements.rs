@@ -37,6 +37,33 @@ impl Statement {
     }
 }
 
+/// A client's name for a pooled statement, with what the client knows of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Named {
+    /// The pooled statement.
+    pub(crate) stmt: Rc<Statement>,
+    /// The statement's server id when the client prepared it. Once the statement is prepared
+    /// afresh because its result type changed, the client's idea of its columns is stale, as
+    /// its own server-side statement would be on a direct connection.
+    server_id: u64,
+}
+
+impl Named {
+    /// A name for `stmt` as it is now.
+    pub(crate) fn new(stmt: Rc<Statement>) -> Self {
+        let server_id = stmt.server_id();
+        Named { stmt, server_id }
+    }
+
+    /// Whether the statement's result type changed since the client prepared it.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.server_id != self.stmt.server_id()
+    }
+}
+
+/// A client's statement names.
+pub(crate) type Names = HashMap<Bytes, Named>;
+
 /// The server-side name of statement id `id`.
 pub(crate) fn server_name(id: u64) -> Vec<u8> {
     format!("muxql_{id}").into_bytes()
