@@ -209,8 +209,10 @@ fn a_changed_plan_fails_each_clients_own_statement_until_it_prepares_it_again() 
         );
     }
 
-    // Prepared again, it runs the new statement: a prepares it on the upstream, b shares it.
+    // Closed and prepared again (as pgx does), it runs the new statement: a prepares it on the
+    // upstream, b shares it.
     let again = [
+        close_statement("s1"),
         parse_msg("s1", "SELECT 1"),
         bind_msg("s1"),
         execute_msg(),
@@ -532,17 +534,17 @@ fn a_result_type_change_found_by_a_lazy_prepare_is_reported_as_a_changed_plan() 
     let out = sim.client_send(
         a,
         &[
+            close_statement("s1"),
             parse_msg("s1", "SELECT 1"),
             bind_msg("s1"),
             execute_msg(),
             FrontendMessage::Sync,
         ],
     );
-    assert_eq!(
-        out.upstream_msgs(u2)[0],
-        parse_msg("muxql_2", "SELECT 1"),
-        "prepared afresh"
-    );
+    match &out.upstream_msgs(u2)[0] {
+        FrontendMessage::Parse(p) => assert_ne!(&p.name[..], b"muxql_1", "prepared afresh"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Binds of the old statement still in flight on other upstreams fail after the change was
@@ -563,6 +565,7 @@ fn a_result_type_change_renews_the_statement_once() {
     let changed = error("0A000", "cached plan must not change result type");
     sim.upstream_send(u1, &[changed, rfq(TransactionStatus::Idle)]);
     let reprepare = [
+        close_statement("s1"),
         parse_msg("s1", "SELECT 1"),
         bind_msg("s1"),
         execute_msg(),
@@ -594,4 +597,125 @@ fn a_result_type_change_renews_the_statement_once() {
     let out = sim.client_send(a, &unit);
     let to_a = [out.upstream_msgs(u1), out.upstream_msgs(u2)].concat();
     assert_eq!(to_a[0], bind_msg("muxql_2"), "a's statement is current");
+}
+
+/// The messages muxql sends in place of a client's Parse or Bind that the server must refuse:
+/// the server raises `code` itself (so a transaction block aborts and the unit skips to Sync
+/// as after any error). Returns the SQL of the raising statement.
+fn raised_in_place(msgs: &[FrontendMessage], code: &str) -> String {
+    match msgs {
+        [FrontendMessage::Parse(p), FrontendMessage::Bind(b), FrontendMessage::Execute(_), ..]
+            if p.name.is_empty() && b.statement.is_empty() =>
+        {
+            let sql = String::from_utf8_lossy(&p.query).into_owned();
+            assert!(sql.starts_with("DO $muxql"), "{sql}");
+            assert!(sql.contains(&format!("ERRCODE = '{code}'")), "{sql}");
+            sql
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A Parse naming a statement the client already has fails with 42P05, as PostgreSQL's does;
+/// the name keeps its statement.
+#[test]
+fn a_parse_reusing_a_statement_name_fails_with_42p05() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let out = sim.client_send(a, &[parse_msg("s1", "SELECT 2"), FrontendMessage::Sync]);
+    let sql = raised_in_place(&out.upstream_msgs(u), "42P05");
+    assert!(
+        sql.contains(r#"prepared statement "s1" already exists"#),
+        "{sql}"
+    );
+    let exists = error("42P05", "prepared statement \"s1\" already exists");
+    let out = sim.upstream_send(
+        u,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            exists.clone(),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![exists, rfq(TransactionStatus::Idle)]
+    );
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    assert_eq!(
+        out.upstream_msgs(u)[0],
+        bind_msg("muxql_1"),
+        "s1 is still SELECT 1"
+    );
+}
+
+/// A statement name can say anything: the raising statement quotes it so that it stays text.
+#[test]
+fn a_hostile_statement_name_stays_inside_the_error_message() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let name = r"x$muxql$; DROP TABLE t; --\' $muxql_$";
+    let unit = [parse_msg(name, "SELECT 1"), FrontendMessage::Sync];
+    let out = sim.client_send(a, &unit);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[BackendMessage::ParseComplete, rfq(TransactionStatus::Idle)],
+    );
+    let out = sim.client_send(a, &unit);
+    let sql = raised_in_place(&out.upstream_msgs(u), "42P05");
+    let tag = &sql[3..sql.find("BEGIN").expect("body")];
+    assert_eq!(
+        sql.matches(tag).count(),
+        2,
+        "the dollar quote opens and closes once: {sql}"
+    );
+    assert!(
+        sql.contains(r"--\\'' $muxql_$"),
+        "quote and backslash escaped: {sql}"
+    );
+}
+
+/// Under `--pin-policy reject` a pinning statement fails when it is prepared, as the issue's
+/// users expect from a statement the server would not accept; its name is not kept.
+#[test]
+fn reject_policy_refuses_a_pinning_statement_when_it_is_prepared() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.pin_policy = PinPolicy::Reject;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    for name in ["p", ""] {
+        let out = sim.client_send(
+            a,
+            &[
+                parse_msg(name, "SELECT pg_advisory_lock(1)"),
+                FrontendMessage::Sync,
+            ],
+        );
+        let (u, _) = out.to_upstreams[0];
+        raised_in_place(&out.upstream_msgs(u), "0A000");
+        let refused = error("0A000", "muxql: statement refused");
+        let out = sim.upstream_send(
+            u,
+            &[
+                BackendMessage::ParseComplete,
+                BackendMessage::BindComplete,
+                refused.clone(),
+                rfq(TransactionStatus::Idle),
+            ],
+        );
+        assert_eq!(
+            out.client_msgs(a),
+            vec![refused, rfq(TransactionStatus::Idle)]
+        );
+        assert_eq!(sim.engine.stats().routes[0].clients_pinned, 0);
+    }
+    let out = sim.client_send(a, &[bind_msg("p"), execute_msg(), FrontendMessage::Sync]);
+    let (u, _) = out.to_upstreams[0];
+    assert_eq!(
+        out.upstream_msgs(u)[0],
+        bind_msg("p"),
+        "no statement p was kept"
+    );
 }

@@ -591,21 +591,28 @@ impl RawClient {
         Self::login(stream).await
     }
 
+    /// Connects to PostgreSQL itself as the trust user: the same conversation, directly.
+    async fn connect_direct() -> RawClient {
+        let pg = common::pg();
+        let stream = TcpStream::connect(("127.0.0.1", pg.port))
+            .await
+            .expect("connect raw client to PostgreSQL");
+        Self::login_as(stream, &pg.trust_user).await
+    }
+
     async fn login(stream: TcpStream) -> RawClient {
+        Self::login_as(stream, &common::pg().scram_user).await
+    }
+
+    async fn login_as(stream: TcpStream, user: &str) -> RawClient {
         let pg = common::pg();
         let mut raw = RawClient {
             stream,
             buf: BytesMut::new(),
         };
         let mut out = BytesMut::new();
-        frontend::startup_message(
-            [
-                ("user", pg.scram_user.as_str()),
-                ("database", pg.db.as_str()),
-            ],
-            &mut out,
-        )
-        .expect("encode startup");
+        frontend::startup_message([("user", user), ("database", pg.db.as_str())], &mut out)
+            .expect("encode startup");
         raw.send(out).await;
         for (tag, body) in raw.until_ready().await {
             match tag {
@@ -966,7 +973,7 @@ async fn reject_policy_refuses_session_state_with_transaction_semantics() {
         .await
         .expect_err("a temp table is refused");
     assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
-    // Through the extended protocol the refusal comes when the statement runs.
+    // Through the extended protocol the refusal comes when the statement is prepared.
     let err = c
         .execute("SELECT pg_advisory_lock(1)", &[])
         .await
@@ -1931,4 +1938,85 @@ async fn quick_queries_do_not_queue_behind_a_slow_one() {
         );
     }
     sleeper.await.expect("sleeper");
+}
+
+/// One unit's answer as tags, with each error's SQLSTATE and each ReadyForQuery's status:
+/// `["1", "E:42P05", "Z:I"]`.
+async fn answer_of(c: &mut RawClient, unit: BytesMut) -> Vec<String> {
+    c.send(unit).await;
+    c.until_ready()
+        .await
+        .into_iter()
+        .map(|(tag, body)| match tag {
+            b'E' => format!("E:{}", error_text(&body).split(':').next().unwrap_or("")),
+            b'Z' => format!("Z:{}", char::from(body[0])),
+            _ => char::from(tag).to_string(),
+        })
+        .collect()
+}
+
+/// What a client sees of a Parse reusing its statement name and of a pinning statement
+/// prepared under `--pin-policy reject`, outside and inside a transaction block.
+async fn statement_refusals(mut c: RawClient) -> Vec<Vec<String>> {
+    let parse = |name: &str, sql: &str| {
+        let mut out = BytesMut::new();
+        frontend::parse(name, sql, std::iter::empty(), &mut out).expect("encode parse");
+        frontend::sync(&mut out);
+        out
+    };
+    let query = |sql: &str| {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).expect("encode query");
+        out
+    };
+    let mut seen = Vec::new();
+    seen.push(answer_of(&mut c, parse("s1", "SELECT 1")).await);
+    seen.push(answer_of(&mut c, parse("s1", "SELECT 2")).await);
+    seen.push(answer_of(&mut c, query("BEGIN")).await);
+    seen.push(answer_of(&mut c, parse("s1", "SELECT 3")).await);
+    seen.push(answer_of(&mut c, query("SELECT 1")).await);
+    seen.push(answer_of(&mut c, query("ROLLBACK")).await);
+    assert_eq!(c.execute("s1", &[]).await, "1", "s1 kept its statement");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_statement_name_fails_as_it_does_directly() {
+    let mux = Mux::start_with(2, |c| c.client_auth = ClientAuth::Trust);
+    let direct = statement_refusals(RawClient::connect_direct().await).await;
+    let through = statement_refusals(RawClient::connect(mux.port).await).await;
+    assert_eq!(direct[1], ["E:42P05", "Z:I"], "{direct:?}");
+    assert_eq!(direct[3], ["E:42P05", "Z:E"], "{direct:?}");
+    assert_eq!(through, direct);
+}
+
+/// Under `--pin-policy reject` a pinning statement is refused when it is prepared, with the
+/// effects of a server error: the unit skips to Sync and a transaction block aborts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_policy_refuses_a_prepared_pinning_statement_at_parse() {
+    let mux = Mux::start_with(2, |c| {
+        c.client_auth = ClientAuth::Trust;
+        c.pin_policy = PinPolicy::Reject;
+    });
+    let mut c = RawClient::connect(mux.port).await;
+    let mut unit = BytesMut::new();
+    frontend::parse(
+        "lock",
+        "SELECT pg_advisory_lock(1)",
+        std::iter::empty(),
+        &mut unit,
+    )
+    .expect("encode parse");
+    frontend::describe(b'S', "lock", &mut unit).expect("encode describe");
+    frontend::sync(&mut unit);
+    assert_eq!(answer_of(&mut c, unit.clone()).await, ["E:0A000", "Z:I"]);
+    let mut begin = BytesMut::new();
+    frontend::query("BEGIN", &mut begin).expect("encode query");
+    assert_eq!(answer_of(&mut c, begin).await, ["C", "Z:T"]);
+    assert_eq!(answer_of(&mut c, unit).await, ["E:0A000", "Z:E"]);
+    let mut rollback = BytesMut::new();
+    frontend::query("ROLLBACK", &mut rollback).expect("encode query");
+    assert_eq!(answer_of(&mut c, rollback).await, ["C", "Z:I"]);
+    let text = mux.metrics().await;
+    assert_eq!(metric(&text, "muxql_clients_pinned"), 0.0, "{text}");
 }

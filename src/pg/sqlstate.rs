@@ -14,6 +14,8 @@ pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
 /// Class 26: invalid_sql_statement_name (a prepared statement that does not exist).
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+/// Class 42: duplicate_prepared_statement.
+pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 /// Class 3D: invalid_catalog_name.
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// Class 53: too_many_connections.

@@ -285,13 +285,7 @@ impl Engine {
                 FrontendMessage::Query(rejection_sql()).encode(&mut out)
             }
             FrontendMessage::Parse(p) if p.name.is_empty() => {
-                self.expect(uid, Kind::Parse, false, None);
-                FrontendMessage::Parse(Parse {
-                    query: rejection_sql(),
-                    param_types: Vec::new(),
-                    ..p
-                })
-                .encode(&mut out)
+                return self.raise_in_place(uid, sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL);
             }
             FrontendMessage::Parse(p) => return self.parse_named(cid, uid, p),
             FrontendMessage::Describe(d) => {
@@ -464,18 +458,26 @@ impl Engine {
     /// A named Parse: map the client's name to the pooled statement and prepare it on this
     /// upstream unless it already is (then ParseComplete is answered locally, in order).
     fn parse_named(&mut self, cid: ClientId, uid: UpstreamId, p: Parse) -> Result<(), String> {
+        if self
+            .clients
+            .pg(cid)
+            .is_some_and(|c| c.stmts.contains_key(&p.name))
+        {
+            let message = format!(
+                "prepared statement \"{}\" already exists",
+                String::from_utf8_lossy(&p.name)
+            );
+            return self.raise_in_place(uid, sqlstate::DUPLICATE_PREPARED_STATEMENT, &message);
+        }
         // Pins count from the Parse; setting changes from each Bind (see above).
-        let refused = self.note_effects(cid, uid, &p.query, Record::Pins);
-        let (query, types) = if refused {
-            (rejection_sql(), Vec::new())
-        } else {
-            (p.query, p.param_types)
-        };
+        if self.note_effects(cid, uid, &p.query, Record::Pins) {
+            return self.raise_in_place(uid, sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL);
+        }
         let Some(c) = self.clients.pg_mut(cid) else {
             return Ok(());
         };
         let pool = &mut self.pools[c.core.route];
-        let stmt = pool.ext.pg().statements.intern(query, types);
+        let stmt = pool.ext.pg().statements.intern(p.query, p.param_types);
         if let Some(old) = c.stmts.insert(p.name, Named::new(Rc::clone(&stmt))) {
             pool.ext.pg().statements.release(&old.stmt);
         }
@@ -1001,19 +1003,26 @@ fn parse_of(stmt: &Statement) -> Parse {
 /// SQL that fails with feature_not_supported, sent instead of a statement the pin policy
 /// refuses, so the server itself reports the error with correct transaction semantics.
 fn rejection_sql() -> Bytes {
-    raise_sql(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        "muxql: statement refused: its session state cannot be kept in transaction pooling mode",
-    )
+    raise_sql(sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL)
 }
+
+/// Why a statement is refused under [`PinPolicy::Reject`].
+const REFUSAL: &str =
+    "muxql: statement refused: its session state cannot be kept in transaction pooling mode";
 
 /// A statement that fails with `sqlstate` and `message` when it runs: the server raises the
 /// error itself, so that it aborts a transaction block and skips to Sync exactly as any other.
+/// `message` may hold anything a client sent (a statement name): it is an escape string
+/// literal, inside a dollar quote whose tag does not occur in it.
 fn raise_sql(sqlstate: &str, message: &str) -> Bytes {
-    let message = message.replace('\'', "''");
+    let literal = message.replace('\\', "\\\\").replace('\'', "''");
+    let mut tag = String::from("muxql");
+    while literal.contains(&format!("${tag}$")) {
+        tag.push('_');
+    }
     format!(
-        "DO $muxql$BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', MESSAGE = '{message}'; \
-         END$muxql$"
+        "DO ${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', MESSAGE = E'{literal}'; \
+         END${tag}$"
     )
     .into()
 }
