@@ -719,3 +719,93 @@ fn reject_policy_refuses_a_pinning_statement_when_it_is_prepared() {
         "no statement p was kept"
     );
 }
+
+/// `DEALLOCATE name` of a statement prepared through the protocol drops only the client's
+/// name: the server drops the shared statement on that upstream instead (the server then
+/// answers as for the client's own), and the others prepare it again there when they need it.
+#[test]
+fn deallocate_name_drops_the_clients_name_and_answers_as_directly() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, u) = client_with_prepared_s1(&mut sim);
+    let b = sim.ready_client();
+    sim.client_send(b, &[parse_msg("t1", "SELECT 1"), FrontendMessage::Sync]);
+    sim.upstream_send(u, &[rfq(TransactionStatus::Idle)]);
+    let out = sim.client_send(a, &[q("DEALLOCATE s1")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("DEALLOCATE muxql_1")]);
+    let answer = [complete("DEALLOCATE"), rfq(TransactionStatus::Idle)];
+    let out = sim.upstream_send(u, &answer);
+    assert_eq!(out.client_msgs(a), answer.to_vec());
+    let out = sim.client_send(b, &[bind_msg("t1"), execute_msg(), FrontendMessage::Sync]);
+    assert_eq!(
+        out.upstream_msgs(u)[..2],
+        [parse_msg("muxql_1", "SELECT 1"), bind_msg("muxql_1")],
+        "prepared again for b"
+    );
+    sim.upstream_send(
+        u,
+        &[
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("SELECT 1"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    let out = sim.client_send(a, &[bind_msg("s1"), execute_msg(), FrontendMessage::Sync]);
+    assert_eq!(out.upstream_msgs(u)[0], bind_msg("s1"), "a's name is gone");
+}
+
+/// On an upstream that never prepared the client's statement, it is prepared there first, so
+/// that the server's DEALLOCATE succeeds as the client's would.
+#[test]
+fn deallocate_name_on_another_upstream_prepares_it_there_first() {
+    let mut sim = Sim::new(config(2, PoolMode::Transaction));
+    let (a, u1) = client_with_prepared_s1(&mut sim);
+    let b = sim.ready_client();
+    sim.client_send(b, &[q("BEGIN")]);
+    sim.upstream_send(
+        u1,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("", "deallocate prepare s1"),
+            bind_msg(""),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    let u2 = out.connects[0];
+    let out = sim.login_upstream(u2, 43);
+    assert_eq!(
+        out.upstream_msgs(u2),
+        vec![
+            parse_msg("muxql_1", "SELECT 1"),
+            FrontendMessage::Sync,
+            parse_msg("", "DEALLOCATE muxql_1"),
+            bind_msg(""),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ]
+    );
+    let out = sim.upstream_send(
+        u2,
+        &[
+            BackendMessage::ParseComplete,
+            rfq(TransactionStatus::Idle),
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("DEALLOCATE"),
+            rfq(TransactionStatus::Idle),
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            BackendMessage::ParseComplete,
+            BackendMessage::BindComplete,
+            complete("DEALLOCATE"),
+            rfq(TransactionStatus::Idle),
+        ]
+    );
+}

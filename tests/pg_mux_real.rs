@@ -2020,3 +2020,71 @@ async fn reject_policy_refuses_a_prepared_pinning_statement_at_parse() {
     let text = mux.metrics().await;
     assert_eq!(metric(&text, "muxql_clients_pinned"), 0.0, "{text}");
 }
+
+/// What a client sees of `DEALLOCATE name` and `DEALLOCATE ALL` of statements it prepared
+/// through the protocol, with the simple and the extended protocol.
+async fn deallocations(mut c: RawClient) -> Vec<Vec<String>> {
+    let query = |sql: &str| {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).expect("encode query");
+        out
+    };
+    let extended = |sql: &str| {
+        let mut out = BytesMut::new();
+        frontend::parse("", sql, std::iter::empty(), &mut out).expect("encode parse");
+        bind_unit("", &mut out);
+        frontend::execute("", 0, &mut out).expect("encode execute");
+        frontend::sync(&mut out);
+        out
+    };
+    let bind_s = |name: &str| {
+        let mut out = BytesMut::new();
+        bind_unit(name, &mut out);
+        frontend::execute("", 0, &mut out).expect("encode execute");
+        frontend::sync(&mut out);
+        out
+    };
+    let mut seen = Vec::new();
+    c.prepare("s1", "SELECT 1").await;
+    c.prepare("S2", "SELECT 2").await;
+    c.prepare("s3", "SELECT 3").await;
+    seen.push(answer_of(&mut c, query("DEALLOCATE s1")).await);
+    seen.push(answer_of(&mut c, bind_s("s1")).await);
+    seen.push(answer_of(&mut c, extended("DEALLOCATE PREPARE \"S2\"")).await);
+    seen.push(answer_of(&mut c, bind_s("S2")).await);
+    seen.push(answer_of(&mut c, query("DEALLOCATE ALL")).await);
+    seen.push(answer_of(&mut c, bind_s("s3")).await);
+    seen.push(answer_of(&mut c, query("DEALLOCATE nothing")).await);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deallocate_answers_as_it_does_directly() {
+    let mux = Mux::start_with(2, |c| c.client_auth = ClientAuth::Trust);
+    let direct = deallocations(RawClient::connect_direct().await).await;
+    assert_eq!(direct[0], ["C", "Z:I"], "{direct:?}");
+    assert_eq!(direct[1], ["E:26000", "Z:I"], "{direct:?}");
+    let through = deallocations(RawClient::connect(mux.port).await).await;
+    assert_eq!(through, direct);
+    // The statements of another client sharing them keep working.
+    let mut other = RawClient::connect(mux.port).await;
+    other.prepare("mine", "SELECT 3").await;
+    for _ in 0..4 {
+        assert_eq!(other.execute("mine", &[]).await, "3");
+    }
+}
+
+/// Appends a Bind of statement `name` without parameters, all results as text.
+fn bind_unit(name: &str, out: &mut BytesMut) {
+    frontend::bind(
+        "",
+        name,
+        std::iter::empty(),
+        std::iter::empty::<&str>(),
+        |_, _| Ok(postgres_protocol::IsNull::No),
+        std::iter::empty(),
+        out,
+    )
+    .map_err(|_| "bind")
+    .expect("encode bind");
+}

@@ -50,6 +50,9 @@ pub enum Effect {
     /// `DEALLOCATE [PREPARE] ALL`: every prepared statement of the session is dropped at once,
     /// whatever becomes of the transaction (prepared statements are not transactional).
     DeallocateAll,
+    /// `DEALLOCATE [PREPARE] name`: one prepared statement is dropped (see
+    /// [`deallocated_name`]).
+    Deallocate,
     /// A statement creating state that cannot be replayed on another server connection.
     Pin(PinReason),
 }
@@ -120,6 +123,34 @@ pub fn is_autocommit_statement(sql: &[u8]) -> bool {
     statement.classify(&mut |_| effects = true);
     statement.finish(&mut |_| effects = true);
     !effects && lexer.next_token().is_none()
+}
+
+/// The statement name when `sql` is exactly one `DEALLOCATE [PREPARE] name` statement: an
+/// unquoted name folded to lower case and a quoted one as written, as PostgreSQL names them.
+/// `DEALLOCATE ALL` is not a name (see [`Effect::DeallocateAll`]).
+pub fn deallocated_name(sql: &[u8]) -> Option<Vec<u8>> {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let mut statement = Statement::new(&mut lexer);
+    let first = statement.next()?;
+    if !statement.is(first, b"deallocate") {
+        return None;
+    }
+    let mut token = statement.next()?;
+    if statement.is(token, b"prepare") {
+        token = statement.next()?;
+    }
+    let text = statement.text(token);
+    let name = match token.kind {
+        Kind::Word if !text.eq_ignore_ascii_case(b"all") => text.to_ascii_lowercase(),
+        Kind::QuotedIdent => {
+            let inner = String::from_utf8_lossy(quoted_inner(text)).replace("\"\"", "\"");
+            inner.into_bytes()
+        }
+        _ => return None,
+    };
+    // The statement ends here (a `;` ends it too), and nothing follows it.
+    let ends = statement.next().is_none();
+    (ends && lexer.next_token().is_none()).then_some(name)
 }
 
 /// Convenience: collect into a Vec.
@@ -641,6 +672,8 @@ impl<'l, 'a> Statement<'l, 'a> {
             self.eat(b"prepare");
             if self.eat(b"all") {
                 f(Effect::DeallocateAll);
+            } else if self.next().is_some() {
+                f(Effect::Deallocate);
             }
         } else if keyword(b"listen") && self.next().is_some() {
             f(Effect::Pin(PinReason::Listen));
@@ -1189,10 +1222,10 @@ mod tests {
             ("PREPARE q(int) AS SELECT $1", &[pin(Prepare)]),
             ("prepare q as select 1", &[pin(Prepare)]),
             ("PREPARE TRANSACTION 'gid'", &[]),
-            ("DEALLOCATE q", &[]),
+            ("DEALLOCATE q", &[Effect::Deallocate]),
             ("DEALLOCATE ALL", &[Effect::DeallocateAll]),
             ("deallocate prepare all", &[Effect::DeallocateAll]),
-            ("DEALLOCATE \"all\"", &[]),
+            ("DEALLOCATE \"all\"", &[Effect::Deallocate]),
             (
                 "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
                 &[pin(HoldCursor)],
@@ -1661,5 +1694,21 @@ mod tests {
         assert!(!is_autocommit_statement(
             b"SELECT set_config('search_path', 'x', false)"
         ));
+    }
+    #[test]
+    fn deallocate_names_fold_as_postgres_does() {
+        let name = |sql: &str| deallocated_name(sql.as_bytes());
+        assert_eq!(name("DEALLOCATE s1"), Some(b"s1".to_vec()));
+        assert_eq!(name("deallocate prepare S_1;"), Some(b"s_1".to_vec()));
+        assert_eq!(name(r#"DEALLOCATE "S_1" ; "#), Some(b"S_1".to_vec()));
+        assert_eq!(name(r#"DEALLOCATE "a""b""#), Some(b"a\"b".to_vec()));
+        assert_eq!(name("/* c */ DEALLOCATE x -- done"), Some(b"x".to_vec()));
+        assert_eq!(name("DEALLOCATE ALL"), None);
+        assert_eq!(name("DEALLOCATE PREPARE all"), None);
+        assert_eq!(name("DEALLOCATE x; SELECT 1"), None);
+        assert_eq!(name("DEALLOCATE x y"), None);
+        assert_eq!(name("DEALLOCATE 'x'"), None);
+        assert_eq!(name("DEALLOCATE"), None);
+        assert_eq!(name("SELECT 1"), None);
     }
 }

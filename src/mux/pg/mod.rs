@@ -6,6 +6,7 @@ pub(crate) mod params;
 mod peek;
 mod pipeline;
 pub(crate) mod pool;
+mod prepared;
 mod relay;
 pub(crate) mod session;
 pub(crate) mod sql_verdicts;

@@ -11,24 +11,26 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::expect::{Kind, Pending, Verdict};
 use super::params::Value;
 use super::peek;
+use super::prepared::{
+    plan_changed, plan_changed_error, rejection_sql, result_formats_mismatch,
+    unnamed_statement_use, REFUSAL,
+};
 use super::session::pin_bit;
-use super::statements::{server_name, Named, Statement};
+use super::statements::Statement;
 use crate::mux::config::{PinPolicy, PoolMode};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::pg::backend::BackendMessage;
-use crate::pg::frame::{encode_frame, peek_header, Direction, Frame, HEADER_LEN};
-use crate::pg::frontend::{
-    encode_bind_with_statement, Close, Describe, FrontendMessage, Parse, TargetKind,
-};
+use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
+use crate::pg::frontend::{Describe, FrontendMessage, Parse, TargetKind};
 use crate::pg::sql::{for_each_effect, Effect, PinReason};
 use crate::pg::sqlstate::{self, PROTOCOL_VIOLATION};
 
 /// Which session effects of a statement [`Engine::note_effects`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Record {
+pub(super) enum Record {
     /// Pins and setting changes: the statement runs in the unit that carries it.
     All,
     /// Pins only: a named statement being parsed.
@@ -168,7 +170,7 @@ impl Engine {
                     c.unnamed = None;
                 }
                 let sql = peek::first_cstr(body).unwrap_or(body);
-                if self.note_effects(cid, uid, sql, Record::All) {
+                if self.note_effects(cid, uid, sql, Record::All) || self.deallocates_own(cid, sql) {
                     Step::Rewrite
                 } else {
                     Step::Forward(Some(Kind::Query))
@@ -184,7 +186,7 @@ impl Engine {
                     if let Some(c) = self.clients.pg_mut(cid) {
                         c.unnamed = (!refused).then(|| Bytes::copy_from_slice(body));
                     }
-                    if refused {
+                    if refused || self.deallocates_own(cid, sql) {
                         Step::Rewrite
                     } else {
                         Step::Forward(Some(Kind::Parse))
@@ -221,7 +223,13 @@ impl Engine {
     /// Records the session effects of `sql`, about to run on upstream `uid`, that `record`
     /// selects; returns whether the statement must be refused (a pin under
     /// [`PinPolicy::Reject`]).
-    fn note_effects(&mut self, cid: ClientId, uid: UpstreamId, sql: &[u8], record: Record) -> bool {
+    pub(super) fn note_effects(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        sql: &[u8],
+        record: Record,
+    ) -> bool {
         if !self.pg.sql_verdicts.get(sql).effects {
             return false;
         }
@@ -242,6 +250,8 @@ impl Engine {
                 c.core.pins |= pin_bit(reason);
             }
             _ if record == Record::Pins => {}
+            // Answered by rewriting the statement (see `deallocate_named`).
+            Effect::Deallocate => {}
             Effect::DeallocateAll => {
                 // Not transactional: the client's statements are gone once it runs.
                 drops_statements = true;
@@ -280,12 +290,28 @@ impl Engine {
         let msg = FrontendMessage::parse(&frame).map_err(|e| e.to_string())?;
         let mut out = BytesMut::new();
         match msg {
-            FrontendMessage::Query(_) => {
-                self.expect(uid, Kind::Query, false, None);
-                FrontendMessage::Query(rejection_sql()).encode(&mut out)
-            }
+            FrontendMessage::Query(sql) => match self.client_deallocation(cid, &sql) {
+                Some(name) => {
+                    let sql = self
+                        .deallocate_named(cid, uid, &name, &mut out)
+                        .unwrap_or(sql);
+                    self.expect(uid, Kind::Query, false, None);
+                    FrontendMessage::Query(sql).encode(&mut out)
+                }
+                None => {
+                    self.expect(uid, Kind::Query, false, None);
+                    FrontendMessage::Query(rejection_sql()).encode(&mut out)
+                }
+            },
             FrontendMessage::Parse(p) if p.name.is_empty() => {
-                return self.raise_in_place(uid, sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL);
+                let Some(name) = self.client_deallocation(cid, &p.query) else {
+                    return self.raise_in_place(uid, sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL);
+                };
+                let query = self
+                    .deallocate_named(cid, uid, &name, &mut out)
+                    .unwrap_or(p.query.clone());
+                self.expect(uid, Kind::Parse, false, None);
+                FrontendMessage::Parse(Parse { query, ..p }).encode(&mut out)
             }
             FrontendMessage::Parse(p) => return self.parse_named(cid, uid, p),
             FrontendMessage::Describe(d) => {
@@ -323,266 +349,14 @@ impl Engine {
         Ok(())
     }
 
-    /// A Bind or Describe of the unnamed statement on an upstream where this client did not
-    /// parse it. It goes on after a swallowed Parse of the client's unnamed statement when it
-    /// has one (the driver parsed it in an earlier round trip, on another upstream), or else
-    /// after a swallowed Close, so that the server answers as for a statement that does not
-    /// exist rather than running another client's.
-    fn unnamed_elsewhere(
-        &mut self,
-        cid: ClientId,
-        uid: UpstreamId,
-        frame: &Frame,
-        kind: Kind,
-    ) -> Result<(), String> {
-        let mut out = BytesMut::new();
-        let unnamed = self.clients.pg(cid).and_then(|c| c.unnamed.clone());
-        match unnamed {
-            Some(body) => {
-                encode_frame(&mut out, b'P', |w| {
-                    w.extend_from_slice(&body);
-                    Ok(())
-                })
-                .map_err(|e| e.to_string())?;
-                self.expect(uid, Kind::Parse, true, None);
-                if let Some(u) = self.upstreams.pg_mut(uid) {
-                    u.unnamed_owner = Some(cid);
-                }
-            }
-            None => {
-                FrontendMessage::Close(Close {
-                    kind: TargetKind::Statement,
-                    name: Bytes::new(),
-                })
-                .encode(&mut out)
-                .map_err(|e| e.to_string())?;
-                self.expect(uid, Kind::Close, true, None);
-            }
-        }
-        out.extend_from_slice(frame.as_bytes());
-        self.expect(uid, kind, false, None);
-        self.actions.push_back(Action::SendUpstream {
-            id: uid,
-            bytes: out.freeze(),
-        });
-        Ok(())
-    }
-
-    /// A Bind of a named statement: only the statement name is rewritten (the parameter
-    /// values are copied as they are, never decoded), after a swallowed Parse when this
-    /// upstream has not prepared the statement yet.
-    fn rewrite_bind(
-        &mut self,
-        cid: ClientId,
-        uid: UpstreamId,
-        frame: &Frame,
-    ) -> Result<(), String> {
-        let (portal, name, rest) =
-            crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
-        let stale = self
-            .clients
-            .pg(cid)
-            .and_then(|c| c.stmts.get(&name))
-            .is_some_and(Named::is_stale);
-        if stale {
-            return self.raise_in_place(
-                uid,
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "cached plan must not change result type",
-            );
-        }
-        let stmt = self.client_statement(cid, &name);
-        if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
-            // A named statement changes settings where it runs, not where it was
-            // parsed: the two may be different upstreams.
-            let query = s.query.clone();
-            self.note_effects(cid, uid, &query, Record::Settings);
-        }
-        let mut out = BytesMut::with_capacity(frame.as_bytes().len() + 16);
-        let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
-        self.expect(uid, Kind::Bind, false, stmt);
-        encode_bind_with_statement(&mut out, &portal, &server, &rest).map_err(|e| e.to_string())?;
-        self.actions.push_back(Action::SendUpstream {
-            id: uid,
-            bytes: out.freeze(),
-        });
-        Ok(())
-    }
-
-    /// Answers the client's extended-protocol message with an error the server raises in its
-    /// place (Parse, Bind and Execute of [`raise_sql`] on the unnamed statement and portal),
-    /// so that what follows behaves as after any server error: the rest of the unit is
-    /// skipped until Sync and a transaction block is aborted.
-    fn raise_in_place(
-        &mut self,
-        uid: UpstreamId,
-        sqlstate: &str,
-        message: &str,
-    ) -> Result<(), String> {
-        let mut out = BytesMut::new();
-        let messages = [
-            FrontendMessage::Parse(Parse {
-                name: Bytes::new(),
-                query: raise_sql(sqlstate, message),
-                param_types: Vec::new(),
-            }),
-            FrontendMessage::Bind(crate::pg::frontend::Bind {
-                portal: Bytes::new(),
-                statement: Bytes::new(),
-                param_formats: Vec::new(),
-                params: Vec::new(),
-                result_formats: Vec::new(),
-            }),
-            FrontendMessage::Execute(crate::pg::frontend::Execute {
-                portal: Bytes::new(),
-                max_rows: 0,
-            }),
-        ];
-        for m in &messages {
-            m.encode(&mut out).map_err(|e| e.to_string())?;
-        }
-        self.expect(uid, Kind::Parse, true, None);
-        self.expect(uid, Kind::Bind, true, None);
-        // The error takes the place of the client's own message.
-        self.expect(uid, Kind::Execute, false, None);
-        if let Some(u) = self.upstreams.pg_mut(uid) {
-            u.unnamed_owner = None;
-        }
-        self.actions.push_back(Action::SendUpstream {
-            id: uid,
-            bytes: out.freeze(),
-        });
-        Ok(())
-    }
-
-    /// A named Parse: map the client's name to the pooled statement and prepare it on this
-    /// upstream unless it already is (then ParseComplete is answered locally, in order).
-    fn parse_named(&mut self, cid: ClientId, uid: UpstreamId, p: Parse) -> Result<(), String> {
-        if self
-            .clients
-            .pg(cid)
-            .is_some_and(|c| c.stmts.contains_key(&p.name))
-        {
-            let message = format!(
-                "prepared statement \"{}\" already exists",
-                String::from_utf8_lossy(&p.name)
-            );
-            return self.raise_in_place(uid, sqlstate::DUPLICATE_PREPARED_STATEMENT, &message);
-        }
-        // Pins count from the Parse; setting changes from each Bind (see above).
-        if self.note_effects(cid, uid, &p.query, Record::Pins) {
-            return self.raise_in_place(uid, sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL);
-        }
-        let Some(c) = self.clients.pg_mut(cid) else {
-            return Ok(());
-        };
-        let pool = &mut self.pools[c.core.route];
-        let stmt = pool.ext.pg().statements.intern(p.query, p.param_types);
-        if let Some(old) = c.stmts.insert(p.name, Named::new(Rc::clone(&stmt))) {
-            pool.ext.pg().statements.release(&old.stmt);
-        }
-        let mut out = BytesMut::new();
-        let prepared = self
-            .upstreams
-            .pg_mut(uid)
-            .is_some_and(|u| u.prepared.touch(stmt.server_id()));
-        if prepared {
-            self.synthetic(uid, BackendMessage::ParseComplete);
-            return Ok(());
-        }
-        self.evict_for(uid, &mut out);
-        self.note_prepared(uid, stmt.server_id(), &mut out);
-        FrontendMessage::Parse(parse_of(&stmt))
-            .encode(&mut out)
-            .map_err(|e| e.to_string())?;
-        self.expect(uid, Kind::Parse, false, Some(stmt));
-        self.actions.push_back(Action::SendUpstream {
-            id: uid,
-            bytes: out.freeze(),
-        });
-        Ok(())
-    }
-
-    /// The pooled statement a client calls `name`.
-    fn client_statement(&self, cid: ClientId, name: &[u8]) -> Option<Rc<Statement>> {
-        self.clients
-            .pg(cid)?
-            .stmts
-            .get(name)
-            .map(|n| Rc::clone(&n.stmt))
-    }
-
-    /// The server-side name for a client statement, preparing it on the upstream first
-    /// (a swallowed Parse in `out`) when this upstream has not seen it. Unknown names pass
-    /// through, except that they can never address muxql's own statements.
-    fn prepare_on(
-        &mut self,
-        uid: UpstreamId,
-        stmt: Option<&Rc<Statement>>,
-        out: &mut BytesMut,
-        client_name: &[u8],
-    ) -> Vec<u8> {
-        let Some(stmt) = stmt else {
-            return if client_name.starts_with(b"muxql_") {
-                [b"client_".as_slice(), client_name].concat()
-            } else {
-                client_name.to_vec()
-            };
-        };
-        let id = stmt.server_id();
-        let prepared = self
-            .upstreams
-            .pg_mut(uid)
-            .is_some_and(|u| u.prepared.touch(id));
-        if !prepared {
-            self.evict_for(uid, out);
-            self.note_prepared(uid, id, out);
-            if FrontendMessage::Parse(parse_of(stmt)).encode(out).is_ok() {
-                self.expect(uid, Kind::Parse, true, Some(Rc::clone(stmt)));
-            }
-        }
-        server_name(id)
-    }
-
-    /// Records statement `id` as prepared on `uid` by the Parse about to follow in `out`,
-    /// after a swallowed Close when the server may still hold an older copy.
-    fn note_prepared(&mut self, uid: UpstreamId, id: u64, out: &mut BytesMut) {
-        let Some(u) = self.upstreams.pg_mut(uid) else {
-            return;
-        };
-        if u.prepared.insert(id) {
-            let close = FrontendMessage::Close(Close {
-                kind: TargetKind::Statement,
-                name: server_name(id).into(),
-            });
-            if close.encode(out).is_ok() {
-                self.expect(uid, Kind::Close, true, None);
-            }
-        }
-    }
-
-    /// Closes the least recently used statement when the upstream's cache is full.
-    fn evict_for(&mut self, uid: UpstreamId, out: &mut BytesMut) {
-        let capacity = self.config.statement_cache_size;
-        let Some(u) = self.upstreams.pg_mut(uid) else {
-            return;
-        };
-        if u.prepared.len() < capacity {
-            return;
-        }
-        if let Some(old) = u.prepared.evict_oldest() {
-            let close = FrontendMessage::Close(Close {
-                kind: TargetKind::Statement,
-                name: server_name(old).into(),
-            });
-            if close.encode(out).is_ok() {
-                self.expect(uid, Kind::Close, true, None);
-            }
-        }
-    }
-
     /// Records a request sent upstream; cleans up after it when the server will ignore it.
-    fn expect(&mut self, uid: UpstreamId, kind: Kind, swallow: bool, stmt: Option<Rc<Statement>>) {
+    pub(super) fn expect(
+        &mut self,
+        uid: UpstreamId,
+        kind: Kind,
+        swallow: bool,
+        stmt: Option<Rc<Statement>>,
+    ) {
         let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
@@ -598,7 +372,7 @@ impl Engine {
     }
 
     /// Queues a response muxql answers itself.
-    fn synthetic(&mut self, uid: UpstreamId, msg: BackendMessage) {
+    pub(super) fn synthetic(&mut self, uid: UpstreamId, msg: BackendMessage) {
         let mut out = BytesMut::new();
         if msg.encode(&mut out).is_ok() {
             if let Some(u) = self.upstreams.pg_mut(uid) {
@@ -934,16 +708,6 @@ fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {
     (len > 0).then(|| buf.split_to(len).freeze())
 }
 
-/// What a Bind or a statement Describe of the unnamed statement expects, if `frame` is one.
-fn unnamed_statement_use(frame: &Frame) -> Option<Kind> {
-    let body = frame.body();
-    match frame.tag() {
-        b'B' => (peek::bind_statement(&body) == Some(b"")).then_some(Kind::Bind),
-        b'D' => (peek::target(&body) == Some((b'S', b""))).then_some(Kind::DescribeStatement),
-        _ => None,
-    }
-}
-
 /// The lower-case name and the value of a ParameterStatus body.
 fn parameter_status(body: &[u8]) -> (String, Value) {
     let (name, rest) = peek::cstr(body).unwrap_or((body, &[]));
@@ -961,68 +725,4 @@ fn forget_unprepared(prepared: &mut super::statements::Prepared, p: &Pending) {
             prepared.remove(stmt.server_id());
         }
     }
-}
-
-/// Whether an ErrorResponse body is PostgreSQL's refusal of a Bind whose result formats do
-/// not match the statement's columns.
-fn result_formats_mismatch(body: &[u8]) -> bool {
-    peek::error_field(body, b'C') == Some(PROTOCOL_VIOLATION.as_bytes())
-        && peek::error_field(body, b'M').is_some_and(|m| {
-            m.starts_with(b"bind message has ")
-                && m.windows(26).any(|w| w == b" result formats but query ")
-        })
-}
-
-/// The ErrorResponse PostgreSQL sends for a statement whose result type changed.
-fn plan_changed_error() -> Bytes {
-    let mut out = BytesMut::new();
-    crate::pg::backend::encode_error_response(
-        &mut out,
-        "ERROR",
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        "cached plan must not change result type",
-    )
-    .map_or_else(|_| Bytes::new(), |()| out.freeze())
-}
-
-/// Whether an ErrorResponse body says a cached plan changed result type (SQLSTATE 0A000).
-fn plan_changed(body: &[u8]) -> bool {
-    peek::error_field(body, b'C') == Some(sqlstate::FEATURE_NOT_SUPPORTED.as_bytes())
-        && peek::error_field(body, b'M').is_some_and(|m| m.windows(11).any(|w| w == b"cached plan"))
-}
-
-/// The Parse that prepares a pooled statement under its server-side name.
-fn parse_of(stmt: &Statement) -> Parse {
-    Parse {
-        name: server_name(stmt.server_id()).into(),
-        query: stmt.query.clone(),
-        param_types: stmt.param_types.to_vec(),
-    }
-}
-
-/// SQL that fails with feature_not_supported, sent instead of a statement the pin policy
-/// refuses, so the server itself reports the error with correct transaction semantics.
-fn rejection_sql() -> Bytes {
-    raise_sql(sqlstate::FEATURE_NOT_SUPPORTED, REFUSAL)
-}
-
-/// Why a statement is refused under [`PinPolicy::Reject`].
-const REFUSAL: &str =
-    "muxql: statement refused: its session state cannot be kept in transaction pooling mode";
-
-/// A statement that fails with `sqlstate` and `message` when it runs: the server raises the
-/// error itself, so that it aborts a transaction block and skips to Sync exactly as any other.
-/// `message` may hold anything a client sent (a statement name): it is an escape string
-/// literal, inside a dollar quote whose tag does not occur in it.
-fn raise_sql(sqlstate: &str, message: &str) -> Bytes {
-    let literal = message.replace('\\', "\\\\").replace('\'', "''");
-    let mut tag = String::from("muxql");
-    while literal.contains(&format!("${tag}$")) {
-        tag.push('_');
-    }
-    format!(
-        "DO ${tag}$BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', MESSAGE = E'{literal}'; \
-         END${tag}$"
-    )
-    .into()
 }
