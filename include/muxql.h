@@ -38,7 +38,10 @@
 // Close upstream `id`; the id is dead.
 #define MUXQL_ACTION_CLOSE_UPSTREAM 5
 
-// PostgreSQL cancel: open a side connection to route `route`'s target, write `data`, close.
+// PostgreSQL cancel of what runs on upstream `id`: open a side connection to route `route`'s
+// target, write `data`, wait until the server closes it, then call
+// `muxql_engine_cancel_done` for `id` (also when it fails). Until then the upstream is not
+// reused (at most 5 s), so that the cancel cannot reach the next client's query.
 #define MUXQL_ACTION_SEND_CANCEL 6
 
 // Stop reading from client `id` until `MUXQL_ACTION_RESUME_CLIENT`.
@@ -279,6 +282,13 @@ muxql_result muxql_engine_client_closed(muxql_engine *engine, uint64_t id, uint6
 // # Safety
 // `engine` must be a live engine.
 muxql_result muxql_engine_upstream_connected(muxql_engine *engine, uint64_t id, uint64_t now_ms);
+
+// The side connection of `MUXQL_ACTION_SEND_CANCEL` for upstream `id` is done: the server
+// closed it, or it failed. An id no longer known is fine (`MUXQL_OK`).
+//
+// # Safety
+// `engine` must be a live engine.
+muxql_result muxql_engine_cancel_done(muxql_engine *engine, uint64_t id, uint64_t now_ms);
 
 // Upstream `id`'s socket closed or failed, or could not connect; the id is dead (no
 // `MUXQL_ACTION_CLOSE_UPSTREAM` follows for it).

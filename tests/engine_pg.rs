@@ -170,6 +170,51 @@ fn cancel_reaches_the_upstream_only_while_the_query_runs() {
     );
 }
 
+/// A cancel may reach the server after the query it was meant for has ended: the upstream is
+/// not given to another client until the host reports the cancel's side connection done (the
+/// server has acted on it; an idle backend ignores it), or until a grace period passes.
+#[test]
+fn a_cancelled_upstream_is_not_reused_until_the_cancel_is_done() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, out) = sim.open_client(&[]);
+    let welcome = sim.login_upstream(out.connects[0], 77);
+    let (pid, key) = cancel_key(&welcome, a);
+    let b = sim.ready_client();
+    for round in 0..2 {
+        let out = sim.client_send(a, &[q("SELECT pg_sleep(10)")]);
+        let (u, _) = out.to_upstreams[0];
+        assert_eq!(sim.cancel(pid, key.clone()).len(), 1);
+        let out = sim.client_send(b, &[q("SELECT 1")]);
+        assert!(out.to_upstreams.is_empty(), "nobody queues behind a cancel");
+        let out = sim.upstream_send(
+            u,
+            &[
+                error("57014", "canceling statement due to user request"),
+                rfq(TransactionStatus::Idle),
+            ],
+        );
+        assert!(is_ready(&out.client_msgs(a)));
+        assert!(
+            out.to_upstreams.is_empty(),
+            "held while the cancel is on its way"
+        );
+        let out = if round == 0 {
+            sim.engine.cancel_done(u, sim.now);
+            sim.drain()
+        } else {
+            sim.now += 4_999;
+            sim.engine.handle_timeout(sim.now);
+            assert!(sim.drain().to_upstreams.is_empty(), "still held");
+            assert_eq!(sim.engine.poll_timeout(), Some(sim.now + 1));
+            sim.now += 1;
+            sim.engine.handle_timeout(sim.now);
+            sim.drain()
+        };
+        assert_eq!(out.upstream_msgs(u), vec![q("SELECT 1")], "round {round}");
+        sim.upstream_send(u, &select_answer("1"));
+    }
+}
+
 #[test]
 fn an_upstream_dying_mid_request_fails_only_its_client() {
     let mut sim = Sim::new(config(2, PoolMode::Transaction));

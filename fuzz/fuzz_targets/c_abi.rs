@@ -84,6 +84,9 @@ enum Call {
     UpstreamClosed {
         upstream: u8,
     },
+    CancelDone {
+        upstream: u8,
+    },
     MadeUpId {
         id: u64,
         which: u8,
@@ -305,6 +308,13 @@ impl Host {
                 }
                 Call::UpstreamClosed { upstream } => {
                     ok(muxql_engine_upstream_closed(
+                        e,
+                        pick(&self.upstreams, upstream),
+                        now,
+                    ));
+                }
+                Call::CancelDone { upstream } => {
+                    ok(muxql_engine_cancel_done(
                         e,
                         pick(&self.upstreams, upstream),
                         now,

@@ -17,7 +17,9 @@ use muxql::mux::{
     UpstreamId, User,
 };
 use muxql::mysql::PacketHeader;
+use muxql::pg::backend::BackendMessage;
 use muxql::pg::frame::{split_frame, Direction};
+use muxql::pg::startup::{CancelRequest, StartupRequest};
 use muxql::wire::Limits;
 
 use crate::mysql_client::{self, MysqlLogin};
@@ -110,6 +112,16 @@ pub enum Op {
         /// Which upstream.
         upstream: u8,
     },
+    /// A new connection sends a CancelRequest with a client's key (PostgreSQL).
+    Cancel {
+        /// Whose query.
+        client: u8,
+    },
+    /// The host reports a cancel's side connection done.
+    CancelDone {
+        /// Which of the cancels sent so far.
+        cancel: u8,
+    },
     /// Time passes (16 ms units).
     Tick {
         /// How long.
@@ -158,6 +170,8 @@ struct Client {
     right: Option<bool>,
     /// The client sent raw bytes: its login is not the harness's to judge.
     raw: bool,
+    /// The cancel key muxql gave it (PostgreSQL).
+    cancel_key: Option<(u32, Bytes)>,
 }
 
 enum Server {
@@ -187,6 +201,8 @@ pub struct Host {
     tainted: bool,
     /// The client authentication method checks passwords.
     passwords_checked: bool,
+    /// Upstreams of the cancels sent and not yet reported done.
+    cancels: Vec<UpstreamId>,
     report: Report,
 }
 
@@ -251,6 +267,7 @@ pub fn run(protocol: Protocol, input: Input) -> Report {
         upstreams: Vec::new(),
         tainted: false,
         passwords_checked,
+        cancels: Vec::new(),
         report: Report::default(),
     };
     for op in input.ops.into_iter().take(MAX_OPS) {
@@ -286,6 +303,7 @@ impl Host {
                     login: Login::None,
                     right: None,
                     raw: false,
+                    cancel_key: None,
                 });
             }
             Op::Login {
@@ -411,6 +429,31 @@ impl Host {
                     self.engine.upstream_closed(self.upstreams[u].id, now);
                 }
             }
+            Op::Cancel { client } => {
+                let Some(c) = pick(self.clients.len(), client) else {
+                    return;
+                };
+                let Some((pid, key)) = self.clients[c].cancel_key.clone() else {
+                    return;
+                };
+                let mut bytes = BytesMut::new();
+                if StartupRequest::Cancel(CancelRequest { pid, key })
+                    .encode(&mut bytes)
+                    .is_ok()
+                {
+                    self.apply(Op::Open);
+                    if let Some(opener) = self.clients.last() {
+                        let id = opener.id;
+                        self.engine.client_data(id, bytes, now);
+                    }
+                }
+            }
+            Op::CancelDone { cancel } => {
+                if let Some(c) = pick(self.cancels.len(), cancel) {
+                    let upstream = self.cancels.swap_remove(c);
+                    self.engine.cancel_done(upstream, now);
+                }
+            }
             Op::Tick { ms } => {
                 self.now += u64::from(ms) * 16;
                 self.engine.handle_timeout(self.now);
@@ -521,6 +564,7 @@ impl Host {
                 );
                 self.upstreams[u].open = false;
             }
+            Action::SendCancel { upstream, .. } => self.cancels.push(upstream),
             Action::PauseReading { peer } => self.set_paused(peer, true),
             Action::ResumeReading { peer } => self.set_paused(peer, false),
             _ => {}
@@ -563,6 +607,13 @@ impl Host {
                     Ok(None) => break,
                     Err(e) => panic!("a malformed frame to client {}: {e}", client.n),
                 };
+                if frame.tag() == b'K' {
+                    if let Ok(BackendMessage::BackendKeyData { pid, key }) =
+                        BackendMessage::parse(&frame)
+                    {
+                        client.cancel_key = Some((pid, key));
+                    }
+                }
                 if let Login::Pg(login) = &mut client.login {
                     let right = client.right == Some(true);
                     if let Some(a) = login.handle(&frame, right, out) {

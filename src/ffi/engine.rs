@@ -17,7 +17,10 @@ pub const MUXQL_ACTION_CONNECT_UPSTREAM: u32 = 3;
 pub const MUXQL_ACTION_CLOSE_CLIENT: u32 = 4;
 /// Close upstream `id`; the id is dead.
 pub const MUXQL_ACTION_CLOSE_UPSTREAM: u32 = 5;
-/// PostgreSQL cancel: open a side connection to route `route`'s target, write `data`, close.
+/// PostgreSQL cancel of what runs on upstream `id`: open a side connection to route `route`'s
+/// target, write `data`, wait until the server closes it, then call
+/// `muxql_engine_cancel_done` for `id` (also when it fails). Until then the upstream is not
+/// reused (at most 5 s), so that the cancel cannot reach the next client's query.
 pub const MUXQL_ACTION_SEND_CANCEL: u32 = 6;
 /// Stop reading from client `id` until `MUXQL_ACTION_RESUME_CLIENT`.
 pub const MUXQL_ACTION_PAUSE_CLIENT: u32 = 7;
@@ -393,6 +396,23 @@ pub unsafe extern "C" fn muxql_engine_upstream_connected(
     })
 }
 
+/// The side connection of `MUXQL_ACTION_SEND_CANCEL` for upstream `id` is done: the server
+/// closed it, or it failed. An id no longer known is fine (`MUXQL_OK`).
+///
+/// # Safety
+/// `engine` must be a live engine.
+#[no_mangle]
+pub unsafe extern "C" fn muxql_engine_cancel_done(
+    engine: *mut muxql_engine,
+    id: u64,
+    now_ms: u64,
+) -> muxql_result {
+    with_engine(engine, |e| {
+        e.engine.cancel_done(UpstreamId(id), now_ms);
+        Ok(())
+    })
+}
+
 /// Upstream `id`'s socket closed or failed, or could not connect; the id is dead (no
 /// `MUXQL_ACTION_CLOSE_UPSTREAM` follows for it).
 ///
@@ -526,8 +546,12 @@ fn next_action(e: &mut muxql_engine) -> Option<muxql_action> {
         }
         Action::CloseClient { id } => (a.kind, a.id) = (MUXQL_ACTION_CLOSE_CLIENT, id.0),
         Action::CloseUpstream { id } => (a.kind, a.id) = (MUXQL_ACTION_CLOSE_UPSTREAM, id.0),
-        Action::SendCancel { route, bytes } => {
-            a.kind = MUXQL_ACTION_SEND_CANCEL;
+        Action::SendCancel {
+            route,
+            upstream,
+            bytes,
+        } => {
+            (a.kind, a.id) = (MUXQL_ACTION_SEND_CANCEL, upstream.0);
             a.route = u32::try_from(route).unwrap_or(u32::MAX);
             lend(bytes, &mut a);
         }

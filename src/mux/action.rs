@@ -43,11 +43,16 @@ pub enum Action {
         /// The upstream.
         id: UpstreamId,
     },
-    /// Open a side connection to the target of route `route`, write `bytes`, and close it
-    /// (a PostgreSQL CancelRequest). Nothing is reported back.
+    /// Open a side connection to the target of route `route`, write `bytes` (a PostgreSQL
+    /// CancelRequest), wait until the server closes it, then report
+    /// [`Engine::cancel_done`](super::Engine::cancel_done) for `upstream` (also when it fails).
+    /// Until then `upstream` is held out of the pool, so that the cancel cannot reach the next
+    /// client's query (at most 5 s when nothing is reported).
     SendCancel {
         /// Index of the route in [`Config::routes`](super::Config::routes).
         route: usize,
+        /// The upstream whose query it cancels.
+        upstream: UpstreamId,
         /// The complete request.
         bytes: Bytes,
     },

@@ -187,6 +187,15 @@ impl Engine {
         self.run_ready();
     }
 
+    /// The side connection of [`Action::SendCancel`] for `upstream` is done: the server closed
+    /// it (it has passed the cancel on) or it failed. The upstream may be reused from now on;
+    /// an id no longer known is fine.
+    pub fn cancel_done(&mut self, upstream: UpstreamId, now_ms: u64) {
+        self.now = now_ms;
+        self.cancel_settled(upstream, false);
+        self.run_ready();
+    }
+
     /// Time passed; expire whatever is due at `now_ms`.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now = now_ms;

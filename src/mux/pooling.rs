@@ -11,6 +11,9 @@ use super::ids::{ClientId, UpstreamId};
 use super::session::{UpPhase, Upstream, UpstreamCore};
 use super::Action;
 
+/// How long an upstream is held after a cancel the host does not report done.
+pub(crate) const CANCEL_GRACE_MS: u64 = 5_000;
+
 /// How an upstream leaves the Engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Departure {
@@ -151,6 +154,11 @@ impl Engine {
         if core.broken || expired || !clean || core.side {
             return self.retire(uid);
         }
+        if core.cancels > 0 {
+            // Held out of the pool until the cancel is done (see `cancel_settled`).
+            core.phase = UpPhase::Resetting;
+            return;
+        }
         core.idle_since = self.now;
         let route = core.route;
         let leftover = !core.buf.is_empty();
@@ -189,6 +197,35 @@ impl Engine {
         self.release_feeder(core.paused_feeder);
         self.upstream_gone(&u);
         Some(u)
+    }
+
+    /// A cancel for what runs on `uid` goes out now: the connection is held out of the pool
+    /// until the host reports it done or [`CANCEL_GRACE_MS`] pass.
+    pub(crate) fn cancel_sent(&mut self, uid: UpstreamId) {
+        if let Some(core) = self.upstreams.core_mut(uid) {
+            core.cancels = core.cancels.saturating_add(1);
+            core.cancel_deadline = self.now.saturating_add(CANCEL_GRACE_MS);
+        }
+    }
+
+    /// One cancel for `uid` is done (`all`: stop waiting for any); a connection held only for
+    /// them goes back to the pool.
+    pub(crate) fn cancel_settled(&mut self, uid: UpstreamId, all: bool) {
+        let Some(u) = self.upstreams.get_mut(uid.0) else {
+            return;
+        };
+        let clean = Engine::upstream_is_clean(u);
+        let core = u.core_mut();
+        if core.cancels == 0 {
+            return;
+        }
+        core.cancels = if all { 0 } else { core.cancels - 1 };
+        if core.cancels == 0 {
+            core.cancel_deadline = u64::MAX;
+            if core.phase == UpPhase::Resetting && clean {
+                self.park(uid);
+            }
+        }
     }
 
     /// An upstream failed: its client (if any) gets an error for its request, clients that
@@ -319,6 +356,15 @@ impl Engine {
                 }
             }
         }
+        let unanswered: Vec<UpstreamId> = self
+            .upstreams
+            .iter()
+            .filter(|(_, u)| u.core().cancels > 0 && u.core().cancel_deadline <= now)
+            .map(|(id, _)| UpstreamId(id))
+            .collect();
+        for uid in unanswered {
+            self.cancel_settled(uid, true);
+        }
         let due: Vec<(UpstreamId, bool)> = self
             .upstreams
             .iter()
@@ -368,11 +414,13 @@ impl Engine {
             .filter_map(|p| self.wait_deadline(*p.queue.front()?));
         let upstreams = self.upstreams.iter().filter_map(|(_, u)| {
             let u = u.core();
-            match u.phase {
+            let phase = match u.phase {
                 UpPhase::Connecting | UpPhase::LoggingIn => Some(u.deadline),
                 UpPhase::Idle => Some(self.idle_deadline(u)),
                 _ => None,
-            }
+            };
+            let cancel = (u.cancels > 0).then_some(u.cancel_deadline);
+            phase.into_iter().chain(cancel).min()
         });
         logins
             .into_iter()

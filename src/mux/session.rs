@@ -119,6 +119,12 @@ pub(crate) struct UpstreamCore {
     pub(crate) paused: u8,
     /// The connection paused because the host's write queue to this upstream is blocked.
     pub(crate) paused_feeder: Option<Peer>,
+    /// Cancels sent for what runs here that the host has not reported done
+    /// ([`Engine::cancel_done`](super::Engine::cancel_done)): until then the connection is not
+    /// reused, so that a late cancel cannot reach the next client's query.
+    pub(crate) cancels: u16,
+    /// When the Engine stops waiting for those reports.
+    pub(crate) cancel_deadline: u64,
 }
 
 impl UpstreamCore {
@@ -135,6 +141,8 @@ impl UpstreamCore {
             side: false,
             paused: 0,
             paused_feeder: None,
+            cancels: 0,
+            cancel_deadline: u64::MAX,
         }
     }
 

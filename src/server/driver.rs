@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -543,10 +543,21 @@ impl Driver {
                     }
                 }
             }
-            Action::SendCancel { route, bytes } => {
-                if let Some(target) = self.target(route) {
-                    tokio::task::spawn_local(send_cancel(target, bytes));
-                }
+            Action::SendCancel {
+                route,
+                upstream,
+                bytes,
+            } => {
+                let driver = self.clone();
+                let target = self.target(route);
+                tokio::task::spawn_local(async move {
+                    if let Some(target) = target {
+                        send_cancel(target, bytes).await;
+                    }
+                    let now = driver.now_ms();
+                    driver.engine.borrow_mut().cancel_done(upstream, now);
+                    driver.drain();
+                });
             }
         }
     }
@@ -687,17 +698,21 @@ async fn open(target: &str) -> io::Result<Stream> {
 }
 
 /// Delivers a cancel request on a side connection; failures are only logged at debug level.
+/// Sends a CancelRequest and waits until the server closes the connection: by then it has
+/// passed the cancel on to the backend.
 async fn send_cancel(target: String, bytes: Bytes) {
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, bytes: &[u8]) -> io::Result<()> {
+        s.write_all(bytes).await?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.map(drop)
+    }
     let res = tokio::time::timeout(CANCEL_TIMEOUT, async {
         if target.starts_with('/') {
-            let mut s = UnixStream::connect(&target).await?;
-            s.write_all(&bytes).await?;
-            s.shutdown().await
+            exchange(UnixStream::connect(&target).await?, &bytes).await
         } else {
-            let mut s = TcpStream::connect(&target).await?;
+            let s = TcpStream::connect(&target).await?;
             s.set_nodelay(true)?;
-            s.write_all(&bytes).await?;
-            s.shutdown().await
+            exchange(s, &bytes).await
         }
     })
     .await;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -215,6 +216,7 @@ static void drain(void) {
         conn *dirty[64];
         uint64_t failed[64];
         uint32_t cancel_route[64];
+        uint64_t cancel_upstream[64];
         uint8_t cancel[64][64];
         size_t ndirty = 0, nfailed = 0, ncancel = 0, cancel_len[64];
         for (size_t i = 0; i < n; i++) {
@@ -251,6 +253,7 @@ static void drain(void) {
                 if (a->len <= sizeof cancel[0]) {
                     memcpy(cancel[ncancel], a->data, a->len);
                     cancel_len[ncancel] = a->len;
+                    cancel_upstream[ncancel] = a->id;
                     cancel_route[ncancel++] = a->route;
                 }
                 break;
@@ -275,15 +278,24 @@ static void drain(void) {
         }
         for (size_t i = 0; i < nfailed; i++) muxql_engine_upstream_closed(engine, failed[i], now_ms());
         for (size_t i = 0; i < ncancel; i++) {
-            /* A CancelRequest: a side connection that writes it and closes. */
+            /* A CancelRequest: a side connection that writes it and waits until the server
+             * closes it (it has passed the cancel on; bounded by a receive timeout), then tells
+             * the engine, which holds the upstream back until then. Blocking, for brevity. */
             const uint8_t *target;
             size_t len;
-            if (muxql_engine_route_target(engine, cancel_route[i], &target, &len) != MUXQL_OK) continue;
-            int fd = dial(target, len, 1);
-            if (fd >= 0) {
-                if (send(fd, cancel[i], cancel_len[i], MSG_NOSIGNAL) < 0) perror("cancel");
-                close(fd);
+            if (muxql_engine_route_target(engine, cancel_route[i], &target, &len) == MUXQL_OK) {
+                int fd = dial(target, len, 1);
+                if (fd >= 0) {
+                    struct timeval limit = {.tv_sec = 2};
+                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+                    if (send(fd, cancel[i], cancel_len[i], MSG_NOSIGNAL) < 0) perror("cancel");
+                    char sink[64];
+                    while (recv(fd, sink, sizeof sink, 0) > 0) {
+                    }
+                    close(fd);
+                }
             }
+            muxql_engine_cancel_done(engine, cancel_upstream[i], now_ms());
         }
     } while (n > 0);
 }

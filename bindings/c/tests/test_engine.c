@@ -175,6 +175,9 @@ static void test_engine_misuse(void) {
     CHECK_RESULT(muxql_engine_upstream_data(e, 1, NULL, 0, 0), MUXQL_UNKNOWN_ID);
     CHECK_RESULT(muxql_engine_upstream_connected(e, 1, 0), MUXQL_UNKNOWN_ID);
     CHECK_RESULT(muxql_engine_upstream_closed(e, 1, 0), MUXQL_UNKNOWN_ID);
+    /* A cancel reported done after its upstream went away is not an error. */
+    CHECK_RESULT(muxql_engine_cancel_done(e, 1, 0), MUXQL_OK);
+    CHECK_RESULT(muxql_engine_cancel_done(NULL, 1, 0), MUXQL_NULL_PARAMETER);
     CHECK_RESULT(muxql_engine_client_closed(e, 1, 0), MUXQL_UNKNOWN_ID);
     CHECK_RESULT(muxql_engine_client_commit(e, 1, 0, 0), MUXQL_UNKNOWN_ID);
     CHECK_RESULT(muxql_engine_poll_action(e, NULL), MUXQL_NULL_PARAMETER);

@@ -195,8 +195,10 @@ impl Engine {
             u.pipeline_ok = false;
             self.actions.push_back(Action::SendCancel {
                 route: u.core.route,
+                upstream: uid,
                 bytes,
             });
+            self.cancel_sent(uid);
         }
     }
 }
