@@ -615,6 +615,70 @@ fn a_cancel_for_a_queued_client_is_sent_when_its_query_starts() {
     );
 }
 
+/// Two clients on a pool of one: `a` (whose cancel key is returned) runs `SELECT 1`, `b`'s
+/// `SELECT 2` is pipelined behind it, then `a`'s cancel goes out.
+fn follower_behind_a_cancel() -> (Sim, ClientId, ClientId, UpstreamId) {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let (a, out) = sim.open_client(&[]);
+    let welcome = sim.login_upstream(out.connects[0], 77);
+    let (pid, key) = cancel_key(&welcome, a);
+    let b = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let (u, _) = out.to_upstreams[0];
+    let out = sim.client_send(b, &[q("SELECT 2")]);
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")], "pipelined");
+    assert_eq!(sim.cancel(pid, key).len(), 1);
+    (sim, a, b, u)
+}
+
+/// A cancel for the running unit can land after it ended, while the unit pipelined behind it
+/// runs: that follower must not see the error a cancel it never sent caused. Its answers are
+/// held back until its unit ends; the unit then runs again, and only that answer reaches it.
+#[test]
+fn a_late_cancel_that_hits_a_follower_is_undone_by_running_its_unit_again() {
+    let (mut sim, a, b, u) = follower_behind_a_cancel();
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(
+        out.client_msgs(a),
+        select_answer("1"),
+        "a's query ended first"
+    );
+    let canceled = error("57014", "canceling statement due to user request");
+    let out = sim.upstream_send(u, &[canceled, rfq(TransactionStatus::Idle)]);
+    assert!(
+        out.client_msgs(b).is_empty(),
+        "b never sees another's cancel"
+    );
+    assert!(
+        out.to_upstreams.is_empty(),
+        "the upstream waits for the cancel to be done"
+    );
+    sim.engine.cancel_done(u, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.upstream_msgs(u), vec![q("SELECT 2")], "run again");
+    let out = sim.upstream_send(u, &select_answer("2"));
+    assert_eq!(out.client_msgs(b), select_answer("2"));
+    assert_eq!(sim.engine.stats().routes[0].pipelined_retries, 1);
+}
+
+/// The cancel stopped the query it was meant for: the follower's answers, held back meanwhile,
+/// reach it when its unit ends.
+#[test]
+fn a_follower_the_cancel_missed_gets_its_held_answers() {
+    let (mut sim, a, b, u) = follower_behind_a_cancel();
+    let canceled = error("57014", "canceling statement due to user request");
+    let out = sim.upstream_send(u, &[canceled.clone(), rfq(TransactionStatus::Idle)]);
+    assert_eq!(
+        out.client_msgs(a),
+        vec![canceled, rfq(TransactionStatus::Idle)],
+        "the cancelled query is a's own"
+    );
+    assert!(out.client_msgs(b).is_empty());
+    let out = sim.upstream_send(u, &select_answer("2"));
+    assert_eq!(out.client_msgs(b), select_answer("2"));
+    assert_eq!(sim.engine.stats().routes[0].pipelined_retries, 0);
+}
+
 #[test]
 fn input_of_the_running_client_waits_behind_queued_ones() {
     let (mut sim, c, u) = one_busy_upstream(2);

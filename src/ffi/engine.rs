@@ -710,7 +710,8 @@ pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
              \"upstreams\":{},\"upstreams_active\":{},\"upstreams_idle\":{},\
              \"peak_clients\":{},\"peak_upstreams\":{},\"transactions\":{},\"queries\":{},\
              \"bytes_from_clients\":{},\"bytes_from_upstreams\":{},\"wait_ms\":{},\"pins\":{},\
-             \"upstreams_discarded\":{},\"pipelined\":{},\"statements\":{}}}",
+             \"upstreams_discarded\":{},\"pipelined\":{},\"pipelined_retries\":{},\
+             \"statements\":{}}}",
             r.clients,
             r.clients_active,
             r.clients_waiting,
@@ -728,6 +729,7 @@ pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
             r.pins,
             r.upstreams_discarded,
             r.pipelined,
+            r.pipelined_retries,
             r.statements
         ));
     }

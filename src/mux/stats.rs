@@ -38,6 +38,8 @@ pub struct RouteStats {
     pub upstreams_discarded: u64,
     /// Requests pipelined behind another client's on a busy upstream.
     pub pipelined: u64,
+    /// Pipelined requests run again because a cancel meant for another client stopped them.
+    pub pipelined_retries: u64,
     /// Distinct prepared statements the route's clients hold (shared server-side).
     pub statements: u64,
 }

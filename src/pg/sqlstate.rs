@@ -12,6 +12,8 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 /// Class 28: invalid_password.
 pub const INVALID_PASSWORD: &str = "28P01";
+/// Class 57: query_canceled (a cancel request or a statement timeout).
+pub const QUERY_CANCELED: &str = "57014";
 /// Class 26: invalid_sql_statement_name (a prepared statement that does not exist).
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 /// Class 42: duplicate_prepared_statement.

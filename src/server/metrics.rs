@@ -28,7 +28,7 @@ fn f(v: u64) -> f64 {
     v as f64
 }
 
-const FAMILIES: [Family; 18] = [
+const FAMILIES: [Family; 19] = [
     Family {
         name: "muxql_clients",
         kind: "gauge",
@@ -130,6 +130,12 @@ const FAMILIES: [Family; 18] = [
         kind: "counter",
         help: "Requests pipelined behind another client's on a busy upstream.",
         value: |s| f(s.pipelined),
+    },
+    Family {
+        name: "muxql_pipelined_retries_total",
+        kind: "counter",
+        help: "Pipelined requests run again because a cancel meant for another client hit them.",
+        value: |s| f(s.pipelined_retries),
     },
     Family {
         name: "muxql_statements",

@@ -13,10 +13,17 @@
 //! What this saves is the idle gap between one client's ReadyForQuery and the next client's
 //! request (the round trip through muxql), and the server reads queued requests several at a
 //! time instead of sleeping between them.
+//!
+//! A cancel meant for the client served may reach the server after its unit ended, while a
+//! follower's runs. So once a cancel goes out, the followers already queued get their answers
+//! held back until their unit ends; if a cancel stopped it, they never see it and the unit runs
+//! again (a cancelled autocommit unit left nothing behind), else the answers go out then.
 //! Fairness: the wait queue stays FIFO (a client that cannot be pipelined stops pipelining for
 //! everyone behind it until an upstream comes free), at most `pipeline_depth` followers queue
 //! behind one upstream, and only behind a request that started at most [`FRESH_MS`] ago: a
 //! request running longer may be a slow one, and nobody should wait behind it.
+
+use bytes::{Bytes, BytesMut};
 
 use super::peek;
 use super::sql_verdicts::SqlVerdicts;
@@ -26,6 +33,7 @@ use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::UpPhase;
 use crate::mux::Action;
 use crate::pg::frame::{peek_header, Direction, HEADER_LEN};
+use crate::pg::sqlstate::QUERY_CANCELED;
 use crate::wire::Limits;
 
 /// Longest a request may have been running for others to queue behind it, in milliseconds.
@@ -139,6 +147,8 @@ impl Engine {
         pool.serve(c.core.waiting_since.take().unwrap_or(now), now);
         pool.stats.pipelined += 1;
         c.queued_on = Some(uid);
+        // Small (one autocommit unit), kept in case another client's cancel hits it.
+        c.unit = Some(Bytes::copy_from_slice(&c.core.buf));
         u.followers.push_back(Some(cid));
         self.pg_forward(cid, uid);
     }
@@ -198,18 +208,78 @@ impl Engine {
                 upstream: uid,
                 bytes,
             });
+            // The cancel may land after the running unit ended, on a follower's: their
+            // answers are held back until their own unit ends, and run again if it did.
+            let followers: Vec<ClientId> = u.followers.iter().flatten().copied().collect();
+            for f in followers {
+                if let Some(c) = self.clients.pg_mut(f) {
+                    c.held.get_or_insert_with(BytesMut::new);
+                }
+            }
             self.cancel_sent(uid);
         }
     }
+
+    /// The unit client `cid` pipelined has been answered in full (its answers so far have been
+    /// sent or held). Held answers are released, unless a cancel meant for another client hit
+    /// the unit: then nothing reached the client, and the unit goes back in front of its input
+    /// to run again (an autocommit unit that was cancelled left nothing behind).
+    pub(crate) fn pg_unit_end(&mut self, cid: ClientId) {
+        let Some(c) = self.clients.pg_mut(cid) else {
+            return;
+        };
+        let unit = c.unit.take();
+        let Some(held) = c.held.take() else {
+            return;
+        };
+        match unit.filter(|_| cancelled_by_signal(&held, &self.limits)) {
+            Some(unit) => {
+                let mut buf = BytesMut::with_capacity(unit.len() + c.core.buf.len());
+                buf.extend_from_slice(&unit);
+                buf.extend_from_slice(&c.core.buf);
+                c.core.buf = buf;
+                self.pools[c.core.route].stats.pipelined_retries += 1;
+            }
+            None => self.actions.push_back(Action::SendClient {
+                id: cid,
+                bytes: held.freeze(),
+            }),
+        }
+    }
 }
+
+/// Whether held answers include the error a cancel request causes (57014, "canceling
+/// statement due to user request"; a statement timeout has the same code, not this message).
+fn cancelled_by_signal(held: &[u8], limits: &Limits) -> bool {
+    let mut rest = held;
+    while let Ok(Some(h)) = peek_header(rest, Direction::Backend, limits) {
+        let Some(frame) = rest.get(..h.frame_len) else {
+            return false;
+        };
+        let body = &frame[HEADER_LEN..];
+        if h.tag == b'E'
+            && peek::error_field(body, b'C') == Some(QUERY_CANCELED.as_bytes())
+            && peek::error_field(body, b'M') == Some(CANCELED_BY_USER)
+        {
+            return true;
+        }
+        rest = &rest[h.frame_len..];
+    }
+    false
+}
+
+/// Most answer bytes held back for one at-risk follower; past it they go out (a cancel that
+/// hits the unit then reaches the client, as without pipelining it would not).
+pub(crate) const MAX_HELD: usize = 256 * 1024;
+
+/// PostgreSQL's message for a query stopped by a CancelRequest.
+const CANCELED_BY_USER: &[u8] = b"canceling statement due to user request";
 
 #[cfg(test)]
 mod tests {
     use super::super::statements::Named;
     use super::*;
     use crate::pg::frontend::{Bind, Describe, Execute, FrontendMessage, Parse, TargetKind};
-    use bytes::Bytes;
-    use bytes::BytesMut;
     use std::collections::HashMap;
 
     fn encode(msgs: &[FrontendMessage]) -> BytesMut {

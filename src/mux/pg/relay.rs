@@ -568,6 +568,7 @@ impl Engine {
                 self.flush_to_client(cid, &mut buf, &mut run);
                 if let Some(cid) = cid {
                     self.release_synthetics(uid, cid);
+                    self.pg_unit_end(cid);
                 }
                 if status != b'I' {
                     // Followers' requests would run inside this transaction: never let them.
@@ -581,6 +582,7 @@ impl Engine {
                 self.flush_to_client(cid, &mut buf, &mut run);
                 if let Some(cid) = cid {
                     self.release_synthetics(uid, cid);
+                    self.pg_unit_end(cid);
                 }
                 if let Some(u) = self.upstreams.pg_mut(uid) {
                     u.core.buf = buf;

@@ -137,6 +137,12 @@ pub(crate) struct PgClient {
     /// lives (a simple Query ends it): prepared again on whichever upstream a later Bind or
     /// Describe of it lands.
     pub(crate) unnamed: Option<Bytes>,
+    /// A copy of the autocommit unit this client pipelined behind another's, until it is
+    /// answered: run again if another client's late cancel hits it.
+    pub(crate) unit: Option<Bytes>,
+    /// Answers held back while another client's cancel may still hit this client's pipelined
+    /// unit (see [`super::pipeline`]); `None`: answers go straight to the client.
+    pub(crate) held: Option<BytesMut>,
     pub(crate) cancel_pid: u32,
     pub(crate) cancel_key: Box<[u8]>,
 }
@@ -154,6 +160,8 @@ impl PgClient {
             tx_failed: false,
             stmts: Names::new(),
             unnamed: None,
+            unit: None,
+            held: None,
             cancel_pid: 0,
             cancel_key: Box::new([]),
         }
@@ -526,14 +534,34 @@ impl Engine {
         if c.cancel_key.len() != key.len() || !bool::from(c.cancel_key.ct_eq(key)) {
             return;
         }
+        // Its own cancel's error must reach it: nothing is held back from now on.
+        if let Some(held) = c.held.take() {
+            self.actions.push_back(Action::SendClient {
+                id: target,
+                bytes: held.freeze(),
+            });
+        }
         match c.core.upstream {
             Some(uid) => self.pg_forward_cancel(uid),
             None => c.cancel_requested = c.queued_on.is_some(),
         }
     }
 
-    /// Queues bytes for a client.
+    /// Queues bytes for a client (held back instead while its pipelined unit is at risk of
+    /// another client's cancel, up to [`super::pipeline::MAX_HELD`]).
     pub(crate) fn send_client(&mut self, id: ClientId, bytes: Bytes) {
+        if let Some(c) = self.clients.pg_mut(id) {
+            if let Some(held) = c.held.as_mut() {
+                if held.len() + bytes.len() <= super::pipeline::MAX_HELD {
+                    held.extend_from_slice(&bytes);
+                    return;
+                }
+                let earlier = std::mem::take(held).freeze();
+                c.held = None;
+                self.actions
+                    .push_back(Action::SendClient { id, bytes: earlier });
+            }
+        }
         self.actions.push_back(Action::SendClient { id, bytes });
     }
 
