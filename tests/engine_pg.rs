@@ -926,3 +926,70 @@ fn a_reload_keeps_clients_and_applies_routes_and_users() {
     let out = sim.client_send(a, &[q("SELECT 1")]);
     assert!(out.closed_clients.is_empty());
 }
+
+/// A row larger than anything muxql buffers streams through as its bytes arrive (PostgreSQL
+/// allows values up to 1 GB; muxql's `max_message` bounds only what it buffers whole), and the
+/// unit still ends where it should.
+#[test]
+fn a_large_row_streams_through_as_it_arrives() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.max_message = 64 * 1024;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT repeat('x', 1048576)")]);
+    let (u, _) = out.to_upstreams[0];
+    let value = vec![b'x'; 1 << 20];
+    let row = muxql::pg::backend::DataRow::from_values([Some(&value[..])]).unwrap();
+    let answer = [
+        BackendMessage::DataRow(row),
+        complete("SELECT 1"),
+        rfq(TransactionStatus::Idle),
+    ];
+    let mut wire = enc_back(&answer);
+    let mut got = BytesMut::new();
+    let mut fed = 0;
+    while !wire.is_empty() {
+        let chunk = wire.split_to(wire.len().min(60_000));
+        fed += chunk.len();
+        sim.engine.upstream_data(u, chunk, sim.now);
+        let out = sim.drain();
+        got.extend_from_slice(&bytes_for(&out.to_clients, a));
+        if !wire.is_empty() {
+            assert_eq!(
+                got.len(),
+                fed,
+                "every byte of the row goes on as it arrives"
+            );
+        }
+    }
+    let msgs: Vec<BackendMessage> = frames_with(got, 2 << 20)
+        .iter()
+        .map(|f| BackendMessage::parse(f).unwrap())
+        .collect();
+    assert_eq!(msgs, answer.to_vec());
+    assert_eq!(
+        sim.engine.stats().routes[0].upstreams_idle,
+        1,
+        "released after the unit"
+    );
+    // A message muxql must buffer whole is still bounded by max_message.
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let huge = BackendMessage::NoticeResponse(Fields::new("NOTICE", "00000", &"n".repeat(70_000)));
+    let out2 = sim.upstream_send(u, &[huge]);
+    assert_eq!(out.to_upstreams.len(), 1);
+    assert!(
+        out2.closed_clients.contains(&a),
+        "the upstream broke: its client is told"
+    );
+}
+
+/// Frames of `buf`, allowing messages up to `max` bytes.
+fn frames_with(mut buf: BytesMut, max: usize) -> Vec<Frame> {
+    let limits = Limits::with_max_message(max);
+    let mut out = Vec::new();
+    while let Some(f) = split_frame(&mut buf, Direction::Backend, &limits).unwrap() {
+        out.push(f);
+    }
+    assert!(buf.is_empty());
+    out
+}

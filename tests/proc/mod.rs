@@ -101,6 +101,18 @@ impl Muxql {
         assert!(ok.success(), "kill -{name} failed");
     }
 
+    /// The largest resident set of the process so far, in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let child = self.child.as_ref().expect("child present");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         let child = self.child.as_mut().expect("child present");

@@ -27,6 +27,8 @@ use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
 use crate::pg::frontend::{Describe, FrontendMessage, Parse, TargetKind};
 use crate::pg::sql::{for_each_effect, Effect, PinReason};
 use crate::pg::sqlstate::{self, PROTOCOL_VIOLATION};
+use crate::wire::limits::HARD_MAX_MESSAGE;
+use crate::wire::Limits;
 
 /// Which session effects of a statement [`Engine::note_effects`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,6 +414,12 @@ impl Engine {
     /// releases the upstream when the client's transaction is over.
     pub(crate) fn pg_relay_upstream(&mut self, uid: UpstreamId) {
         let limits = self.limits;
+        // Rows and COPY chunks stream through, so only the messages muxql buffers whole are
+        // bounded by `max_message`; PostgreSQL's own bound holds for those that stream.
+        let streaming = Limits::with_max_message(HARD_MAX_MESSAGE);
+        if !self.pg_pass_through(uid) {
+            return;
+        }
         let Some(u) = self.upstreams.pg_mut(uid) else {
             return;
         };
@@ -421,8 +429,40 @@ impl Engine {
         let mut run = 0;
         let mut promoted = false;
         loop {
-            let header = match peek_header(&buf[run..], Direction::Backend, &limits) {
+            let header = match peek_header(&buf[run..], Direction::Backend, &streaming) {
+                Ok(Some(h)) if h.frame_len - HEADER_LEN > limits.max_message && !streams(h.tag) => {
+                    self.flush_to_client(cid, &mut buf, &mut run);
+                    let e = crate::wire::Error::TooLarge {
+                        len: (h.frame_len - HEADER_LEN) as u64,
+                        limit: limits.max_message as u64,
+                    };
+                    return self.upstream_lost(uid, &format!("protocol error: {e}"));
+                }
                 Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
+                Ok(Some(h)) if streams(h.tag) && h.frame_len >= STREAM_FROM => {
+                    // A large row or COPY chunk: what has arrived goes on now, the rest as it
+                    // comes (see `pg_pass_through`), instead of buffering the whole message.
+                    self.flush_to_client(cid, &mut buf, &mut run);
+                    if let Some(cid) = cid {
+                        self.release_synthetics(uid, cid);
+                    }
+                    let Some(u) = self.upstreams.pg_mut(uid) else {
+                        return;
+                    };
+                    let to = match u.expect.on_response(h.tag) {
+                        Verdict::Accept { swallow, .. } => cid.filter(|_| !swallow),
+                        Verdict::Unexpected => {
+                            return self
+                                .upstream_lost(uid, "server response out of step with requests")
+                        }
+                    };
+                    let have = buf.len();
+                    u.passthrough = Some((h.frame_len - have, to));
+                    if let Some(to) = to {
+                        self.send_client(to, buf.split().freeze());
+                    }
+                    return;
+                }
                 Ok(_) => break,
                 Err(e) => {
                     self.flush_to_client(cid, &mut buf, &mut run);
@@ -605,6 +645,25 @@ impl Engine {
         }
     }
 
+    /// Passes on what has arrived of a message being streamed; returns whether the rest of the
+    /// input is to be relayed as usual (the message is complete).
+    fn pg_pass_through(&mut self, uid: UpstreamId) -> bool {
+        let Some(u) = self.upstreams.pg_mut(uid) else {
+            return false;
+        };
+        let Some((left, to)) = u.passthrough else {
+            return true;
+        };
+        let n = left.min(u.core.buf.len());
+        let chunk = u.core.buf.split_to(n).freeze();
+        u.passthrough = (left > n).then_some((left - n, to));
+        let done = left == n;
+        if let Some(to) = to.filter(|&c| self.clients.pg(c).is_some()) {
+            self.send_client(to, chunk);
+        }
+        done
+    }
+
     /// Whether the upstream can go back to the pool now.
     fn releasable(&self, uid: UpstreamId) -> bool {
         let Some(u) = self.upstreams.pg(uid) else {
@@ -703,6 +762,15 @@ impl Engine {
         }
     }
 }
+
+/// Backend messages that stream through when large: rows and COPY data, which muxql never
+/// looks into.
+fn streams(tag: u8) -> bool {
+    matches!(tag, b'D' | b'd')
+}
+
+/// Messages at least this large stream through instead of being buffered whole.
+const STREAM_FROM: usize = 256 * 1024;
 
 /// Cuts the first `run` bytes (whole frames passed on unchanged) off `buf`, zero-copy.
 fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {

@@ -52,6 +52,9 @@ pub(crate) struct PgUpstream {
     pub(crate) busy_since: u64,
     /// The client whose Parse last set the unnamed statement on this connection.
     pub(crate) unnamed_owner: Option<ClientId>,
+    /// A large row or COPY chunk being passed through as it arrives: bytes still to come, and
+    /// the client they go to (`None`: dropped).
+    pub(crate) passthrough: Option<(usize, Option<ClientId>)>,
 }
 
 impl PgUpstream {
@@ -70,6 +73,7 @@ impl PgUpstream {
             followers: VecDeque::new(),
             pipeline_ok: false,
             unnamed_owner: None,
+            passthrough: None,
         }
     }
 
