@@ -3,7 +3,8 @@
 //!
 //! - the pool counters match what exists (`Engine::check_counters`);
 //! - no action addresses a client or upstream that is closed, unknown or not yet connected;
-//! - every frame sent to a client is well framed and within `max_message`, and everything sent
+//! - every frame sent to a client is well framed (within `max_message`, but for streamed rows and
+//!   COPY data, within PostgreSQL's 1 GB), and everything sent
 //!   to an upstream is what its server would accept (framing always, content while no raw
 //!   bytes were injected);
 //! - every tag a client receives is its own (while no raw bytes were injected);
@@ -20,6 +21,7 @@ use muxql::mysql::PacketHeader;
 use muxql::pg::backend::BackendMessage;
 use muxql::pg::frame::{split_frame, Direction};
 use muxql::pg::startup::{CancelRequest, StartupRequest};
+use muxql::wire::limits::HARD_MAX_MESSAGE;
 use muxql::wire::Limits;
 
 use crate::mysql_client::{self, MysqlLogin};
@@ -34,6 +36,11 @@ pub const USER: &str = "app";
 pub const PASSWORD: &str = "pw";
 /// The Engine's `max_message`: small, so that limits are within the fuzzer's reach.
 const MAX_MESSAGE: usize = 1 << 16;
+/// What a client may receive: rows and COPY data stream through up to PostgreSQL's own bound.
+const STREAMED: Limits = Limits {
+    max_message: HARD_MAX_MESSAGE,
+    max_startup: muxql::wire::limits::MAX_STARTUP_PACKET,
+};
 /// Events per input.
 const MAX_OPS: usize = 256;
 /// Databases: one route in transaction mode, one in session mode.
@@ -602,7 +609,7 @@ impl Host {
         let mut outcome = None;
         match self.protocol {
             Protocol::Postgres => loop {
-                let frame = match split_frame(&mut client.inbox, Direction::Backend, &self.limits) {
+                let frame = match split_frame(&mut client.inbox, Direction::Backend, &STREAMED) {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => panic!("a malformed frame to client {}: {e}", client.n),
