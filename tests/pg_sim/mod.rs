@@ -142,6 +142,11 @@ impl Sim {
         self.drain()
     }
 
+    pub fn client_send_raw(&mut self, id: ClientId, bytes: BytesMut) -> Out {
+        self.engine.client_data(id, bytes, self.now);
+        self.drain()
+    }
+
     pub fn upstream_send(&mut self, id: UpstreamId, msgs: &[BackendMessage]) -> Out {
         self.engine.upstream_data(id, enc_back(msgs), self.now);
         self.drain()

@@ -30,12 +30,16 @@ pub(crate) enum Kind {
     Sync,
     /// Simple Query or FunctionCall: anything up to ReadyForQuery.
     Query,
+    /// CopyDone or CopyFail from the client: never answered; marks where a copy-in ends, so
+    /// that a Sync sent before it is known to get no answer (protocol docs, "COPY Operations":
+    /// the server ignores Sync during copy-in).
+    CopyEnd,
 }
 
 impl Kind {
     /// Whether the request belongs to the extended protocol's discard-until-Sync rule.
     fn is_extended(self) -> bool {
-        !matches!(self, Kind::Sync | Kind::Query)
+        !matches!(self, Kind::Sync | Kind::Query | Kind::CopyEnd)
     }
 }
 
@@ -80,16 +84,23 @@ pub(crate) enum Verdict {
 pub(crate) struct ExpectQueue {
     items: VecDeque<Item>,
     skipping: bool,
+    /// The server is in copy-in and the client has not ended it yet: its Syncs get no answer.
+    copy_in: bool,
 }
 
 impl ExpectQueue {
     /// Records a forwarded or injected request; returns it back when the server will ignore it
     /// (discarding until Sync after an error).
     pub(crate) fn push(&mut self, pending: Pending) -> Option<Pending> {
-        if pending.kind == Kind::Sync {
-            self.skipping = false;
-        } else if self.skipping {
-            return Some(pending);
+        match pending.kind {
+            Kind::CopyEnd if self.copy_in || self.items.is_empty() => {
+                self.copy_in = false;
+                return None;
+            }
+            Kind::Sync if self.copy_in => return Some(pending),
+            Kind::Sync => self.skipping = false,
+            _ if self.skipping => return Some(pending),
+            _ => {}
         }
         self.items.push_back(Item::Response(pending));
         None
@@ -126,7 +137,8 @@ impl ExpectQueue {
     /// Whether a request whose answer goes to the client is outstanding.
     pub(crate) fn owes_client(&self) -> bool {
         self.items.iter().any(|i| {
-            matches!(i, Item::Response(p) if !p.swallow) || matches!(i, Item::Synthetic(_))
+            matches!(i, Item::Response(p) if !p.swallow && p.kind != Kind::CopyEnd)
+                || matches!(i, Item::Synthetic(_))
         })
     }
 
@@ -161,15 +173,45 @@ impl ExpectQueue {
         } else {
             None
         };
+        match tag {
+            b'G' => self.copy_in_started(),
+            // An error ends copy-in: the server then answers the client's next Sync.
+            b'E' => self.copy_in = false,
+            _ => {}
+        }
         let dropped = if tag == b'E' && kind.is_extended() {
             self.discard_until_sync()
         } else {
             Vec::new()
         };
+        self.pop_copy_ends();
         Verdict::Accept {
             swallow,
             done,
             dropped,
+        }
+    }
+
+    /// CopyInResponse: the Syncs the client sent since the request, before ending the copy,
+    /// get no answer; until the client's CopyDone or CopyFail, neither do the ones to come.
+    fn copy_in_started(&mut self) {
+        let mut i = 1;
+        while let Some(item) = self.items.get(i) {
+            match item {
+                Item::Response(p) if p.kind == Kind::CopyEnd => return,
+                Item::Response(p) if p.kind == Kind::Sync => {
+                    self.items.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
+    }
+
+    /// Drops the copy-end marks at the head of the queue: nothing answers them.
+    fn pop_copy_ends(&mut self) {
+        while matches!(self.items.front(), Some(Item::Response(p)) if p.kind == Kind::CopyEnd) {
+            self.items.pop_front();
         }
     }
 

@@ -11,4 +11,5 @@ mod relay;
 pub(crate) mod session;
 pub(crate) mod sql_verdicts;
 pub(crate) mod statements;
+mod stream;
 pub(crate) mod upstream;

@@ -36,10 +36,28 @@ impl Engine {
         kind: Kind,
     ) -> Result<(), String> {
         let mut out = BytesMut::new();
+        self.unnamed_prefix(cid, uid, &mut out)?;
+        out.extend_from_slice(frame.as_bytes());
+        self.expect(uid, kind, false, None);
+        self.actions.push_back(Action::SendUpstream {
+            id: uid,
+            bytes: out.freeze(),
+        });
+        Ok(())
+    }
+
+    /// What goes before a use of the unnamed statement on an upstream where this client did
+    /// not parse it (see [`Engine::unnamed_elsewhere`]), in `out`.
+    pub(super) fn unnamed_prefix(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
         let unnamed = self.clients.pg(cid).and_then(|c| c.unnamed.clone());
         match unnamed {
             Some(body) => {
-                encode_frame(&mut out, b'P', |w| {
+                encode_frame(out, b'P', |w| {
                     w.extend_from_slice(&body);
                     Ok(())
                 })
@@ -54,17 +72,11 @@ impl Engine {
                     kind: TargetKind::Statement,
                     name: Bytes::new(),
                 })
-                .encode(&mut out)
+                .encode(out)
                 .map_err(|e| e.to_string())?;
                 self.expect(uid, Kind::Close, true, None);
             }
         }
-        out.extend_from_slice(frame.as_bytes());
-        self.expect(uid, kind, false, None);
-        self.actions.push_back(Action::SendUpstream {
-            id: uid,
-            bytes: out.freeze(),
-        });
         Ok(())
     }
 
@@ -79,34 +91,52 @@ impl Engine {
     ) -> Result<(), String> {
         let (portal, name, rest) =
             crate::pg::frontend::bind_names(&frame.body()).map_err(|e| e.to_string())?;
-        let stale = self
-            .clients
-            .pg(cid)
-            .and_then(|c| c.stmts.get(&name))
-            .is_some_and(Named::is_stale);
-        if stale {
-            return self.raise_in_place(
-                uid,
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "cached plan must not change result type",
-            );
-        }
-        let stmt = self.client_statement(cid, &name);
-        if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
-            // A named statement changes settings where it runs, not where it was
-            // parsed: the two may be different upstreams.
-            let query = s.query.clone();
-            self.note_effects(cid, uid, &query, Record::Settings);
-        }
         let mut out = BytesMut::with_capacity(frame.as_bytes().len() + 16);
-        let server = self.prepare_on(uid, stmt.as_ref(), &mut out, &name);
-        self.expect(uid, Kind::Bind, false, stmt);
+        let Some(server) = self.bind_target(cid, uid, &name, &mut out)? else {
+            return Ok(());
+        };
         encode_bind_with_statement(&mut out, &portal, &server, &rest).map_err(|e| e.to_string())?;
         self.actions.push_back(Action::SendUpstream {
             id: uid,
             bytes: out.freeze(),
         });
         Ok(())
+    }
+
+    /// The server-side statement a client's Bind of `name` goes to, after what must precede
+    /// it in `out` (a swallowed Parse when this upstream has not prepared it). `None`: the
+    /// Bind was answered in its place (the statement's result type changed since the client
+    /// prepared it) and must not be sent.
+    pub(super) fn bind_target(
+        &mut self,
+        cid: ClientId,
+        uid: UpstreamId,
+        name: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let stale = self
+            .clients
+            .pg(cid)
+            .and_then(|c| c.stmts.get(name))
+            .is_some_and(Named::is_stale);
+        if stale {
+            self.raise_in_place(
+                uid,
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "cached plan must not change result type",
+            )?;
+            return Ok(None);
+        }
+        let stmt = self.client_statement(cid, name);
+        if let Some(s) = stmt.as_ref().filter(|s| s.changes_settings) {
+            // A named statement changes settings where it runs, not where it was
+            // parsed: the two may be different upstreams.
+            let query = s.query.clone();
+            self.note_effects(cid, uid, &query, Record::Settings);
+        }
+        let server = self.prepare_on(uid, stmt.as_ref(), out, name);
+        self.expect(uid, Kind::Bind, false, stmt);
+        Ok(Some(server))
     }
 
     /// Whether `sql` deallocates one of the client's own (pooled) statements.

@@ -17,6 +17,7 @@ use super::prepared::{
 };
 use super::session::pin_bit;
 use super::statements::Statement;
+use super::stream::{client_streams, server_streams, too_large, STREAMING, STREAM_FROM};
 use crate::mux::config::{PinPolicy, PoolMode};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
@@ -27,8 +28,6 @@ use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
 use crate::pg::frontend::{Describe, FrontendMessage, Parse, TargetKind};
 use crate::pg::sql::{for_each_effect, Effect, PinReason};
 use crate::pg::sqlstate::{self, PROTOCOL_VIOLATION};
-use crate::wire::limits::HARD_MAX_MESSAGE;
-use crate::wire::Limits;
 
 /// Which session effects of a statement [`Engine::note_effects`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +66,8 @@ impl Engine {
             return;
         }
         let Some(uid) = c.core.upstream else {
-            match peek_header(&c.core.buf, Direction::Frontend, &limits) {
+            // Large messages stream once an upstream is there (see `pg_forward`).
+            match peek_header(&c.core.buf, Direction::Frontend, &STREAMING) {
                 Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e.to_string()),
                 Ok(None) => {}
                 Ok(Some(h)) if h.tag == b'X' => self.close_client(cid),
@@ -85,6 +85,7 @@ impl Engine {
         // Followers only look for an upstream to queue behind while the pool is full.
         let route = &self.config.routes[u.core.route];
         u.pipeline_ok = self.config.pipeline_depth > 0
+            && c.passthrough.is_none()
             && route.pool_mode == PoolMode::Transaction
             && self.pools[u.core.route].total() >= route.pool_size
             && c.core.pins == 0
@@ -103,14 +104,26 @@ impl Engine {
     /// pooled statements and answering locally what muxql answers itself.
     pub(crate) fn pg_forward(&mut self, cid: ClientId, uid: UpstreamId) {
         let limits = self.limits;
+        if !self.pg_client_pass_through(cid, uid) {
+            return;
+        }
         let Some(c) = self.clients.pg_mut(cid) else {
             return;
         };
         let mut buf = std::mem::take(&mut c.core.buf);
         let mut run = 0;
         let outcome = loop {
-            let header = match peek_header(&buf[run..], Direction::Frontend, &limits) {
+            let header = match peek_header(&buf[run..], Direction::Frontend, &STREAMING) {
+                Ok(Some(h))
+                    if h.frame_len - HEADER_LEN > limits.max_message && !client_streams(h.tag) =>
+                {
+                    break Err(too_large(&h, &limits));
+                }
                 Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
+                Ok(Some(h)) if client_streams(h.tag) && h.frame_len >= STREAM_FROM => {
+                    self.flush_to_upstream(uid, &mut buf, &mut run);
+                    break self.pg_stream_from_client(cid, uid, &h, &mut buf);
+                }
                 Ok(_) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
             };
@@ -216,7 +229,8 @@ impl Engine {
             b'E' => Step::Forward(Some(Kind::Execute)),
             b'S' => Step::Forward(Some(Kind::Sync)),
             b'F' => Step::Forward(Some(Kind::Query)),
-            b'H' | b'd' | b'c' | b'f' => Step::Forward(None),
+            b'H' | b'd' => Step::Forward(None),
+            b'c' | b'f' => Step::Forward(Some(Kind::CopyEnd)),
             b'X' => Step::Terminate,
             _ => Step::Invalid,
         }
@@ -384,7 +398,7 @@ impl Engine {
     }
 
     /// Sends the client any local answers that are now due.
-    fn release_synthetics(&mut self, uid: UpstreamId, cid: ClientId) {
+    pub(super) fn release_synthetics(&mut self, uid: UpstreamId, cid: ClientId) {
         while let Some(bytes) = self
             .upstreams
             .pg_mut(uid)
@@ -414,10 +428,7 @@ impl Engine {
     /// releases the upstream when the client's transaction is over.
     pub(crate) fn pg_relay_upstream(&mut self, uid: UpstreamId) {
         let limits = self.limits;
-        // Rows and COPY chunks stream through, so only the messages muxql buffers whole are
-        // bounded by `max_message`; PostgreSQL's own bound holds for those that stream.
-        let streaming = Limits::with_max_message(HARD_MAX_MESSAGE);
-        if !self.pg_pass_through(uid) {
+        if !self.pg_server_pass_through(uid) {
             return;
         }
         let Some(u) = self.upstreams.pg_mut(uid) else {
@@ -429,37 +440,19 @@ impl Engine {
         let mut run = 0;
         let mut promoted = false;
         loop {
-            let header = match peek_header(&buf[run..], Direction::Backend, &streaming) {
-                Ok(Some(h)) if h.frame_len - HEADER_LEN > limits.max_message && !streams(h.tag) => {
+            let header = match peek_header(&buf[run..], Direction::Backend, &STREAMING) {
+                Ok(Some(h))
+                    if h.frame_len - HEADER_LEN > limits.max_message && !server_streams(h.tag) =>
+                {
                     self.flush_to_client(cid, &mut buf, &mut run);
-                    let e = crate::wire::Error::TooLarge {
-                        len: (h.frame_len - HEADER_LEN) as u64,
-                        limit: limits.max_message as u64,
-                    };
+                    let e = too_large(&h, &limits);
                     return self.upstream_lost(uid, &format!("protocol error: {e}"));
                 }
                 Ok(Some(h)) if buf.len() - run >= h.frame_len => h,
-                Ok(Some(h)) if streams(h.tag) && h.frame_len >= STREAM_FROM => {
-                    // A large row or COPY chunk: what has arrived goes on now, the rest as it
-                    // comes (see `pg_pass_through`), instead of buffering the whole message.
+                Ok(Some(h)) if server_streams(h.tag) && h.frame_len >= STREAM_FROM => {
                     self.flush_to_client(cid, &mut buf, &mut run);
-                    if let Some(cid) = cid {
-                        self.release_synthetics(uid, cid);
-                    }
-                    let Some(u) = self.upstreams.pg_mut(uid) else {
-                        return;
-                    };
-                    let to = match u.expect.on_response(h.tag) {
-                        Verdict::Accept { swallow, .. } => cid.filter(|_| !swallow),
-                        Verdict::Unexpected => {
-                            return self
-                                .upstream_lost(uid, "server response out of step with requests")
-                        }
-                    };
-                    let have = buf.len();
-                    u.passthrough = Some((h.frame_len - have, to));
-                    if let Some(to) = to {
-                        self.send_client(to, buf.split().freeze());
+                    if let Err(e) = self.pg_stream_from_server(uid, cid, &h, &mut buf) {
+                        return self.upstream_lost(uid, &e);
                     }
                     return;
                 }
@@ -645,25 +638,6 @@ impl Engine {
         }
     }
 
-    /// Passes on what has arrived of a message being streamed; returns whether the rest of the
-    /// input is to be relayed as usual (the message is complete).
-    fn pg_pass_through(&mut self, uid: UpstreamId) -> bool {
-        let Some(u) = self.upstreams.pg_mut(uid) else {
-            return false;
-        };
-        let Some((left, to)) = u.passthrough else {
-            return true;
-        };
-        let n = left.min(u.core.buf.len());
-        let chunk = u.core.buf.split_to(n).freeze();
-        u.passthrough = (left > n).then_some((left - n, to));
-        let done = left == n;
-        if let Some(to) = to.filter(|&c| self.clients.pg(c).is_some()) {
-            self.send_client(to, chunk);
-        }
-        done
-    }
-
     /// Whether the upstream can go back to the pool now.
     fn releasable(&self, uid: UpstreamId) -> bool {
         let Some(u) = self.upstreams.pg(uid) else {
@@ -762,15 +736,6 @@ impl Engine {
         }
     }
 }
-
-/// Backend messages that stream through when large: rows and COPY data, which muxql never
-/// looks into.
-fn streams(tag: u8) -> bool {
-    matches!(tag, b'D' | b'd')
-}
-
-/// Messages at least this large stream through instead of being buffered whole.
-const STREAM_FROM: usize = 256 * 1024;
 
 /// Cuts the first `run` bytes (whole frames passed on unchanged) off `buf`, zero-copy.
 fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {

@@ -143,6 +143,9 @@ pub(crate) struct PgClient {
     /// Answers held back while another client's cancel may still hit this client's pipelined
     /// unit (see [`super::pipeline`]); `None`: answers go straight to the client.
     pub(crate) held: Option<BytesMut>,
+    /// A large message being streamed to the upstream as it arrives: bytes still to come, and
+    /// whether they go on (`false`: muxql answered it in its place, they are dropped).
+    pub(crate) passthrough: Option<(usize, bool)>,
     pub(crate) cancel_pid: u32,
     pub(crate) cancel_key: Box<[u8]>,
 }
@@ -162,6 +165,7 @@ impl PgClient {
             unnamed: None,
             unit: None,
             held: None,
+            passthrough: None,
             cancel_pid: 0,
             cancel_key: Box::new([]),
         }
