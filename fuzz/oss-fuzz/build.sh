@@ -16,6 +16,7 @@ for target in $(cargo fuzz list); do
   case $target in
     sql_lexers) dict=sql ;;
     mysql_* | engine_mysql) dict=mysql ;;
+    c_abi) dict=none ;;
     *) dict=pg ;;
   esac
   if [ -f "fuzz/dict/$dict.dict" ]; then
