@@ -56,6 +56,11 @@
 // Read from upstream `id` again.
 #define MUXQL_ACTION_RESUME_UPSTREAM 10
 
+// Switch client `id` to TLS: what was written to it so far goes out as it is (it ends with
+// the answer to its SSLRequest), then everything read and written is TLS, the handshake
+// first; when the handshake fails, report the client closed. Only with `client_tls` set.
+#define MUXQL_ACTION_START_TLS 11
+
 // A client connection (`muxql_engine_send_blocked`, `muxql_engine_send_drained`).
 #define MUXQL_PEER_CLIENT 1
 
@@ -183,7 +188,8 @@ muxql_result muxql_config_from_toml(const char *toml,
 #endif
 
 // Sets one setting by its `--config` TOML name: `auth` (scram, md5, cleartext, trust),
-// `mysql_auth`, `pin_policy`, `pool_mode` (every route), the millisecond timeouts
+// `mysql_auth`, `pin_policy`, `client_tls` (off, offer, require: the host then terminates
+// TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 // `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
 // `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
 // `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`; `rng_seed` is

@@ -1,7 +1,9 @@
 //! `muxql_config`: the builder a C host fills before creating an engine.
 
 use super::{c_str, guard, muxql_result};
-use crate::mux::{ClientAuth, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User};
+use crate::mux::{
+    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User,
+};
 
 /// A PostgreSQL route or listener (`muxql_config_add_route`, `muxql_engine_client_open`).
 pub const MUXQL_PROTOCOL_POSTGRES: u32 = 1;
@@ -192,7 +194,8 @@ pub unsafe extern "C" fn muxql_config_from_toml(
 }
 
 /// Sets one setting by its `--config` TOML name: `auth` (scram, md5, cleartext, trust),
-/// `mysql_auth`, `pin_policy`, `pool_mode` (every route), the millisecond timeouts
+/// `mysql_auth`, `pin_policy`, `client_tls` (off, offer, require: the host then terminates
+/// TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 /// `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
 /// `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
 /// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`; `rng_seed` is
@@ -220,6 +223,7 @@ fn set(c: &mut muxql_config, key: &str, value: &str) -> Option<()> {
         "auth" => cfg.client_auth = ClientAuth::from_name(value)?,
         "mysql_auth" => cfg.mysql_auth = MysqlAuth::from_name(value)?,
         "pin_policy" => cfg.pin_policy = PinPolicy::from_name(value)?,
+        "client_tls" => cfg.client_tls = ClientTls::from_name(value)?,
         "pool_mode" => c.pool_mode = Some(PoolMode::from_name(value)?),
         "wait_timeout_ms" => cfg.wait_timeout_ms = number()?,
         "idle_timeout_ms" => cfg.idle_timeout_ms = number()?,

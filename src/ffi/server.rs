@@ -108,6 +108,7 @@ pub unsafe extern "C" fn muxql_server_start(
             metrics: None,
             shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
             log_level: None,
+            tls: None,
         };
         let stats = Arc::new(Mutex::new((Stats::default(), routes)));
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();

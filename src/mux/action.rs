@@ -56,6 +56,15 @@ pub enum Action {
         /// The complete request.
         bytes: Bytes,
     },
+    /// Switch client `id` to TLS (it asked with an SSLRequest, see
+    /// [`Config::client_tls`](super::Config::client_tls)): what was written to it so far goes
+    /// out as it is (it ends with the answer `S`), then everything read from and written to
+    /// it is TLS, the handshake first. No byte was read after the request. When the
+    /// handshake fails, report the client closed.
+    StartTls {
+        /// The client.
+        id: ClientId,
+    },
     /// Stop reading from `peer` until [`Action::ResumeReading`] names it (see
     /// [`Engine::send_blocked`](super::Engine::send_blocked)); bytes already read may still be
     /// fed.

@@ -61,6 +61,21 @@ pub enum PinPolicy {
     Reject,
 }
 
+/// Whether PostgreSQL clients may, or must, switch their connection to TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientTls {
+    /// SSLRequest is answered `N`: the host cannot do TLS.
+    #[default]
+    Off,
+    /// SSLRequest is answered `S` and the host told to start TLS ([`Action::StartTls`]).
+    ///
+    /// [`Action::StartTls`]: super::Action::StartTls
+    Offer,
+    /// As `Offer`, and a client that logs in without TLS is refused.
+    Require,
+}
+
 /// A user clients may log in as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -151,6 +166,8 @@ pub struct Config {
     pub mysql_auth: MysqlAuth,
     /// Handling of statements that cannot be replayed on another upstream.
     pub pin_policy: PinPolicy,
+    /// TLS for PostgreSQL clients (the host terminates it; see [`ClientTls`]).
+    pub client_tls: ClientTls,
     /// Longest a client waits for an upstream before it gets an error, in milliseconds.
     ///
     /// Every timeout is in milliseconds, at most [`MAX_TIMEOUT_MS`], and 0 means no limit.
@@ -188,6 +205,7 @@ impl Default for Config {
             client_auth: ClientAuth::default(),
             mysql_auth: MysqlAuth::default(),
             pin_policy: PinPolicy::default(),
+            client_tls: ClientTls::default(),
             wait_timeout_ms: 120_000,
             idle_timeout_ms: 600_000,
             server_lifetime_ms: 3_600_000,
@@ -242,6 +260,21 @@ impl MysqlAuth {
         match name {
             "caching_sha2_password" | "caching_sha2" => Some(MysqlAuth::CachingSha2Password),
             "mysql_native_password" | "native" => Some(MysqlAuth::NativePassword),
+            _ => None,
+        }
+    }
+}
+
+impl ClientTls {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "off, offer, require";
+
+    /// The setting named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "off" => Some(ClientTls::Off),
+            "offer" => Some(ClientTls::Offer),
+            "require" => Some(ClientTls::Require),
             _ => None,
         }
     }

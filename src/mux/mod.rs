@@ -38,8 +38,8 @@ mod stats;
 
 pub use action::Action;
 pub use config::{
-    ClientAuth, Config, ConfigError, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User,
-    MAX_TIMEOUT_MS,
+    ClientAuth, ClientTls, Config, ConfigError, MysqlAuth, PinPolicy, PoolMode, Protocol, Route,
+    User, MAX_TIMEOUT_MS,
 };
 pub use engine::Engine;
 pub use ids::{ClientId, Peer, UpstreamId};

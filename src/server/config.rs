@@ -96,6 +96,12 @@ pub enum ConfigError {
          [[routes]]"
     )]
     NoRoute,
+    /// TLS needs both a certificate and a key, and client TLS needs them.
+    #[error(
+        "TLS needs both --tls-cert FILE and --tls-key FILE (tls_cert, tls_key), and \
+         --client-tls offer|require needs them"
+    )]
+    TlsFiles,
     /// The engine rejected the merged configuration.
     #[error("{0}")]
     Engine(#[from] mux::ConfigError),
@@ -155,6 +161,17 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Log filter (`tracing` env-filter syntax) from the file or `--log-level`.
     pub log_level: Option<String>,
+    /// Certificate and key for PostgreSQL clients that ask for TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the server's TLS certificate chain (leaf first) and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 /// Command-line flags of the `muxql` command.
@@ -219,6 +236,15 @@ pub struct Args {
     /// Log filter, e.g. info, debug, muxql=trace (RUST_LOG takes precedence) [default: info].
     #[arg(long = "log-level", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// PEM certificate chain offered to PostgreSQL clients that ask for TLS.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS for PostgreSQL clients: off | offer | require [default: offer with --tls-cert, else off].
+    #[arg(long = "client-tls", value_name = "MODE")]
+    pub client_tls: Option<String>,
 }
 
 /// The TOML file, as written (see `docs/configuration.md`).
@@ -243,6 +269,12 @@ pub struct FileConfig {
     pub mysql_auth: Option<String>,
     /// Pin policy.
     pub pin_policy: Option<String>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// TLS for PostgreSQL clients.
+    pub client_tls: Option<String>,
     /// Default pool size of routes.
     pub pool_size: Option<usize>,
     /// Default pool mode of routes.
@@ -628,6 +660,26 @@ impl ServerConfig {
         if let Some(v) = pick(&args.pin_policy, &file.pin_policy) {
             engine.pin_policy = parse_pin_policy(&v)?;
         }
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert.clone()),
+            args.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsFiles),
+        };
+        engine.client_tls = match pick(&args.client_tls, &file.client_tls) {
+            Some(v) => mux::ClientTls::from_name(&v).ok_or_else(|| ConfigError::Choice {
+                field: "client TLS",
+                value: v.clone(),
+                expected: mux::ClientTls::NAMES,
+            })?,
+            None if tls.is_some() => mux::ClientTls::Offer,
+            None => mux::ClientTls::Off,
+        };
+        if engine.client_tls != mux::ClientTls::Off && tls.is_none() {
+            return Err(ConfigError::TlsFiles);
+        }
         if let Some(v) = pick(&args.wait_timeout, &file.wait_timeout) {
             engine.wait_timeout_ms = duration_ms("wait timeout", &v)?;
         }
@@ -752,6 +804,7 @@ impl ServerConfig {
             metrics,
             shutdown_timeout,
             log_level: pick(&args.log_level, &file.log_level),
+            tls,
         })
     }
 }

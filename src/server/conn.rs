@@ -4,11 +4,16 @@
 //! timer: the driver's single I/O task learns readiness from one mio registry and calls back.
 //! Writes are attempted as soon as the engine emits them; only what the kernel refuses is
 //! queued here, and the socket then waits for its next writable edge.
+//!
+//! A client connection may switch to TLS when the engine says so (after it queued its `S`
+//! answer): from then on, bytes read are TLS records decrypted before the engine sees them,
+//! and bytes pushed are encrypted into records before they are queued (rustls, sans-I/O).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::{TcpStream, UnixStream};
@@ -134,6 +139,8 @@ pub(crate) struct Conn {
     paused: Cell<u16>,
     /// The engine was told that this connection's queue is over the high-water mark.
     pub(crate) blocked: Cell<bool>,
+    /// TLS, once the engine asked for it.
+    tls: RefCell<Option<Box<rustls::ServerConnection>>>,
 }
 
 impl Conn {
@@ -147,6 +154,49 @@ impl Conn {
             flags: Cell::new(READABLE | WRITABLE),
             paused: Cell::new(0),
             blocked: Cell::new(false),
+            tls: RefCell::new(None),
+        }
+    }
+
+    /// Switches to TLS: what is queued goes out as it is, the rest through `config`'s session.
+    pub(crate) fn start_tls(&self, config: Arc<rustls::ServerConfig>) -> Result<(), rustls::Error> {
+        let session = rustls::ServerConnection::new(config)?;
+        *self.tls.borrow_mut() = Some(Box::new(session));
+        Ok(())
+    }
+
+    /// Whether the connection speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.borrow().is_some()
+    }
+
+    /// TLS records just read: decrypts them, appending the plaintext to `plain`, and queues
+    /// what the session has to send (handshake messages, alerts). An error ends the
+    /// connection (the alert describing it is queued first).
+    pub(crate) fn decrypt(&self, mut records: &[u8], plain: &mut BytesMut) -> io::Result<()> {
+        let mut tls = self.tls.borrow_mut();
+        let Some(session) = tls.as_mut() else {
+            plain.extend_from_slice(records);
+            return Ok(());
+        };
+        let mut failure = None;
+        while !records.is_empty() {
+            if let Err(e) = session.read_tls(&mut records) {
+                failure = Some(e);
+                break;
+            }
+            if let Err(e) = session.process_new_packets() {
+                failure = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                break;
+            }
+            read_plaintext(session, plain)?;
+        }
+        let out = take_records(session);
+        drop(tls);
+        self.push_raw(out);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -165,8 +215,26 @@ impl Conn {
         self.queued.get()
     }
 
-    /// Appends bytes to the write queue (written by the next [`Conn::flush`]).
+    /// Appends bytes to the write queue (written by the next [`Conn::flush`]), encrypted
+    /// first on a TLS connection.
     pub(crate) fn push(&self, bytes: Bytes) {
+        let records = match self.tls.borrow_mut().as_mut() {
+            Some(session) => {
+                // rustls buffers plaintext written before the handshake ends.
+                if session.writer().write_all(&bytes).is_err() {
+                    return;
+                }
+                Some(take_records(session))
+            }
+            None => None,
+        };
+        match records {
+            Some(out) => self.push_raw(out),
+            None => self.push_raw(bytes),
+        }
+    }
+
+    fn push_raw(&self, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
@@ -314,4 +382,28 @@ impl Conn {
             }
         }
     }
+}
+
+/// Moves the plaintext a TLS session has decrypted into `plain`.
+fn read_plaintext(session: &mut rustls::ServerConnection, plain: &mut BytesMut) -> io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match session.reader().read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => plain.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The TLS records a session has ready to send.
+fn take_records(session: &mut rustls::ServerConnection) -> Bytes {
+    let mut out = Vec::new();
+    while session.wants_write() {
+        if session.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    Bytes::from(out)
 }

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -87,11 +88,16 @@ pub(crate) struct Driver {
     epoch: Instant,
     timer: Notify,
     armed: Cell<Option<u64>>,
+    /// TLS for clients that ask for it (the engine only asks when this is set).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Driver {
     /// Wraps an engine; the clock's zero is now.
-    pub(crate) fn new(engine: Engine) -> io::Result<Rc<Driver>> {
+    pub(crate) fn new(
+        engine: Engine,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Rc<Driver>> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         Ok(Rc::new(Driver {
@@ -109,6 +115,7 @@ impl Driver {
             epoch: Instant::now(),
             timer: Notify::new(),
             armed: Cell::new(None),
+            tls,
         }))
     }
 
@@ -313,6 +320,21 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
                 Err(e) => Err(Some(e)),
             }
+        };
+        let res = match res {
+            Ok(records) if conn.is_tls() => {
+                let mut plain = BytesMut::new();
+                let decrypted = conn.decrypt(&records, &mut plain);
+                if conn.queued() > 0 && conn.mark_dirty() {
+                    self.dirty.borrow_mut().push(conn.clone());
+                }
+                match decrypted {
+                    Ok(()) if plain.is_empty() => return self.drain(),
+                    Ok(()) => Ok(plain),
+                    Err(e) => Err(Some(e)),
+                }
+            }
+            other => other,
         };
         match res {
             Ok(data) => {
@@ -530,6 +552,19 @@ impl Driver {
                 }
             }
             Action::ConnectUpstream { id, route } => self.connect(id, route),
+            Action::StartTls { id } => {
+                let conn = self.clients.borrow().get(&id.0).cloned();
+                if let Some(conn) = conn {
+                    let started = match &self.tls {
+                        Some(config) => conn.start_tls(config.clone()).map_err(|e| e.to_string()),
+                        None => Err("no TLS configured".into()),
+                    };
+                    if let Err(e) = started {
+                        tracing::warn!("client {id:?}: cannot start TLS: {e}");
+                        self.close(&conn);
+                    }
+                }
+            }
             Action::PauseReading { peer } => {
                 if let Some(conn) = self.conn_of(peer) {
                     conn.pause();

@@ -19,6 +19,7 @@ mod conn;
 mod driver;
 mod listener;
 mod metrics;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// Another I/O failure (runtime creation, signal handlers).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -119,6 +123,9 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Validates the configuration, creates the engine and binds every listener.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        if config.engine.client_tls != crate::mux::ClientTls::Off && config.tls.is_none() {
+            return Err(ConfigError::TlsFiles.into());
+        }
         let engine = crate::mux::Engine::new(config.engine).map_err(ConfigError::from)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -138,8 +145,12 @@ impl Server {
             Some(addr) => Some(bind_metrics(addr)?),
             None => None,
         };
+        let tls = match &config.tls {
+            Some(files) => Some(tls::server_config(&files.cert, &files.key).map_err(Error::Tls)?),
+            None => None,
+        };
         Ok(Server {
-            driver: Driver::new(engine)?,
+            driver: Driver::new(engine, tls)?,
             local: LocalSet::new(),
             listeners,
             metrics,

@@ -73,6 +73,7 @@ impl TestServer {
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown_timeout: Duration::from_secs(1),
             log_level: None,
+            tls: None,
         };
         let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

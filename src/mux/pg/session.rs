@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::params::{parse_options, ParamDiff, Value};
 use super::statements::Names;
-use crate::mux::config::{ClientAuth, Protocol, User};
+use crate::mux::config::{ClientAuth, ClientTls, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::rng::Rng;
@@ -146,6 +146,8 @@ pub(crate) struct PgClient {
     /// A large message being streamed to the upstream as it arrives: bytes still to come, and
     /// whether they go on (`false`: muxql answered it in its place, they are dropped).
     pub(crate) passthrough: Option<(usize, bool)>,
+    /// The connection switched to TLS.
+    pub(crate) tls: bool,
     pub(crate) cancel_pid: u32,
     pub(crate) cancel_key: Box<[u8]>,
 }
@@ -166,6 +168,7 @@ impl PgClient {
             unit: None,
             held: None,
             passthrough: None,
+            tls: false,
             cancel_pid: 0,
             cancel_key: Box::new([]),
         }
@@ -224,7 +227,8 @@ impl Engine {
                 self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, &e.to_string());
                 false
             }
-            Ok(Some(StartupRequest::SslRequest | StartupRequest::GssEncRequest)) => {
+            Ok(Some(StartupRequest::SslRequest)) => self.pg_ssl_request(id),
+            Ok(Some(StartupRequest::GssEncRequest)) => {
                 self.send_client(id, Bytes::from_static(b"N"));
                 true
             }
@@ -240,8 +244,43 @@ impl Engine {
         }
     }
 
+    /// SSLRequest: `S` and a switch to TLS when TLS is offered, else `N`. Bytes the client sent
+    /// behind the request, before the answer, are refused (they would be read as plaintext
+    /// after the handshake: CVE-2021-23214), as is a second request.
+    fn pg_ssl_request(&mut self, id: ClientId) -> bool {
+        let Some(c) = self.clients.pg_mut(id) else {
+            return false;
+        };
+        if self.config.client_tls == ClientTls::Off {
+            self.send_client(id, Bytes::from_static(b"N"));
+            return true;
+        }
+        if c.tls || !c.core.buf.is_empty() {
+            let why = if c.tls {
+                "SSLRequest over TLS"
+            } else {
+                "received unencrypted data after SSL request"
+            };
+            self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, why);
+            return false;
+        }
+        c.tls = true;
+        self.send_client(id, Bytes::from_static(b"S"));
+        self.actions.push_back(Action::StartTls { id });
+        // Nothing more was read; the next bytes come through TLS.
+        false
+    }
+
     /// Checks the startup packet and sends the first authentication request.
     fn pg_begin_login(&mut self, id: ClientId, startup: Startup) {
+        let tls = self.clients.pg(id).is_some_and(|c| c.tls);
+        if self.config.client_tls == ClientTls::Require && !tls {
+            return self.pg_fail_client(
+                id,
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                "muxql requires TLS: connect with sslmode=require or stricter",
+            );
+        }
         if startup.version.major() != 3 {
             return self.pg_fail_client(
                 id,

@@ -1,0 +1,93 @@
+//! Deterministic Engine tests of TLS negotiation with PostgreSQL clients: the Engine answers
+//! an SSLRequest and tells the host to switch; the host terminates TLS.
+
+mod pg_sim;
+
+use muxql::mux::ClientTls;
+use pg_sim::*;
+
+fn ssl_request() -> BytesMut {
+    let mut b = BytesMut::new();
+    StartupRequest::SslRequest.encode(&mut b).unwrap();
+    b
+}
+
+fn startup() -> BytesMut {
+    let mut b = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: vec![
+            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
+            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+        ],
+    })
+    .encode(&mut b)
+    .unwrap();
+    b
+}
+
+fn with_tls(tls: ClientTls) -> Sim {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_tls = tls;
+    Sim::new(cfg)
+}
+
+#[test]
+fn without_tls_an_ssl_request_is_answered_n() {
+    let mut sim = with_tls(ClientTls::Off);
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let out = sim.client_send_raw(a, ssl_request());
+    assert_eq!(&bytes_for(&out.to_clients, a)[..], b"N");
+    assert!(!out.flow.iter().any(|f| matches!(f, Action::StartTls { .. })));
+}
+
+#[test]
+fn an_ssl_request_is_answered_s_and_the_host_told_to_switch() {
+    let mut sim = with_tls(ClientTls::Offer);
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let out = sim.client_send_raw(a, ssl_request());
+    assert_eq!(&bytes_for(&out.to_clients, a)[..], b"S");
+    assert_eq!(out.flow, vec![Action::StartTls { id: a }]);
+    // What follows is the plaintext the host decrypted: the login goes on as usual.
+    let out = sim.client_send_raw(a, startup());
+    let u = out.connects[0];
+    let out = sim.login_upstream(u, 7);
+    assert!(is_ready(&out.client_msgs(a)));
+}
+
+/// Bytes sent behind an SSLRequest before the answer would be taken as plaintext once TLS
+/// runs (CVE-2021-23214): they are refused, as PostgreSQL refuses them.
+#[test]
+fn bytes_behind_an_ssl_request_are_refused() {
+    let mut sim = with_tls(ClientTls::Offer);
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let mut both = ssl_request();
+    both.extend_from_slice(&startup());
+    let out = sim.client_send_raw(a, both);
+    assert!(out.flow.is_empty(), "no switch: {:?}", out.flow);
+    assert_eq!(out.closed_clients, vec![a]);
+    match &out.client_msgs(a)[..] {
+        [BackendMessage::ErrorResponse(f)] => {
+            assert_eq!(f.code().map(|c| &c[..]), Some(&b"08P01"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn required_tls_refuses_a_plaintext_login_and_a_second_ssl_request() {
+    let mut sim = with_tls(ClientTls::Require);
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let out = sim.client_send_raw(a, startup());
+    assert_eq!(out.closed_clients, vec![a]);
+    match &out.client_msgs(a)[..] {
+        [BackendMessage::ErrorResponse(f)] => {
+            assert_eq!(f.code().map(|c| &c[..]), Some(&b"28000"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    let b = sim.engine.client_open(Protocol::Postgres, sim.now);
+    sim.client_send_raw(b, ssl_request());
+    let out = sim.client_send_raw(b, ssl_request());
+    assert_eq!(out.closed_clients, vec![b], "an SSLRequest over TLS");
+}

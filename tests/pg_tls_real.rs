@@ -1,0 +1,104 @@
+//! PostgreSQL clients over TLS to the `muxql` binary (`--tls-cert`, `--tls-key`,
+//! `--client-tls`), with psql and a throwaway CA made here.
+
+mod common;
+mod proc;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use proc::Muxql;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, as PEM files in `dir`:
+/// (ca, cert, key).
+fn make_certs(dir: &Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    };
+    (
+        write(&format!("{ca_name}.pem"), ca.pem()),
+        write(&format!("{ca_name}-server.pem"), cert.pem()),
+        write(&format!("{ca_name}-server.key"), key.serialize_pem()),
+    )
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(common::unique_name("muxql_tls"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// psql through muxql with the given sslmode (and root certificate), running `\conninfo` and
+/// a query.
+fn psql(m: &Muxql, sslmode: &str, root: Option<&Path>) -> Output {
+    let pg = common::pg();
+    let mut via = pg.clone();
+    via.port = m.port;
+    let mut cmd = via.psql(&pg.scram_user);
+    cmd.env("PGSSLMODE", sslmode)
+        .args(["-At", "-c", "\\conninfo", "-c", "SELECT 40 + 2"]);
+    if let Some(root) = root {
+        cmd.env("PGSSLROOTCERT", root);
+    }
+    cmd.output().expect("run psql")
+}
+
+#[test]
+fn psql_connects_over_tls_and_verifies_the_certificate() {
+    let dir = scratch_dir();
+    let (ca, cert, key) = make_certs(&dir, "muxql-test-ca");
+    let (other_ca, _, _) = make_certs(&dir, "another-ca");
+    let pg = common::pg();
+    let m = Muxql::start(&[
+        "--upstream",
+        &pg.url(&pg.scram_user),
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--client-tls",
+        "require",
+        "--log-level",
+        "warn",
+    ]);
+    for (sslmode, root) in [("require", None), ("verify-full", Some(ca.as_path()))] {
+        let out = psql(&m, sslmode, root);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{sslmode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("SSL connection"), "{sslmode}: {stdout}");
+        assert!(stdout.trim_end().ends_with("42"), "{sslmode}: {stdout}");
+    }
+    let out = psql(&m, "verify-full", Some(&other_ca));
+    assert!(!out.status.success(), "a certificate from another CA is refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate verify failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = psql(&m, "disable", None);
+    assert!(!out.status.success(), "plaintext is refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("muxql requires TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
