@@ -38,7 +38,10 @@ fn without_tls_an_ssl_request_is_answered_n() {
     let a = sim.engine.client_open(Protocol::Postgres, sim.now);
     let out = sim.client_send_raw(a, ssl_request());
     assert_eq!(&bytes_for(&out.to_clients, a)[..], b"N");
-    assert!(!out.flow.iter().any(|f| matches!(f, Action::StartTls { .. })));
+    assert!(!out
+        .flow
+        .iter()
+        .any(|f| matches!(f, Action::StartTls { .. })));
 }
 
 #[test]
@@ -72,6 +75,41 @@ fn bytes_behind_an_ssl_request_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Over TLS, with the certificate's binding data, SCRAM-SHA-256-PLUS is offered first; without
+/// TLS only SCRAM-SHA-256.
+#[test]
+fn scram_plus_is_offered_over_tls() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_tls = ClientTls::Offer;
+    cfg.client_auth = ClientAuth::ScramSha256;
+    cfg.tls_server_end_point = Some(vec![7; 32]);
+    let mut sim = Sim::new(cfg);
+    let mechanisms = |sim: &mut Sim, tls: bool| {
+        let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+        if tls {
+            sim.client_send_raw(a, ssl_request());
+        }
+        let out = sim.client_send_raw(a, startup());
+        for u in out.connects.clone() {
+            sim.login_upstream(u, 9);
+        }
+        let msgs = frames(bytes_for(&out.to_clients, a), Direction::Backend);
+        msgs.iter()
+            .find_map(|f| match BackendMessage::parse(f) {
+                Ok(BackendMessage::Authentication(muxql::pg::backend::Authentication::Sasl {
+                    mechanisms,
+                })) => Some(mechanisms),
+                _ => None,
+            })
+            .expect("AuthenticationSASL")
+    };
+    assert_eq!(
+        mechanisms(&mut sim, true),
+        [&b"SCRAM-SHA-256-PLUS"[..], &b"SCRAM-SHA-256"[..]]
+    );
+    assert_eq!(mechanisms(&mut sim, false), [&b"SCRAM-SHA-256"[..]]);
 }
 
 #[test]

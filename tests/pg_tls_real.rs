@@ -42,14 +42,15 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// psql through muxql with the given sslmode (and root certificate), running `\conninfo` and
-/// a query.
-fn psql(m: &Muxql, sslmode: &str, root: Option<&Path>) -> Output {
+/// psql through muxql with the given sslmode (and root certificate) and channel_binding,
+/// running `\conninfo` and a query.
+fn psql(m: &Muxql, sslmode: &str, root: Option<&Path>, binding: &str) -> Output {
     let pg = common::pg();
     let mut via = pg.clone();
     via.port = m.port;
     let mut cmd = via.psql(&pg.scram_user);
     cmd.env("PGSSLMODE", sslmode)
+        .env("PGCHANNELBINDING", binding)
         .args(["-At", "-c", "\\conninfo", "-c", "SELECT 40 + 2"]);
     if let Some(root) = root {
         cmd.env("PGSSLROOTCERT", root);
@@ -76,7 +77,7 @@ fn psql_connects_over_tls_and_verifies_the_certificate() {
         "warn",
     ]);
     for (sslmode, root) in [("require", None), ("verify-full", Some(ca.as_path()))] {
-        let out = psql(&m, sslmode, root);
+        let out = psql(&m, sslmode, root, "prefer");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -86,14 +87,24 @@ fn psql_connects_over_tls_and_verifies_the_certificate() {
         assert!(stdout.contains("SSL connection"), "{sslmode}: {stdout}");
         assert!(stdout.trim_end().ends_with("42"), "{sslmode}: {stdout}");
     }
-    let out = psql(&m, "verify-full", Some(&other_ca));
-    assert!(!out.status.success(), "a certificate from another CA is refused");
+    // SCRAM-SHA-256-PLUS: the proof is bound to muxql's certificate.
+    let out = psql(&m, "require", None, "require");
+    assert!(
+        out.status.success(),
+        "channel_binding=require: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = psql(&m, "verify-full", Some(&other_ca), "prefer");
+    assert!(
+        !out.status.success(),
+        "a certificate from another CA is refused"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("certificate verify failed"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = psql(&m, "disable", None);
+    let out = psql(&m, "disable", None, "prefer");
     assert!(!out.status.success(), "plaintext is refused");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("muxql requires TLS"),

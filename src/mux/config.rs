@@ -168,6 +168,10 @@ pub struct Config {
     pub pin_policy: PinPolicy,
     /// TLS for PostgreSQL clients (the host terminates it; see [`ClientTls`]).
     pub client_tls: ClientTls,
+    /// Channel-binding data of the host's TLS certificate (RFC 5929 `tls-server-end-point`:
+    /// the hash of its DER encoding): with it, clients over TLS are offered
+    /// SCRAM-SHA-256-PLUS, which ties their proof to this TLS connection.
+    pub tls_server_end_point: Option<Vec<u8>>,
     /// Longest a client waits for an upstream before it gets an error, in milliseconds.
     ///
     /// Every timeout is in milliseconds, at most [`MAX_TIMEOUT_MS`], and 0 means no limit.
@@ -206,6 +210,7 @@ impl Default for Config {
             mysql_auth: MysqlAuth::default(),
             pin_policy: PinPolicy::default(),
             client_tls: ClientTls::default(),
+            tls_server_end_point: None,
             wait_timeout_ms: 120_000,
             idle_timeout_ms: 600_000,
             server_lifetime_ms: 3_600_000,

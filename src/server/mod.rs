@@ -122,10 +122,15 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Validates the configuration, creates the engine and binds every listener.
-    pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+    pub fn bind(mut config: ServerConfig) -> Result<Server, Error> {
         if config.engine.client_tls != crate::mux::ClientTls::Off && config.tls.is_none() {
             return Err(ConfigError::TlsFiles.into());
         }
+        let tls = match &config.tls {
+            Some(files) => Some(tls::server_tls(&files.cert, &files.key).map_err(Error::Tls)?),
+            None => None,
+        };
+        config.engine.tls_server_end_point = tls.as_ref().and_then(|t| t.end_point.clone());
         let engine = crate::mux::Engine::new(config.engine).map_err(ConfigError::from)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -145,12 +150,8 @@ impl Server {
             Some(addr) => Some(bind_metrics(addr)?),
             None => None,
         };
-        let tls = match &config.tls {
-            Some(files) => Some(tls::server_config(&files.cert, &files.key).map_err(Error::Tls)?),
-            None => None,
-        };
         Ok(Server {
-            driver: Driver::new(engine, tls)?,
+            driver: Driver::new(engine, tls.map(|t| t.config))?,
             local: LocalSet::new(),
             listeners,
             metrics,

@@ -14,7 +14,7 @@ use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::rng::Rng;
 use crate::mux::session::{unpin_read_buffer, ClientCore};
 use crate::mux::Action;
-use crate::pg::auth::{self, ScramSecret, ScramServer, SCRAM_SHA_256};
+use crate::pg::auth::{self, ScramSecret, ScramServer};
 use crate::pg::backend::{
     encode_error_response, Authentication, BackendMessage, TransactionStatus,
 };
@@ -332,13 +332,19 @@ impl Engine {
                     None => self.mock_scram_secret(),
                 };
                 let nonce = self.rng.array();
+                // Over TLS, SCRAM-SHA-256-PLUS binds the proof to this connection's certificate.
+                let tls = self.clients.pg(id).is_some_and(|c| c.tls);
+                let binding = self.config.tls_server_end_point.clone().filter(|_| tls);
+                let server = ScramServer::new(secret, nonce, binding);
                 let _ = BackendMessage::Authentication(Authentication::Sasl {
-                    mechanisms: vec![Bytes::from_static(SCRAM_SHA_256.as_bytes())],
+                    mechanisms: server
+                        .mechanisms()
+                        .iter()
+                        .map(|m| Bytes::from_static(m.as_bytes()))
+                        .collect(),
                 })
                 .encode(&mut out);
-                Some(Method::ScramFirst(Box::new(ScramServer::new(
-                    secret, nonce, None,
-                ))))
+                Some(Method::ScramFirst(Box::new(server)))
             }
             ClientAuth::Md5 => {
                 let salt = self.rng.array();
