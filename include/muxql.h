@@ -56,9 +56,11 @@
 // Read from upstream `id` again.
 #define MUXQL_ACTION_RESUME_UPSTREAM 10
 
-// Switch client `id` to TLS: what was written to it so far goes out as it is (it ends with
-// the answer to its SSLRequest), then everything read and written is TLS, the handshake
-// first; when the handshake fails, report the client closed. Only with `client_tls` set.
+// Switch client `id` to TLS: what was written to it so far goes out as it is (PostgreSQL: it
+// ends with the answer to its SSLRequest), then everything read and written is TLS, starting
+// with `data` (TLS records the client sent right behind its request; a MySQL client does not
+// wait for an answer). When the handshake fails, report the client closed. Only with
+// `client_tls` set.
 #define MUXQL_ACTION_START_TLS 11
 
 // A client connection (`muxql_engine_send_blocked`, `muxql_engine_send_drained`).

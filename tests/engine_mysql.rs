@@ -319,3 +319,42 @@ fn an_error_after_part_of_a_result_carries_the_next_sequence_id() {
     assert_eq!((err[3], err[4]), (3, 0xff), "ERR numbered after what a got");
     assert_eq!(out.closed_clients, vec![a]);
 }
+
+/// TLS for MySQL clients: the greeting offers CLIENT_SSL; an SSLRequest switches the
+/// connection, and the bytes behind it (the client's TLS handshake, sent without waiting) go to
+/// the host's TLS, never read as plaintext; under `require` a login without TLS is refused.
+#[test]
+fn mysql_clients_switch_to_tls_and_bytes_behind_the_request_stay_tls() {
+    use muxql::mux::ClientTls;
+    use muxql::mysql::handshake::SslRequest;
+    let mut cfg = config(1);
+    cfg.client_tls = ClientTls::Require;
+    let mut sim = Sim::new(cfg);
+    let a = sim.engine.client_open(Protocol::Mysql, sim.now);
+    let mut out = sim.drain();
+    for u in out.connects.clone() {
+        out = sim.login_upstream(u, 100);
+    }
+    let greeting = HandshakeV10::parse(&out.packets_to_client(a)[0]).expect("greeting");
+    assert!(greeting.capabilities.contains(CapabilityFlags::CLIENT_SSL));
+    let mut p = BytesMut::new();
+    SslRequest {
+        capabilities: caps() | CapabilityFlags::CLIENT_SSL,
+        max_packet_size: 1 << 24,
+        character_set: 45,
+    }
+    .encode(&mut p);
+    let mut bytes = frame(&p, 1);
+    bytes.extend_from_slice(b"\x16\x03\x01 a ClientHello");
+    let out = sim.client_send(a, bytes);
+    assert!(out.to_clients.is_empty(), "nothing in plaintext: {out:?}");
+    assert_eq!(
+        out.start_tls,
+        vec![(a, Bytes::from_static(b"\x16\x03\x01 a ClientHello"))]
+    );
+    // Without TLS the login is refused.
+    let (b, out) = sim.open_client(PASSWORD);
+    let err = ErrPacket::parse(&out.packets_to_client(b)[0], caps()).unwrap();
+    assert_eq!(err.code, 3159);
+    assert_eq!(out.closed_clients, vec![b]);
+}

@@ -50,7 +50,13 @@ fn an_ssl_request_is_answered_s_and_the_host_told_to_switch() {
     let a = sim.engine.client_open(Protocol::Postgres, sim.now);
     let out = sim.client_send_raw(a, ssl_request());
     assert_eq!(&bytes_for(&out.to_clients, a)[..], b"S");
-    assert_eq!(out.flow, vec![Action::StartTls { id: a }]);
+    assert_eq!(
+        out.flow,
+        vec![Action::StartTls {
+            id: a,
+            records: Bytes::new()
+        }]
+    );
     // What follows is the plaintext the host decrypted: the login goes on as usual.
     let out = sim.client_send_raw(a, startup());
     let u = out.connects[0];

@@ -30,9 +30,11 @@ pub const MUXQL_ACTION_RESUME_CLIENT: u32 = 8;
 pub const MUXQL_ACTION_PAUSE_UPSTREAM: u32 = 9;
 /// Read from upstream `id` again.
 pub const MUXQL_ACTION_RESUME_UPSTREAM: u32 = 10;
-/// Switch client `id` to TLS: what was written to it so far goes out as it is (it ends with
-/// the answer to its SSLRequest), then everything read and written is TLS, the handshake
-/// first; when the handshake fails, report the client closed. Only with `client_tls` set.
+/// Switch client `id` to TLS: what was written to it so far goes out as it is (PostgreSQL: it
+/// ends with the answer to its SSLRequest), then everything read and written is TLS, starting
+/// with `data` (TLS records the client sent right behind its request; a MySQL client does not
+/// wait for an answer). When the handshake fails, report the client closed. Only with
+/// `client_tls` set.
 pub const MUXQL_ACTION_START_TLS: u32 = 11;
 
 /// A client connection (`muxql_engine_send_blocked`, `muxql_engine_send_drained`).
@@ -559,7 +561,10 @@ fn next_action(e: &mut muxql_engine) -> Option<muxql_action> {
             a.route = u32::try_from(route).unwrap_or(u32::MAX);
             lend(bytes, &mut a);
         }
-        Action::StartTls { id } => (a.kind, a.id) = (MUXQL_ACTION_START_TLS, id.0),
+        Action::StartTls { id, records } => {
+            (a.kind, a.id) = (MUXQL_ACTION_START_TLS, id.0);
+            lend(records, &mut a);
+        }
         Action::PauseReading { peer } | Action::ResumeReading { peer } => {
             let pause = matches!(action, Action::PauseReading { .. });
             (a.kind, a.id) = match (peer, pause) {

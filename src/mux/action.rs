@@ -58,12 +58,15 @@ pub enum Action {
     },
     /// Switch client `id` to TLS (it asked with an SSLRequest, see
     /// [`Config::client_tls`](super::Config::client_tls)): what was written to it so far goes
-    /// out as it is (it ends with the answer `S`), then everything read from and written to
-    /// it is TLS, the handshake first. No byte was read after the request. When the
-    /// handshake fails, report the client closed.
+    /// out as it is (PostgreSQL: it ends with the answer `S`), then everything read from and
+    /// written to it is TLS, starting with `records`, the bytes the client sent after its
+    /// request (a MySQL client starts its handshake without waiting; PostgreSQL's must wait,
+    /// so for it they are empty). When the handshake fails, report the client closed.
     StartTls {
         /// The client.
         id: ClientId,
+        /// TLS records already read.
+        records: Bytes,
     },
     /// Stop reading from `peer` until [`Action::ResumeReading`] names it (see
     /// [`Engine::send_blocked`](super::Engine::send_blocked)); bytes already read may still be

@@ -44,5 +44,7 @@ pub const ER_KILL_DENIED_ERROR: ErrorCode = err(1095, b"HY000");
 pub const ER_NO_SUCH_THREAD: ErrorCode = err(1094, b"HY000");
 /// Malformed communication packet.
 pub const ER_MALFORMED_PACKET: ErrorCode = err(1835, b"HY000");
+/// Insecure transport refused (`require_secure_transport`; muxql's `--client-tls require`).
+pub const ER_SECURE_TRANSPORT_REQUIRED: ErrorCode = err(3159, b"08004");
 /// Connection was killed (the upstream connection serving the client was lost).
 pub const ER_CONNECTION_KILLED: ErrorCode = err(1927, b"70100");

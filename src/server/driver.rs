@@ -355,6 +355,27 @@ impl Driver {
         }
     }
 
+    /// TLS records a client sent before its connection switched: decrypted (a handshake
+    /// message yields no plaintext; what does goes to the engine) and answered.
+    fn tls_records(self: &Rc<Self>, conn: &Rc<Conn>, records: &[u8]) {
+        let mut plain = BytesMut::new();
+        let decrypted = conn.decrypt(records, &mut plain);
+        if conn.queued() > 0 && conn.mark_dirty() {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+        match (decrypted, conn.peer) {
+            (Ok(()), Peer::Client(id)) if !plain.is_empty() => {
+                let now = self.now_ms();
+                self.engine.borrow_mut().client_data(id, plain, now);
+            }
+            (Ok(()), _) => {}
+            (Err(e), _) => {
+                tracing::debug!("{:?}: TLS: {e}", conn.peer);
+                self.lost(conn);
+            }
+        }
+    }
+
     /// Drains engine actions and flushes, until no write failure feeds back into the engine.
     fn drain(self: &Rc<Self>) {
         loop {
@@ -552,16 +573,20 @@ impl Driver {
                 }
             }
             Action::ConnectUpstream { id, route } => self.connect(id, route),
-            Action::StartTls { id } => {
+            Action::StartTls { id, records } => {
                 let conn = self.clients.borrow().get(&id.0).cloned();
                 if let Some(conn) = conn {
                     let started = match &self.tls {
                         Some(config) => conn.start_tls(config.clone()).map_err(|e| e.to_string()),
                         None => Err("no TLS configured".into()),
                     };
-                    if let Err(e) = started {
-                        tracing::warn!("client {id:?}: cannot start TLS: {e}");
-                        self.close(&conn);
+                    match started {
+                        Ok(()) if !records.is_empty() => self.tls_records(&conn, &records),
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::warn!("client {id:?}: cannot start TLS: {e}");
+                            self.close(&conn);
+                        }
                     }
                 }
             }

@@ -72,6 +72,7 @@ pub struct Out {
     pub closed_clients: Vec<ClientId>,
     pub closed_upstreams: Vec<UpstreamId>,
     pub paused: Vec<Peer>,
+    pub start_tls: Vec<(ClientId, Bytes)>,
 }
 
 impl Out {
@@ -137,6 +138,7 @@ impl Sim {
                 Action::CloseClient { id } => out.closed_clients.push(id),
                 Action::CloseUpstream { id } => out.closed_upstreams.push(id),
                 Action::PauseReading { peer } => out.paused.push(peer),
+                Action::StartTls { id, records } => out.start_tls.push((id, records)),
                 _ => {}
             }
         }

@@ -9,10 +9,11 @@ use bytes::{Bytes, BytesMut};
 use super::state::{MyState, UPSTREAM_COLLATION};
 use super::statements::ClientStmt;
 use super::upstream::CLIENT_CAPS;
-use crate::mux::config::{MysqlAuth, Protocol, User};
+use crate::mux::config::{ClientTls, MysqlAuth, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::session::{unpin_read_buffer, ClientCore};
+use crate::mux::Action;
 use crate::mysql::auth::{
     scramble_from_random, AuthPlugin, ServerAuth, ServerAuthStep, ServerCredential,
 };
@@ -118,6 +119,8 @@ pub(crate) struct MyClient {
     pub(crate) login_collation: u8,
     /// The busy upstream its command was pipelined onto, behind another client's.
     pub(crate) queued_on: Option<UpstreamId>,
+    /// The connection switched to TLS.
+    pub(crate) tls: bool,
 }
 
 impl MyClient {
@@ -145,6 +148,7 @@ impl MyClient {
             failed_prepare: None,
             login_collation: 0,
             queued_on: None,
+            tls: false,
         }
     }
 
@@ -245,7 +249,11 @@ impl Engine {
             server_version: version,
             connection_id: conn_id,
             auth_plugin_data: Bytes::copy_from_slice(&scramble),
-            capabilities: CLIENT_CAPS,
+            capabilities: if self.config.client_tls == ClientTls::Off {
+                CLIENT_CAPS
+            } else {
+                CLIENT_CAPS | CapabilityFlags::CLIENT_SSL
+            },
             character_set: UPSTREAM_COLLATION,
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             auth_plugin_name: Some(Bytes::from_static(plugin.name())),
@@ -316,6 +324,16 @@ impl Engine {
         let seed = self.rng.array();
         let step = match phase {
             MyPhase::Handshake => match ClientHello::parse(&input.payload) {
+                Ok(ClientHello::Response(_))
+                    if self.config.client_tls == ClientTls::Require && !c.tls =>
+                {
+                    self.my_fail_client(
+                        id,
+                        errcode::ER_SECURE_TRANSPORT_REQUIRED,
+                        "Connections using insecure transport are prohibited: muxql requires TLS",
+                    );
+                    return false;
+                }
                 Ok(ClientHello::Response(r)) => self.my_new_login(
                     NewLogin {
                         username: &r.username,
@@ -328,14 +346,31 @@ impl Engine {
                     id,
                 ),
                 Ok(ClientHello::Ssl(_)) => {
-                    self.my_fail_client(id, errcode::ER_HANDSHAKE_ERROR, "TLS is not offered");
+                    let why = if self.config.client_tls == ClientTls::Off {
+                        Some("TLS is not offered")
+                    } else if c.tls {
+                        Some("SSLRequest over TLS")
+                    } else {
+                        None
+                    };
+                    match why {
+                        Some(why) => self.my_fail_client(id, errcode::ER_HANDSHAKE_ERROR, why),
+                        None => {
+                            c.tls = true;
+                            c.phase = MyPhase::Handshake;
+                            // The client starts its TLS handshake at once: what followed the
+                            // request is TLS, for the host to decrypt, never read as plaintext.
+                            let records = c.core.buf.split().freeze();
+                            self.actions.push_back(Action::StartTls { id, records });
+                        }
+                    }
                     return false;
                 }
                 Err(e) => Err(e),
             },
             MyPhase::Auth(mut login) => login
                 .auth
-                .step(&input.payload, false, None, seed)
+                .step(&input.payload, c.tls, None, seed)
                 .map(|s| (s, login)),
             other => {
                 if let Some(c) = self.clients.my_mut(id) {
@@ -373,6 +408,8 @@ impl Engine {
             MysqlAuth::NativePassword => AuthPlugin::MysqlNativePassword,
         };
         let scramble = self.clients.my(id).map(|c| c.scramble).unwrap_or_default();
+        // Over TLS, caching_sha2_password's full authentication takes the password as it is.
+        let secure = self.clients.my(id).is_some_and(|c| c.tls);
         let mut login = Box::new(MyLogin {
             auth: ServerAuth::new(plugin, scramble, credential, true)?,
             user,
@@ -384,7 +421,7 @@ impl Engine {
         let seed = self.rng.array();
         let step = login
             .auth
-            .start(req.plugin, req.response, false, None, seed)?;
+            .start(req.plugin, req.response, secure, None, seed)?;
         Ok((step, login))
     }
 

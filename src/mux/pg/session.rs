@@ -266,7 +266,10 @@ impl Engine {
         }
         c.tls = true;
         self.send_client(id, Bytes::from_static(b"S"));
-        self.actions.push_back(Action::StartTls { id });
+        self.actions.push_back(Action::StartTls {
+            id,
+            records: Bytes::new(),
+        });
         // Nothing more was read; the next bytes come through TLS.
         false
     }

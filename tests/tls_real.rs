@@ -1,5 +1,5 @@
-//! PostgreSQL clients over TLS to the `muxql` binary (`--tls-cert`, `--tls-key`,
-//! `--client-tls`), with psql and a throwaway CA made here.
+//! Clients over TLS to the `muxql` binary (`--tls-cert`, `--tls-key`, `--client-tls`): psql
+//! and the mariadb client, against a throwaway CA made here.
 
 mod common;
 mod proc;
@@ -108,6 +108,67 @@ fn psql_connects_over_tls_and_verifies_the_certificate() {
     assert!(!out.status.success(), "plaintext is refused");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("muxql requires TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The mariadb client through muxql with `--ssl` and the given CA (verifying the server's
+/// certificate), running `status` (which names the cipher) and a query.
+fn mariadb(port: u16, ssl: bool, ca: Option<&Path>) -> Output {
+    let my = common::mariadb();
+    let mut via = my.clone();
+    via.port = port;
+    let mut cmd = via.cli(&my.user);
+    if ssl {
+        cmd.arg("--ssl");
+    } else {
+        cmd.arg("--skip-ssl");
+    }
+    if let Some(ca) = ca {
+        cmd.arg(format!("--ssl-ca={}", ca.display()))
+            .arg("--ssl-verify-server-cert");
+    }
+    cmd.args(["-e", "status; SELECT 40 + 2"])
+        .output()
+        .expect("run mariadb")
+}
+
+#[test]
+fn the_mariadb_client_connects_over_tls() {
+    let dir = scratch_dir();
+    let (ca, cert, key) = make_certs(&dir, "muxql-test-ca");
+    let my = common::mariadb();
+    let port = proc::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _m = Muxql::start(&[
+        "--listen-mysql",
+        &listen,
+        "--upstream",
+        &my.url(&my.user),
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--client-tls",
+        "require",
+        "--log-level",
+        "warn",
+    ]);
+    let out = mariadb(port, true, Some(&ca));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Cipher in use is"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("42"), "{stdout}");
+    let out = mariadb(port, false, None);
+    assert!(!out.status.success(), "plaintext is refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("insecure transport"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
