@@ -99,7 +99,7 @@ pub enum ConfigError {
     /// TLS needs both a certificate and a key, and client TLS needs them.
     #[error(
         "TLS needs both --tls-cert FILE and --tls-key FILE (tls_cert, tls_key), and \
-         --client-tls offer|require needs them"
+         --client-tls offer|require and --listen-wss need them"
     )]
     TlsFiles,
     /// The engine rejected the merged configuration.
@@ -155,6 +155,8 @@ pub struct ServerConfig {
     pub listen_pg: Vec<ListenAddr>,
     /// MySQL listeners.
     pub listen_mysql: Vec<ListenAddr>,
+    /// WebSocket listeners.
+    pub listen_ws: Vec<WsListen>,
     /// Address of the Prometheus `/metrics` endpoint, if any.
     pub metrics: Option<SocketAddr>,
     /// How long running transactions may take to finish after a shutdown signal.
@@ -163,6 +165,35 @@ pub struct ServerConfig {
     pub log_level: Option<String>,
     /// Certificate and key for PostgreSQL clients that ask for TLS.
     pub tls: Option<TlsFiles>,
+}
+
+/// A WebSocket listener: its address, the protocol its clients speak in binary messages, and
+/// whether it is `wss` (TLS from the first byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsListen {
+    /// Where it listens.
+    pub addr: ListenAddr,
+    /// What its clients speak.
+    pub protocol: mux::Protocol,
+    /// TLS below the WebSocket.
+    pub tls: bool,
+}
+
+impl WsListen {
+    /// Parses `[pg@|mysql@]ADDR` (PostgreSQL by default).
+    pub fn parse(s: &str, tls: bool) -> Result<WsListen, ConfigError> {
+        let (protocol, addr) = match s.split_once('@') {
+            Some(("mysql", a)) => (mux::Protocol::Mysql, a),
+            Some(("pg" | "postgres", a)) => (mux::Protocol::Postgres, a),
+            Some(_) => return Err(ConfigError::ListenAddr(s.to_string())),
+            None => (mux::Protocol::Postgres, s),
+        };
+        Ok(WsListen {
+            addr: ListenAddr::parse(addr)?,
+            protocol,
+            tls,
+        })
+    }
 }
 
 /// PEM files of the server's TLS certificate chain (leaf first) and private key.
@@ -188,6 +219,12 @@ pub struct Args {
     /// MySQL/MariaDB listen address: host:port or unix:/path/mysqld.sock (repeatable).
     #[arg(long = "listen-mysql", value_name = "ADDR")]
     pub listen_mysql: Vec<String>,
+    /// WebSocket listen address, [mysql@]host:port (PostgreSQL unless mysql@; repeatable).
+    #[arg(long = "listen-ws", value_name = "ADDR")]
+    pub listen_ws: Vec<String>,
+    /// WebSocket over TLS (wss) listen address, [mysql@]host:port; needs --tls-cert.
+    #[arg(long = "listen-wss", value_name = "ADDR")]
+    pub listen_wss: Vec<String>,
     /// Upstream server and the credentials clients use (repeatable):
     /// postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@HOST:PORT/DB (also mariadb://).
     #[arg(long, value_name = "URL")]
@@ -257,6 +294,12 @@ pub struct FileConfig {
     /// MySQL listen addresses.
     #[serde(default)]
     pub listen_mysql: Vec<String>,
+    /// WebSocket listen addresses (`[mysql@]host:port`).
+    #[serde(default)]
+    pub listen_ws: Vec<String>,
+    /// WebSocket over TLS listen addresses.
+    #[serde(default)]
+    pub listen_wss: Vec<String>,
     /// Metrics address.
     pub metrics: Option<String>,
     /// Log filter.
@@ -790,8 +833,19 @@ impl ServerConfig {
         };
         let listen_pg = listeners(&args.listen_pg, &file.listen_pg)?;
         let listen_mysql = listeners(&args.listen_mysql, &file.listen_mysql)?;
-        if listen_pg.is_empty() && listen_mysql.is_empty() {
+        let ws = |flag: &Vec<String>, file: &Vec<String>, tls: bool| {
+            let src = if flag.is_empty() { file } else { flag };
+            src.iter()
+                .map(|s| WsListen::parse(s, tls))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut listen_ws = ws(&args.listen_ws, &file.listen_ws, false)?;
+        listen_ws.extend(ws(&args.listen_wss, &file.listen_wss, true)?);
+        if listen_pg.is_empty() && listen_mysql.is_empty() && listen_ws.is_empty() {
             return Err(ConfigError::NoListener);
+        }
+        if listen_ws.iter().any(|l| l.tls) && tls.is_none() {
+            return Err(ConfigError::TlsFiles);
         }
         let metrics = pick(&args.metrics, &file.metrics)
             .map(|m| parse_metrics(&m))
@@ -801,6 +855,7 @@ impl ServerConfig {
             engine,
             listen_pg,
             listen_mysql,
+            listen_ws,
             metrics,
             shutdown_timeout,
             log_level: pick(&args.log_level, &file.log_level),

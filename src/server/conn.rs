@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::{TcpStream, UnixStream};
 
+use super::ws::{Decoded, WebSocket};
 use crate::mux::{ClientId, Peer, UpstreamId};
 
 /// Most buffers handed to one `writev` call.
@@ -139,8 +140,10 @@ pub(crate) struct Conn {
     paused: Cell<u16>,
     /// The engine was told that this connection's queue is over the high-water mark.
     pub(crate) blocked: Cell<bool>,
-    /// TLS, once the engine asked for it.
+    /// TLS, once the engine asked for it (or from the start on a `wss` listener).
     tls: RefCell<Option<Box<rustls::ServerConnection>>>,
+    /// WebSocket framing, on a WebSocket listener (above TLS when both run).
+    ws: RefCell<Option<Box<WebSocket>>>,
 }
 
 impl Conn {
@@ -155,6 +158,45 @@ impl Conn {
             paused: Cell::new(0),
             blocked: Cell::new(false),
             tls: RefCell::new(None),
+            ws: RefCell::new(None),
+        }
+    }
+
+    /// Speaks WebSocket: the HTTP upgrade first, then binary messages.
+    pub(crate) fn start_ws(&self, max_message: usize) {
+        *self.ws.borrow_mut() = Some(Box::new(WebSocket::new(max_message)));
+    }
+
+    /// Whether bytes read need [`Conn::receive`] rather than going to the engine as they are.
+    pub(crate) fn is_layered(&self) -> bool {
+        self.tls.borrow().is_some() || self.ws.borrow().is_some()
+    }
+
+    /// Bytes read from the socket: TLS records decrypted, WebSocket frames unwrapped; the
+    /// protocol bytes for the engine are appended to `plain`, and what the layers answer
+    /// themselves (handshakes, pongs, closes) is queued. Returns whether the connection ends
+    /// once its queue is written (a WebSocket close); an error ends it at once.
+    pub(crate) fn receive(&self, raw: &[u8], plain: &mut BytesMut) -> io::Result<bool> {
+        let mut below = BytesMut::new();
+        self.decrypt(raw, &mut below)?;
+        let mut ws = self.ws.borrow_mut();
+        let Some(socket) = ws.as_mut() else {
+            plain.extend_from_slice(&below);
+            return Ok(false);
+        };
+        let mut decoded = Decoded::default();
+        socket.decode(&below, &mut decoded);
+        drop(ws);
+        plain.extend_from_slice(&decoded.data);
+        self.push_wire(decoded.reply.freeze());
+        Ok(decoded.close)
+    }
+
+    /// On a WebSocket connection the server is closing, queues the close frame.
+    pub(crate) fn goodbye(&self) {
+        let frame = self.ws.borrow_mut().as_mut().and_then(|ws| ws.goodbye());
+        if let Some(frame) = frame {
+            self.push_wire(frame);
         }
     }
 
@@ -163,11 +205,6 @@ impl Conn {
         let session = rustls::ServerConnection::new(config)?;
         *self.tls.borrow_mut() = Some(Box::new(session));
         Ok(())
-    }
-
-    /// Whether the connection speaks TLS.
-    pub(crate) fn is_tls(&self) -> bool {
-        self.tls.borrow().is_some()
     }
 
     /// TLS records just read: decrypts them, appending the plaintext to `plain`, and queues
@@ -215,9 +252,23 @@ impl Conn {
         self.queued.get()
     }
 
-    /// Appends bytes to the write queue (written by the next [`Conn::flush`]), encrypted
-    /// first on a TLS connection.
+    /// Appends protocol bytes to the write queue (written by the next [`Conn::flush`]), framed
+    /// first on a WebSocket connection and encrypted on a TLS one.
     pub(crate) fn push(&self, bytes: Bytes) {
+        let framed = match self.ws.borrow_mut().as_mut() {
+            Some(ws) => ws.encode(&bytes),
+            None => Some(bytes),
+        };
+        if let Some(framed) = framed {
+            self.push_wire(framed);
+        }
+    }
+
+    /// Appends bytes of the transport (encrypted when TLS runs).
+    fn push_wire(&self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
         let records = match self.tls.borrow_mut().as_mut() {
             Some(session) => {
                 // rustls buffers plaintext written before the handshake ends.

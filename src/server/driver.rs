@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::conn::{Conn, Stream};
+use super::listener::Transport;
 use super::metrics::RouteLabel;
 use crate::mux::{Action, Engine, Peer, Protocol, Stats, UpstreamId};
 
@@ -194,13 +195,27 @@ impl Driver {
 
     /// Registers an accepted client socket with the engine and the poller.
     /// `protocol` is the one the client's listener speaks.
-    pub(crate) fn accept(self: &Rc<Self>, mut stream: Stream, protocol: Protocol) {
+    pub(crate) fn accept(
+        self: &Rc<Self>,
+        mut stream: Stream,
+        protocol: Protocol,
+        transport: Transport,
+    ) {
         let now = self.now_ms();
         let id = self.engine.borrow_mut().client_open(protocol, now);
         let peer = Peer::Client(id);
         match self.register(&mut stream, peer) {
             Ok(()) => {
                 let conn = Rc::new(Conn::new(peer, stream));
+                if let Transport::WebSocket { tls } = transport {
+                    let tls_config = self.tls.clone().filter(|_| tls);
+                    if let Some(config) = tls_config {
+                        if let Err(e) = conn.start_tls(config) {
+                            tracing::warn!("client {id:?}: cannot start TLS: {e}");
+                        }
+                    }
+                    conn.start_ws(self.engine.borrow().config().max_message);
+                }
                 self.clients.borrow_mut().insert(id.0, conn.clone());
                 self.list(&conn);
                 self.io_wake.notify_one();
@@ -322,15 +337,24 @@ impl Driver {
             }
         };
         let res = match res {
-            Ok(records) if conn.is_tls() => {
+            Ok(raw) if conn.is_layered() => {
                 let mut plain = BytesMut::new();
-                let decrypted = conn.decrypt(&records, &mut plain);
+                let received = conn.receive(&raw, &mut plain);
                 if conn.queued() > 0 && conn.mark_dirty() {
                     self.dirty.borrow_mut().push(conn.clone());
                 }
-                match decrypted {
-                    Ok(()) if plain.is_empty() => return self.drain(),
-                    Ok(()) => Ok(plain),
+                match received {
+                    Ok(true) => {
+                        // The client closed its WebSocket: the answer goes out, then the socket.
+                        if let Peer::Client(id) = conn.peer {
+                            let now = self.now_ms();
+                            self.engine.borrow_mut().client_closed(id, now);
+                        }
+                        self.close(conn);
+                        return self.drain();
+                    }
+                    Ok(false) if plain.is_empty() => return self.drain(),
+                    Ok(false) => Ok(plain),
                     Err(e) => Err(Some(e)),
                 }
             }
@@ -553,6 +577,7 @@ impl Driver {
             Action::CloseClient { id } => {
                 let conn = self.clients.borrow().get(&id.0).cloned();
                 if let Some(conn) = conn {
+                    conn.goodbye();
                     self.close(&conn);
                 }
             }

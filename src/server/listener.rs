@@ -18,11 +18,24 @@ const BACKLOG: u32 = 4096;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A bound listening socket and the protocol its clients speak.
+/// How clients of a listener carry their protocol's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// As they are (TLS only when a client asks for it, with the protocol's SSLRequest).
+    Raw,
+    /// In WebSocket binary messages, over TLS from the first byte when `tls`.
+    WebSocket {
+        /// `wss`.
+        tls: bool,
+    },
+}
+
+/// A bound listening socket, the protocol its clients speak and how they carry it.
 #[derive(Debug)]
 pub(crate) struct Listener {
     socket: Socket,
     protocol: Protocol,
+    transport: Transport,
 }
 
 /// The socket of a listener.
@@ -73,7 +86,7 @@ impl Listener {
                     .and_then(|(s, _)| Stream::from_tokio_unix(s)),
             };
             match res {
-                Ok(stream) => driver.accept(stream, self.protocol),
+                Ok(stream) => driver.accept(stream, self.protocol, self.transport),
                 Err(e) => {
                     tracing::warn!("accept on {}: {e}", self.local_addr());
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -85,11 +98,19 @@ impl Listener {
 
 /// Binds every address `addr` names (all resolved IPs of a host name) for clients speaking
 /// `protocol`; must run in a runtime.
-pub(crate) fn bind(addr: &ListenAddr, protocol: Protocol) -> io::Result<Vec<Listener>> {
+pub(crate) fn bind(
+    addr: &ListenAddr,
+    protocol: Protocol,
+    transport: Transport,
+) -> io::Result<Vec<Listener>> {
     let sockets = bind_sockets(addr)?;
     Ok(sockets
         .into_iter()
-        .map(|socket| Listener { socket, protocol })
+        .map(|socket| Listener {
+            socket,
+            protocol,
+            transport,
+        })
         .collect())
 }
 

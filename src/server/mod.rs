@@ -20,6 +20,7 @@ mod driver;
 mod listener;
 mod metrics;
 mod tls;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,10 +34,11 @@ use tokio::task::LocalSet;
 
 pub use config::{
     engine_config_from_toml, parse_duration, Args, ConfigError, FileConfig, FileRoute, FileUser,
-    ListenAddr, ServerConfig, UpstreamUrl, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+    ListenAddr, ServerConfig, TlsFiles, UpstreamUrl, WsListen, DEFAULT_POOL_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use driver::Driver;
-use listener::Listener;
+use listener::{Listener, Transport};
 
 use crate::mux::Protocol;
 
@@ -137,13 +139,23 @@ impl Server {
             .build()?;
         let _guard = runtime.enter();
         let mut listeners = Vec::new();
-        let addrs = (config.listen_pg.iter().map(|a| (Protocol::Postgres, a)))
-            .chain(config.listen_mysql.iter().map(|a| (Protocol::Mysql, a)));
-        for (protocol, addr) in addrs {
-            let bound = listener::bind(addr, protocol).map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let addrs = (config
+            .listen_pg
+            .iter()
+            .map(|a| (Protocol::Postgres, a, Transport::Raw)))
+        .chain((config.listen_mysql.iter()).map(|a| (Protocol::Mysql, a, Transport::Raw)))
+        .chain(
+            config
+                .listen_ws
+                .iter()
+                .map(|l| (l.protocol, &l.addr, Transport::WebSocket { tls: l.tls })),
+        );
+        for (protocol, addr, transport) in addrs {
+            let bound =
+                listener::bind(addr, protocol, transport).map_err(|source| Error::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
             listeners.extend(bound);
         }
         let metrics = match config.metrics {
