@@ -135,3 +135,23 @@ fn required_tls_refuses_a_plaintext_login_and_a_second_ssl_request() {
     let out = sim.client_send_raw(b, ssl_request());
     assert_eq!(out.closed_clients, vec![b], "an SSLRequest over TLS");
 }
+
+/// PostgreSQL 17's direct TLS: a client that opens with a TLS handshake instead of an
+/// SSLRequest gets the switch at once, its first bytes handed to TLS.
+#[test]
+fn direct_tls_hands_the_first_bytes_to_tls() {
+    let mut sim = with_tls(ClientTls::Require);
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let hello = Bytes::from_static(b"\x16\x03\x01\x02\x00 ClientHello");
+    let out = sim.client_send_raw(a, BytesMut::from(&hello[..]));
+    assert!(out.to_clients.is_empty());
+    assert_eq!(
+        out.flow,
+        vec![Action::StartTls {
+            id: a,
+            records: hello
+        }]
+    );
+    let out = sim.client_send_raw(a, startup());
+    assert_eq!(out.connects.len(), 1, "logged in over TLS: {out:?}");
+}

@@ -174,3 +174,106 @@ fn the_mariadb_client_connects_over_tls() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// PostgreSQL 17's direct TLS (a TLS handshake instead of an SSLRequest, ALPN
+/// `postgresql`), spoken by a raw client: the login and a query go through.
+#[test]
+fn direct_tls_with_alpn_postgresql() {
+    use bytes::{Bytes, BytesMut};
+    use muxql::pg::backend::BackendMessage;
+    use muxql::pg::frame::{split_frame, Direction};
+    use muxql::pg::frontend::FrontendMessage;
+    use muxql::pg::startup::{ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let dir = scratch_dir();
+    let (ca, cert, key) = make_certs(&dir, "direct-ca");
+    let pg = common::pg();
+    let m = Muxql::start(&[
+        "--upstream",
+        &pg.url(&pg.scram_user),
+        "--auth",
+        "trust",
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--log-level",
+        "warn",
+    ]);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_pem = std::fs::read(&ca).expect("read CA");
+    for der in rustls_pemfile_certs(&ca_pem) {
+        roots.add(der).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    let tls = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+        .expect("client");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", m.port)).expect("connect");
+    let mut stream = rustls::StreamOwned::new(tls, tcp);
+    let mut out = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: vec![
+            (
+                Bytes::from_static(b"user"),
+                Bytes::from(pg.scram_user.clone()),
+            ),
+            (Bytes::from_static(b"database"), Bytes::from(pg.db.clone())),
+        ],
+    })
+    .encode(&mut out)
+    .expect("startup");
+    FrontendMessage::Query(Bytes::from_static(b"SELECT 40 + 2"))
+        .encode(&mut out)
+        .expect("query");
+    stream.write_all(&out).expect("send");
+    assert_eq!(
+        stream.conn.alpn_protocol(),
+        Some(&b"postgresql"[..]),
+        "ALPN agreed"
+    );
+    let mut buf = BytesMut::new();
+    let mut readies = 0;
+    let mut value = None;
+    while readies < 2 {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(f) = split_frame(
+            &mut buf,
+            Direction::Backend,
+            &muxql::wire::Limits::default(),
+        )
+        .unwrap()
+        {
+            match BackendMessage::parse(&f).expect("message") {
+                BackendMessage::ReadyForQuery(_) => readies += 1,
+                BackendMessage::DataRow(r) => {
+                    value = r.iter().next().flatten().map(|v| v.to_vec());
+                }
+                BackendMessage::ErrorResponse(e) => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(value.as_deref(), Some(&b"42"[..]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates")
+}

@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use mio::net::{TcpStream, UnixStream};
 
 use super::ws::{Decoded, WebSocket};
-use crate::mux::{ClientId, Peer, UpstreamId};
+use crate::mux::{ClientId, Peer, Protocol, UpstreamId};
 
 /// Most buffers handed to one `writev` call.
 const MAX_IOV: usize = 64;
@@ -132,6 +132,8 @@ const LINGERING: u8 = 128;
 pub(crate) struct Conn {
     /// The engine object this socket serves.
     pub(crate) peer: Peer,
+    /// The protocol a client speaks (`None` for an upstream).
+    pub(crate) protocol: Option<Protocol>,
     /// The socket.
     pub(crate) stream: Stream,
     queue: RefCell<VecDeque<Bytes>>,
@@ -148,9 +150,10 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A new connection with nothing queued, assumed writable and readable.
-    pub(crate) fn new(peer: Peer, stream: Stream) -> Conn {
+    pub(crate) fn new(peer: Peer, stream: Stream, protocol: Option<Protocol>) -> Conn {
         Conn {
             peer,
+            protocol,
             stream,
             queue: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),

@@ -27,6 +27,7 @@ use tokio::task::AbortHandle;
 use super::conn::{Conn, Stream};
 use super::listener::Transport;
 use super::metrics::RouteLabel;
+use super::tls::ServerTls;
 use crate::mux::{Action, Engine, Peer, Protocol, Stats, UpstreamId};
 
 /// Capacity reserved for the shared read buffer when it runs low.
@@ -90,15 +91,12 @@ pub(crate) struct Driver {
     timer: Notify,
     armed: Cell<Option<u64>>,
     /// TLS for clients that ask for it (the engine only asks when this is set).
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ServerTls>,
 }
 
 impl Driver {
     /// Wraps an engine; the clock's zero is now.
-    pub(crate) fn new(
-        engine: Engine,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> io::Result<Rc<Driver>> {
+    pub(crate) fn new(engine: Engine, tls: Option<ServerTls>) -> io::Result<Rc<Driver>> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         Ok(Rc::new(Driver {
@@ -206,9 +204,9 @@ impl Driver {
         let peer = Peer::Client(id);
         match self.register(&mut stream, peer) {
             Ok(()) => {
-                let conn = Rc::new(Conn::new(peer, stream));
+                let conn = Rc::new(Conn::new(peer, stream, Some(protocol)));
                 if let Transport::WebSocket { tls } = transport {
-                    let tls_config = self.tls.clone().filter(|_| tls);
+                    let tls_config = self.tls_config(protocol).filter(|_| tls);
                     if let Some(config) = tls_config {
                         if let Err(e) = conn.start_tls(config) {
                             tracing::warn!("client {id:?}: cannot start TLS: {e}");
@@ -377,6 +375,15 @@ impl Driver {
                 self.drain();
             }
         }
+    }
+
+    /// The TLS configuration for clients of `protocol`.
+    fn tls_config(&self, protocol: Protocol) -> Option<Arc<rustls::ServerConfig>> {
+        let tls = self.tls.as_ref()?;
+        Some(match protocol {
+            Protocol::Mysql => tls.mysql.clone(),
+            _ => tls.postgres.clone(),
+        })
     }
 
     /// TLS records a client sent before its connection switched: decrypted (a handshake
@@ -601,8 +608,9 @@ impl Driver {
             Action::StartTls { id, records } => {
                 let conn = self.clients.borrow().get(&id.0).cloned();
                 if let Some(conn) = conn {
-                    let started = match &self.tls {
-                        Some(config) => conn.start_tls(config.clone()).map_err(|e| e.to_string()),
+                    let config = conn.protocol.and_then(|p| self.tls_config(p));
+                    let started = match config {
+                        Some(config) => conn.start_tls(config).map_err(|e| e.to_string()),
                         None => Err("no TLS configured".into()),
                     };
                     match started {
@@ -708,7 +716,7 @@ impl Driver {
                     self.drain();
                     return;
                 }
-                let conn = Rc::new(Conn::new(peer, stream));
+                let conn = Rc::new(Conn::new(peer, stream, None));
                 for b in early {
                     conn.push(b);
                 }

@@ -163,7 +163,7 @@ impl Server {
             None => None,
         };
         Ok(Server {
-            driver: Driver::new(engine, tls.map(|t| t.config))?,
+            driver: Driver::new(engine, tls)?,
             local: LocalSet::new(),
             listeners,
             metrics,

@@ -10,8 +10,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// TLS as the server uses it.
 pub(crate) struct ServerTls {
-    /// Shared by every TLS connection.
-    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// For PostgreSQL clients: ALPN `postgresql`, which PostgreSQL 17's direct TLS requires.
+    pub(crate) postgres: Arc<rustls::ServerConfig>,
+    /// For MySQL clients: no ALPN.
+    pub(crate) mysql: Arc<rustls::ServerConfig>,
     /// RFC 5929 `tls-server-end-point` of the leaf certificate, when its signature algorithm
     /// names a hash (for SCRAM-SHA-256-PLUS).
     pub(crate) end_point: Option<Vec<u8>>,
@@ -38,8 +40,11 @@ pub(crate) fn server_tls(cert: &Path, key: &Path) -> Result<ServerTls, String> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    let mut postgres = config.clone();
+    postgres.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(ServerTls {
-        config: Arc::new(config),
+        postgres: Arc::new(postgres),
+        mysql: Arc::new(config),
         end_point,
     })
 }

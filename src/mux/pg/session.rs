@@ -22,7 +22,7 @@ use crate::pg::frame::{peek_header, split_frame, Direction};
 use crate::pg::frontend::SaslInitialResponse;
 use crate::pg::sql::Effect;
 use crate::pg::sqlstate;
-use crate::pg::startup::{split_startup, Startup, StartupRequest};
+use crate::pg::startup::{split_startup, Startup, StartupRequest, TLS_HANDSHAKE_BYTE};
 use crate::wire::{Error, Limits};
 
 /// Cancel key length handed to protocol 3.2 clients (what PostgreSQL 18 sends).
@@ -221,6 +221,14 @@ impl Engine {
         let Some(c) = self.clients.pg_mut(id) else {
             return false;
         };
+        // PostgreSQL 17's direct TLS: the client opens with a TLS handshake, no SSLRequest.
+        let tls_offered = self.config.client_tls != ClientTls::Off;
+        if tls_offered && !c.tls && c.core.buf.first() == Some(&TLS_HANDSHAKE_BYTE) {
+            c.tls = true;
+            let records = c.core.buf.split().freeze();
+            self.actions.push_back(Action::StartTls { id, records });
+            return false;
+        }
         match split_startup(&mut c.core.buf, &limits) {
             Ok(None) => false,
             Err(e) => {
