@@ -277,3 +277,45 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .collect::<Result<_, _>>()
         .expect("PEM certificates")
 }
+
+/// SIGHUP loads the certificate again: new connections get the new one.
+#[test]
+fn sighup_loads_a_new_certificate() {
+    let dir = scratch_dir();
+    let (first_ca, first_cert, first_key) = make_certs(&dir, "first-ca");
+    let (second_ca, second_cert, second_key) = make_certs(&dir, "second-ca");
+    let (cert, key) = (dir.join("live.pem"), dir.join("live.key"));
+    std::fs::copy(&first_cert, &cert).expect("copy");
+    std::fs::copy(&first_key, &key).expect("copy");
+    let pg = common::pg();
+    let m = Muxql::start(&[
+        "--upstream",
+        &pg.url(&pg.scram_user),
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--log-level",
+        "warn",
+    ]);
+    assert!(psql(&m, "verify-full", Some(&first_ca), "prefer")
+        .status
+        .success());
+    std::fs::copy(&second_cert, &cert).expect("copy");
+    std::fs::copy(&second_key, &key).expect("copy");
+    m.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !psql(&m, "verify-full", Some(&second_ca), "prefer")
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = psql(&m, "verify-full", Some(&first_ca), "prefer");
+    assert!(!out.status.success(), "the old certificate is gone");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -38,11 +38,7 @@ fn main() -> ExitCode {
         .init();
     let serve = Server::bind(config).and_then(|mut server| {
         // SIGHUP reads the config file and flags again; listeners and metrics stay as bound.
-        server.reload_on_hangup(move || {
-            ServerConfig::from_args(&args)
-                .map(|c| c.engine)
-                .map_err(|e| e.to_string())
-        });
+        server.reload_on_hangup(move || ServerConfig::from_args(&args).map_err(|e| e.to_string()));
         server.run()
     });
     match serve {

@@ -91,7 +91,7 @@ pub(crate) struct Driver {
     timer: Notify,
     armed: Cell<Option<u64>>,
     /// TLS for clients that ask for it (the engine only asks when this is set).
-    tls: Option<ServerTls>,
+    tls: RefCell<Option<ServerTls>>,
 }
 
 impl Driver {
@@ -114,7 +114,7 @@ impl Driver {
             epoch: Instant::now(),
             timer: Notify::new(),
             armed: Cell::new(None),
-            tls,
+            tls: RefCell::new(tls),
         }))
     }
 
@@ -130,6 +130,26 @@ impl Driver {
         let result = self.engine.borrow_mut().reload(config, now);
         self.drain();
         result.map_err(|e| e.to_string())
+    }
+
+    /// Applies a new server configuration: the engine's, and the TLS certificate (loaded
+    /// first, so that a bad file changes nothing).
+    pub(crate) fn reload_server(
+        self: &Rc<Self>,
+        config: super::ServerConfig,
+    ) -> Result<(), String> {
+        let mut engine = config.engine;
+        if engine.client_tls != crate::mux::ClientTls::Off && config.tls.is_none() {
+            return Err(super::ConfigError::TlsFiles.to_string());
+        }
+        let tls = match &config.tls {
+            Some(files) => Some(super::tls::server_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        engine.tls_server_end_point = tls.as_ref().and_then(|t| t.end_point.clone());
+        self.reload(engine)?;
+        *self.tls.borrow_mut() = tls;
+        Ok(())
     }
 
     /// The engine's routes, as merged by reloads.
@@ -379,7 +399,8 @@ impl Driver {
 
     /// The TLS configuration for clients of `protocol`.
     fn tls_config(&self, protocol: Protocol) -> Option<Arc<rustls::ServerConfig>> {
-        let tls = self.tls.as_ref()?;
+        let tls = self.tls.borrow();
+        let tls = tls.as_ref()?;
         Some(match protocol {
             Protocol::Mysql => tls.mysql.clone(),
             _ => tls.postgres.clone(),

@@ -81,7 +81,7 @@ pub struct Server {
 }
 
 /// Reads the configuration again (for SIGHUP); an error names the problem.
-type Loader = Box<dyn Fn() -> Result<crate::mux::Config, String>>;
+type Loader = Box<dyn Fn() -> Result<ServerConfig, String>>;
 
 /// A configuration to apply, and where to say whether it was.
 type Reload = (
@@ -182,13 +182,11 @@ impl Server {
         Reloader(tx)
     }
 
-    /// On every SIGHUP while the server runs, applies the configuration `load` returns (see
-    /// [`crate::mux::Engine::reload`]); a configuration that fails to load or apply is logged
-    /// and the running one stays.
-    pub fn reload_on_hangup(
-        &mut self,
-        load: impl Fn() -> Result<crate::mux::Config, String> + 'static,
-    ) {
+    /// On every SIGHUP while the server runs, applies the configuration `load` returns: the
+    /// engine's (see [`crate::mux::Engine::reload`]) and the TLS certificate, which new TLS
+    /// connections use while those running keep theirs. A configuration that fails to load or
+    /// apply is logged and the running one stays; listeners and metrics stay as bound.
+    pub fn reload_on_hangup(&mut self, load: impl Fn() -> Result<ServerConfig, String> + 'static) {
         self.on_hangup = Some(Box::new(load));
     }
 
@@ -283,7 +281,7 @@ impl Server {
                 let d = driver.clone();
                 tasks.push(tokio::task::spawn_local(async move {
                     while hangups.recv().await.is_some() {
-                        match load().and_then(|config| d.reload(config)) {
+                        match load().and_then(|config| d.reload_server(config)) {
                             Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
                             Err(e) => tracing::error!("SIGHUP: configuration kept: {e}"),
                         }
