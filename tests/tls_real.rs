@@ -104,6 +104,16 @@ fn psql_connects_over_tls_and_verifies_the_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let ok = m
+        .metric("muxql_tls_handshakes_total{result=\"ok\"}")
+        .expect("metric");
+    let failed = m
+        .metric("muxql_tls_handshakes_total{result=\"failed\"}")
+        .expect("metric");
+    assert!(
+        ok >= 3.0 && failed >= 1.0,
+        "handshakes: {ok} ok, {failed} failed"
+    );
     let out = psql(&m, "disable", None, "prefer");
     assert!(!out.status.success(), "plaintext is refused");
     assert!(

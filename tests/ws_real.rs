@@ -129,7 +129,7 @@ fn start_pg(extra: &[&str]) -> Muxql {
 fn postgres_over_websocket_with_one_byte_frames_pings_and_closes() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _m = start_pg(&["--listen-ws", &listen]);
+    let m = start_pg(&["--listen-ws", &listen]);
     // Any path; the query string means nothing.
     let url = format!("ws://127.0.0.1:{port}/v2?address=elsewhere:5432");
     let (mut ws, response) = tungstenite::connect(&url).expect("upgrade");
@@ -152,6 +152,10 @@ fn postgres_over_websocket_with_one_byte_frames_pings_and_closes() {
     }
     // A text frame is refused with 1003.
     let (mut ws, _) = tungstenite::connect(&url).expect("upgrade");
+    assert_eq!(
+        m.metric("muxql_client_connections_total{listener=\"ws\"}"),
+        Some(2.0)
+    );
     ws.send(Message::text("SELECT 1")).expect("send text");
     match ws.read() {
         Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Unsupported),

@@ -146,6 +146,8 @@ pub(crate) struct Conn {
     tls: RefCell<Option<Box<rustls::ServerConnection>>>,
     /// WebSocket framing, on a WebSocket listener (above TLS when both run).
     ws: RefCell<Option<Box<WebSocket>>>,
+    /// The TLS handshake: 0 none, 1 running, 2 done (and counted).
+    handshake: Cell<u8>,
 }
 
 impl Conn {
@@ -162,6 +164,7 @@ impl Conn {
             blocked: Cell::new(false),
             tls: RefCell::new(None),
             ws: RefCell::new(None),
+            handshake: Cell::new(0),
         }
     }
 
@@ -207,7 +210,27 @@ impl Conn {
     pub(crate) fn start_tls(&self, config: Arc<rustls::ServerConfig>) -> Result<(), rustls::Error> {
         let session = rustls::ServerConnection::new(config)?;
         *self.tls.borrow_mut() = Some(Box::new(session));
+        self.handshake.set(1);
         Ok(())
+    }
+
+    /// Whether a TLS handshake runs (an error now is a failed handshake).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.handshake.get() == 1
+    }
+
+    /// True once, when the TLS handshake has just completed.
+    pub(crate) fn handshake_done(&self) -> bool {
+        let done = self.handshake.get() == 1
+            && self
+                .tls
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| !s.is_handshaking());
+        if done {
+            self.handshake.set(2);
+        }
+        done
     }
 
     /// TLS records just read: decrypts them, appending the plaintext to `plain`, and queues

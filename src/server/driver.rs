@@ -92,6 +92,26 @@ pub(crate) struct Driver {
     armed: Cell<Option<u64>>,
     /// TLS for clients that ask for it (the engine only asks when this is set).
     tls: RefCell<Option<ServerTls>>,
+    /// What the host counts itself (transports, TLS handshakes).
+    pub(crate) counts: HostCounts,
+}
+
+/// Counters of the host's own: clients by listener kind, TLS handshakes.
+#[derive(Debug, Default)]
+pub(crate) struct HostCounts {
+    /// Clients accepted on TCP, Unix, WebSocket and WebSocket-over-TLS listeners.
+    pub(crate) accepted: [Cell<u64>; 4],
+    /// TLS handshakes completed.
+    pub(crate) tls_ok: Cell<u64>,
+    /// TLS handshakes that failed.
+    pub(crate) tls_failed: Cell<u64>,
+}
+
+/// The listener kinds of [`HostCounts::accepted`], in order.
+pub(crate) const LISTENER_KINDS: [&str; 4] = ["tcp", "unix", "ws", "wss"];
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get().saturating_add(1));
 }
 
 impl Driver {
@@ -115,6 +135,7 @@ impl Driver {
             timer: Notify::new(),
             armed: Cell::new(None),
             tls: RefCell::new(tls),
+            counts: HostCounts::default(),
         }))
     }
 
@@ -222,6 +243,13 @@ impl Driver {
         let now = self.now_ms();
         let id = self.engine.borrow_mut().client_open(protocol, now);
         let peer = Peer::Client(id);
+        let kind = match (transport, &stream) {
+            (Transport::WebSocket { tls: true }, _) => 3,
+            (Transport::WebSocket { tls: false }, _) => 2,
+            (Transport::Raw, Stream::Unix(_)) => 1,
+            (Transport::Raw, Stream::Tcp(_)) => 0,
+        };
+        bump(&self.counts.accepted[kind]);
         match self.register(&mut stream, peer) {
             Ok(()) => {
                 let conn = Rc::new(Conn::new(peer, stream, Some(protocol)));
@@ -357,7 +385,9 @@ impl Driver {
         let res = match res {
             Ok(raw) if conn.is_layered() => {
                 let mut plain = BytesMut::new();
+                let handshaking = conn.is_handshaking();
                 let received = conn.receive(&raw, &mut plain);
+                self.count_handshake(conn, handshaking, received.is_err());
                 if conn.queued() > 0 && conn.mark_dirty() {
                     self.dirty.borrow_mut().push(conn.clone());
                 }
@@ -397,6 +427,15 @@ impl Driver {
         }
     }
 
+    /// Counts a TLS handshake that just completed, or failed (`failed` while `handshaking`).
+    fn count_handshake(&self, conn: &Conn, handshaking: bool, failed: bool) {
+        if handshaking && failed {
+            bump(&self.counts.tls_failed);
+        } else if conn.handshake_done() {
+            bump(&self.counts.tls_ok);
+        }
+    }
+
     /// The TLS configuration for clients of `protocol`.
     fn tls_config(&self, protocol: Protocol) -> Option<Arc<rustls::ServerConfig>> {
         let tls = self.tls.borrow();
@@ -412,6 +451,7 @@ impl Driver {
     fn tls_records(self: &Rc<Self>, conn: &Rc<Conn>, records: &[u8]) {
         let mut plain = BytesMut::new();
         let decrypted = conn.decrypt(records, &mut plain);
+        self.count_handshake(conn, true, decrypted.is_err());
         if conn.queued() > 0 && conn.mark_dirty() {
             self.dirty.borrow_mut().push(conn.clone());
         }

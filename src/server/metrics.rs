@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::driver::Driver;
+use super::driver::{Driver, HostCounts, LISTENER_KINDS};
 use crate::mux::{RouteStats, Stats};
 
 /// Largest request head accepted.
@@ -163,8 +163,9 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders the statistics; `labels` name the routes, in route order.
-pub(crate) fn render(stats: &Stats, labels: &[RouteLabel]) -> String {
+/// Renders the statistics; `labels` name the routes, in route order; `host` has the host's
+/// own counters.
+pub(crate) fn render(stats: &Stats, labels: &[RouteLabel], host: &HostCounts) -> String {
     let mut out = String::with_capacity(4096);
     let label = |i: usize| match labels.get(i) {
         Some(l) => {
@@ -191,6 +192,24 @@ pub(crate) fn render(stats: &Stats, labels: &[RouteLabel]) -> String {
     out.push_str("# HELP muxql_clients_logging_in Clients not yet authenticated.\n");
     out.push_str("# TYPE muxql_clients_logging_in gauge\n");
     let _ = writeln!(out, "muxql_clients_logging_in {}", stats.clients_logging_in);
+    out.push_str("# HELP muxql_client_connections_total Clients accepted, by listener kind.\n");
+    out.push_str("# TYPE muxql_client_connections_total counter\n");
+    for (kind, n) in LISTENER_KINDS.iter().zip(&host.accepted) {
+        let _ = writeln!(
+            out,
+            "muxql_client_connections_total{{listener=\"{kind}\"}} {}",
+            n.get()
+        );
+    }
+    out.push_str("# HELP muxql_tls_handshakes_total Client TLS handshakes, by result.\n");
+    out.push_str("# TYPE muxql_tls_handshakes_total counter\n");
+    for (result, n) in [("ok", &host.tls_ok), ("failed", &host.tls_failed)] {
+        let _ = writeln!(
+            out,
+            "muxql_tls_handshakes_total{{result=\"{result}\"}} {}",
+            n.get()
+        );
+    }
     out
 }
 
@@ -235,9 +254,10 @@ async fn respond(mut stream: TcpStream, driver: Rc<Driver>) {
     let (method, path) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
     let path = path.split(|&b| b == b'?').next().unwrap_or(&[]);
     let (status, body) = match (method, path) {
-        (b"GET" | b"HEAD", b"/metrics") => {
-            ("200 OK", render(&driver.stats(), &driver.route_labels()))
-        }
+        (b"GET" | b"HEAD", b"/metrics") => (
+            "200 OK",
+            render(&driver.stats(), &driver.route_labels(), &driver.counts),
+        ),
         (b"GET" | b"HEAD", _) => ("404 Not Found", "not found; try /metrics\n".to_string()),
         _ => (
             "405 Method Not Allowed",
@@ -279,8 +299,14 @@ mod tests {
             user: Some("app".into()),
             protocol: "mysql",
         };
-        let text = render(&stats, &[label]);
+        let host = HostCounts::default();
+        host.accepted[2].set(7);
+        host.tls_ok.set(3);
+        let text = render(&stats, &[label], &host);
         let l = "route=\"my\\\"db\",user=\"app\",protocol=\"mysql\"";
+        assert!(text.contains("muxql_client_connections_total{listener=\"ws\"} 7\n"));
+        assert!(text.contains("muxql_tls_handshakes_total{result=\"ok\"} 3\n"));
+        assert!(text.contains("muxql_tls_handshakes_total{result=\"failed\"} 0\n"));
         assert!(text.contains(&format!("muxql_clients{{{l}}} 500\n")));
         assert!(text.contains(&format!("muxql_peak_upstreams{{{l}}} 8\n")));
         assert!(text.contains(&format!("muxql_wait_seconds_total{{{l}}} 1.5\n")));
