@@ -926,3 +926,40 @@ fn a_reload_keeps_clients_and_applies_routes_and_users() {
     let out = sim.client_send(a, &[q("SELECT 1")]);
     assert!(out.closed_clients.is_empty());
 }
+
+/// A serverless driver's pipelined connect sends startup, a cleartext password and its first
+/// query at once. Under SCRAM the password is not a SASL answer: the client gets a clear error
+/// at once (PostgreSQL's words), never a hang.
+#[test]
+fn a_pipelined_cleartext_password_under_scram_gets_a_clear_error() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_auth = ClientAuth::ScramSha256;
+    let mut sim = Sim::new(cfg);
+    sim.ready_client();
+    let a = sim.engine.client_open(Protocol::Postgres, sim.now);
+    let mut wire = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: vec![
+            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
+            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+        ],
+    })
+    .encode(&mut wire)
+    .unwrap();
+    muxql::pg::frontend::encode_password_message(&mut wire, b"pw").unwrap();
+    wire.extend_from_slice(&enc_front(&[q("SELECT 1")]));
+    let out = sim.client_send_raw(a, wire);
+    assert_eq!(out.closed_clients, vec![a]);
+    match out.client_msgs(a).last() {
+        Some(BackendMessage::ErrorResponse(f)) => {
+            assert_eq!(f.code().map(|c| &c[..]), Some(&b"08P01"[..]));
+            let message = String::from_utf8_lossy(f.message().map(|m| &m[..]).unwrap_or_default());
+            assert!(
+                message.contains("invalid SASL authentication mechanism"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -430,6 +430,17 @@ impl Engine {
         let body = frame.body();
         let outcome = match login.method {
             Method::ScramFirst(mut server) => {
+                // Checked before the rest, as PostgreSQL does: a serverless driver's pipelined
+                // connect sends a cleartext password here, ahead of the server's request.
+                let mechanism = body.split(|&b| b == 0).next().unwrap_or_default();
+                if !server
+                    .mechanisms()
+                    .iter()
+                    .any(|m| m.as_bytes() == mechanism)
+                {
+                    self.pg_fail_client(id, sqlstate::PROTOCOL_VIOLATION, INVALID_MECHANISM);
+                    return false;
+                }
                 match SaslInitialResponse::parse(body).and_then(|r| {
                     server.handle_client_first(&r.mechanism, r.data.as_deref().unwrap_or_default())
                 }) {
@@ -634,6 +645,11 @@ impl Engine {
         self.close_client(id);
     }
 }
+
+/// The answer to an answer that is not a SASL mechanism muxql offered.
+const INVALID_MECHANISM: &str = "client selected an invalid SASL authentication mechanism: muxql \
+    asks for SCRAM-SHA-256 (a password sent in cleartext ahead of the server's request, as a \
+    pipelined connect does, is not accepted)";
 
 /// Bytes buffered behind a complete first message: input waiting to be passed on.
 pub(crate) fn backlog(buf: &BytesMut, limits: &Limits) -> usize {

@@ -21,7 +21,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 neonConfig.webSocketConstructor = WebSocket;
 
 // Upper bound of any single query; a hang becomes a failing case instead of a stuck run.
-export const QUERY_TIMEOUT_MS = 20_000;
+export const QUERY_TIMEOUT_MS = 10_000;
 
 function need(name) {
   const v = process.env[name];
@@ -144,6 +144,8 @@ export function newClient(t, { neon = {}, cfg = {}, webSocketConstructor } = {})
   if (webSocketConstructor) c.neonConfig.webSocketConstructor = webSocketConstructor;
   c.errors = [];
   c.on('error', (e) => c.errors.push(e));
+  c.closed = false;
+  c.on('end', () => { c.closed = true; });
   return c;
 }
 
@@ -163,6 +165,16 @@ export function newPool(t, poolCfg = {}) {
   return pool;
 }
 
+/** A WebSocket class that appends every message it sends (as a Buffer) to `sent`. */
+export function recordingWebSocket(sent) {
+  return class Recording extends WebSocket {
+    send(data, ...rest) {
+      sent.push(Buffer.from(data));
+      return super.send(data, ...rest);
+    }
+  };
+}
+
 /** A table name unique to this run and target: drv_neon_<target>_<what>_<random>. */
 export function tableName(t, what) {
   const rnd = Math.floor(Math.random() * 1e9);
@@ -178,14 +190,32 @@ export function within(ms, what, p) {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Ends a client, giving up after 5 s: the driver's end() waits for the server forever when a
+ * pipelined login was never answered, which would hide the failing case behind a file timeout.
+ */
+export async function endClient(c) {
+  if (c.closed) return; // end() of a client whose connection is gone never settles
+  try {
+    await within(5_000, 'client.end()', c.end());
+  } catch {
+    c.connection?.stream?.ws?.terminate?.();
+  }
+}
+
+/** Ends a pool, giving up after 10 s (see endClient). */
+export async function endPool(pool) {
+  await within(10_000, 'pool.end()', pool.end()).catch(() => {});
+}
+
 /** Runs `fn(client)` on a fresh connected client of `t`, then ends it. */
 export async function withClient(t, fn, opts) {
   const c = newClient(t, opts);
-  await c.connect();
   try {
+    await c.connect();
     return await fn(c);
   } finally {
-    await c.end().catch(() => {});
+    await endClient(c);
   }
 }
 

@@ -3,7 +3,7 @@
 // WebSocket message, before the server has asked for anything.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SCRAM_TARGET, TARGETS, newClient, within, withClient } from '../lib/target.mjs';
+import { SCRAM_TARGET, TARGETS, endClient, newClient, withClient, within } from '../lib/target.mjs';
 
 const PROMPT_MS = 5_000;
 
@@ -11,7 +11,7 @@ const PROMPT_MS = 5_000;
  * Connects and runs one query, expecting a FATAL rejection within PROMPT_MS and the connection
  * closed by the server within PROMPT_MS more. Returns the error.
  */
-async function expectRejected(t, what, opts) {
+async function expectRejected(tc, t, what, opts) {
   const c = newClient(t, opts);
   // (not events.once: the driver also emits 'error', "Connection terminated unexpectedly", when
   // the server closes a pipelined login it rejected; newClient records that in c.errors)
@@ -26,23 +26,24 @@ async function expectRejected(t, what, opts) {
   } catch (e) {
     err = e;
   }
+  const ms = Date.now() - started;
   try {
     assert.ok(err, `[${t.name}] ${what}: login and query succeeded`);
     assert.doesNotMatch(err.message, /no answer within/, `[${t.name}] ${what}`);
     assert.equal(err.severity, 'FATAL', `[${t.name}] ${what}: not a FATAL server error: ${err.stack}`);
     await within(PROMPT_MS, `[${t.name}] ${what}: connection close`, ended);
   } finally {
-    c.end().catch(() => {});
+    await endClient(c);
   }
-  err.elapsedMs = Date.now() - started;
+  tc.diagnostic(`[${t.name}] ${what}: ${err.severity} ${err.code} "${err.message}" after ${ms} ms`);
   return err;
 }
 
 for (const target of TARGETS) {
   describe(`Auth [${target.name}]`, () => {
-    test('a wrong password is rejected promptly with 28P01', async () => {
+    test('a wrong password is rejected promptly with 28P01', async (tc) => {
       const t = await target.resolve();
-      const err = await expectRejected(t, 'wrong password', { cfg: { password: `${t.password}-wrong` } });
+      const err = await expectRejected(tc, t, 'wrong password', { cfg: { password: `${t.password}-wrong` } });
       assert.equal(err.code, '28P01', `[${t.name}] ${err.message}`);
       assert.match(err.message, /password authentication failed/);
     });
@@ -51,9 +52,9 @@ for (const target of TARGETS) {
       // Reference for the muxql-scram case below: PostgreSQL itself, asking for SCRAM, given a
       // pipelined cleartext password (08P01 "client selected an invalid SASL authentication
       // mechanism").
-      test('a pipelined cleartext login to a SCRAM server is rejected promptly', async () => {
+      test('a pipelined cleartext login to a SCRAM server is rejected promptly', async (tc) => {
         const t = await target.resolve();
-        const err = await expectRejected(t, 'pipelined login', { neon: { pipelineConnect: 'password' } });
+        const err = await expectRejected(tc, t, 'pipelined login', { neon: { pipelineConnect: 'password' } });
         assert.ok(['08P01', '28P01', '28000'].includes(err.code), `[${t.name}] ${err.code}: ${err.message}`);
       });
     }
@@ -61,9 +62,9 @@ for (const target of TARGETS) {
 }
 
 describe(`Auth [${SCRAM_TARGET.name}]`, () => {
-  test('a pipelined cleartext login is rejected promptly, not hung', async () => {
+  test('a pipelined cleartext login is rejected promptly, not hung', async (tc) => {
     const t = await SCRAM_TARGET.resolve();
-    const err = await expectRejected(t, 'pipelined login to --auth scram');
+    const err = await expectRejected(tc, t, 'pipelined login to --auth scram');
     assert.ok(['08P01', '28P01', '28000'].includes(err.code), `[${t.name}] ${err.code}: ${err.message}`);
   });
 
@@ -77,9 +78,9 @@ describe(`Auth [${SCRAM_TARGET.name}]`, () => {
     }, { neon: { pipelineConnect: false } });
   });
 
-  test('SCRAM with a wrong password is rejected promptly with 28P01', async () => {
+  test('SCRAM with a wrong password is rejected promptly with 28P01', async (tc) => {
     const t = await SCRAM_TARGET.resolve();
-    const err = await expectRejected(t, 'wrong SCRAM password', {
+    const err = await expectRejected(tc, t, 'wrong SCRAM password', {
       neon: { pipelineConnect: false },
       cfg: { password: `${t.password}-wrong` },
     });

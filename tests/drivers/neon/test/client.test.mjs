@@ -1,8 +1,17 @@
 // Client: connecting (pipelined and server-driven logins), queries, errors on a live client.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import WebSocket from 'ws';
-import { TARGETS, newClient, rejectsWith, withClient } from '../lib/target.mjs';
+import {
+  TARGETS, endClient, newClient, recordingWebSocket, rejectsWith, withClient,
+} from '../lib/target.mjs';
+
+/** The PasswordMessage of a cleartext password: 'p', int32 length, the password, NUL. */
+function passwordMessage(password) {
+  const pw = Buffer.from(`${password}\0`);
+  const len = Buffer.alloc(4);
+  len.writeInt32BE(pw.length + 4);
+  return Buffer.concat([Buffer.from('p'), len, pw]);
+}
 
 for (const target of TARGETS) {
   describe(`Client [${target.name}]`, () => {
@@ -23,12 +32,7 @@ for (const target of TARGETS) {
     test('a query queued before connect settles', async () => {
       const t = await target.resolve();
       const sent = [];
-      class Recording extends WebSocket {
-        send(data, ...rest) {
-          sent.push(Buffer.from(data));
-          return super.send(data, ...rest);
-        }
-      }
+      const Recording = recordingWebSocket(sent);
       const c = newClient(t, { webSocketConstructor: Recording });
       try {
         const connected = c.connect();
@@ -38,24 +42,32 @@ for (const target of TARGETS) {
         if (t.pipelineConnect === 'password') {
           // The case is only meaningful if the login really was pipelined: startup, the
           // PasswordMessage and the query's Parse all in the first WebSocket message.
-          const first = sent[0].toString('latin1');
-          assert.ok(first.includes(`p\0\0\0${String.fromCharCode(t.password.length + 5)}${t.password}\0`),
-            `[${t.name}] first message has no PasswordMessage: ${JSON.stringify(first)}`);
+          const first = sent[0];
+          const shown = JSON.stringify(first.toString('latin1'));
+          assert.ok(first.includes(passwordMessage(t.password)),
+            `[${t.name}] first message has no PasswordMessage: ${shown}`);
           assert.ok(first.includes('SELECT $1::text AS s'),
-            `[${t.name}] first message has no Parse of the query: ${JSON.stringify(first)}`);
+            `[${t.name}] first message has no Parse of the query: ${shown}`);
         }
         assert.deepEqual(c.errors, []);
       } finally {
-        await c.end().catch(() => {});
+        await endClient(c);
       }
     });
 
     if (target.name === 'muxql') {
       test('server-driven cleartext login (pipelineConnect false)', async () => {
         const t = await target.resolve();
+        const sent = [];
+        const Recording = recordingWebSocket(sent);
         await withClient(t, async (c) => {
           assert.deepEqual((await c.query('SELECT 7 AS seven')).rows, [{ seven: 7 }]);
-        }, { neon: { pipelineConnect: false } });
+        }, { neon: { pipelineConnect: false }, webSocketConstructor: Recording });
+        // startup alone, then the PasswordMessage once muxql asked for a cleartext password
+        assert.equal(sent[0].readInt32BE(4), 196608, `[${t.name}] first message is not the startup`);
+        assert.equal(sent[0].length, sent[0].readInt32BE(0), `[${t.name}] startup was not sent alone`);
+        assert.deepEqual(sent[1], passwordMessage(t.password),
+          `[${t.name}] second message is not a cleartext PasswordMessage`);
       });
     }
 

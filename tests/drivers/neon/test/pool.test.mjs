@@ -1,7 +1,7 @@
 // Pool: 50 clients connected at once, each checking its own answers and its own rows.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TARGETS, newPool, tableName, withClient } from '../lib/target.mjs';
+import { TARGETS, endPool, newPool, tableName, withClient } from '../lib/target.mjs';
 
 const CLIENTS = 50;
 const QUERIES = 10;
@@ -58,7 +58,7 @@ for (const target of TARGETS) {
         assert.deepEqual(total.rows, [{ k: CLIENTS * ROWS, w: CLIENTS }], `[${t.name}] all rows`);
         assert.deepEqual(pool.errors, [], `[${t.name}] pool error events`);
       } finally {
-        await pool.end().catch(() => {});
+        await endPool(pool);
         await withClient(t, (c) => c.query(`DROP TABLE IF EXISTS ${table}`)).catch(() => {});
       }
     });

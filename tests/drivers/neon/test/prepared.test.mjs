@@ -2,7 +2,7 @@
 // the name once per connection and only Bind/Execute afterwards.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TARGETS, newPool, rejectsWith, withClient } from '../lib/target.mjs';
+import { TARGETS, endPool, newPool, rejectsWith, withClient } from '../lib/target.mjs';
 
 for (const target of TARGETS) {
   describe(`Prepared [${target.name}]`, () => {
@@ -50,7 +50,7 @@ for (const target of TARGETS) {
         await Promise.all(Array.from({ length: 8 }, (_, w) => run(w)));
         assert.deepEqual(pool.errors, []);
       } finally {
-        await pool.end().catch(() => {});
+        await endPool(pool);
       }
     });
 

@@ -1,7 +1,7 @@
 // Transactions: ROLLBACK leaves nothing behind, COMMIT keeps the rows, a savepoint in between.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TARGETS, newClient, tableName } from '../lib/target.mjs';
+import { TARGETS, endClient, newClient, tableName } from '../lib/target.mjs';
 
 for (const target of TARGETS) {
   describe(`Transaction [${target.name}]`, () => {
@@ -10,10 +10,10 @@ for (const target of TARGETS) {
       const table = tableName(t, 'tx');
       const a = newClient(t);
       const b = newClient(t); // another session, to look from outside
-      await a.connect();
-      await b.connect();
       const count = async (c) => (await c.query(`SELECT count(*)::int AS k FROM ${table}`)).rows[0].k;
       try {
+        await a.connect();
+        await b.connect();
         await a.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text NOT NULL)`);
 
         await a.query('BEGIN');
@@ -44,9 +44,10 @@ for (const target of TARGETS) {
           `[${t.name}] committed rows`);
         assert.deepEqual([...a.errors, ...b.errors], []);
       } finally {
+        await a.query('ROLLBACK').catch(() => {}); // if an assertion left the transaction open
         await a.query(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
-        await a.end().catch(() => {});
-        await b.end().catch(() => {});
+        await endClient(a);
+        await endClient(b);
       }
     });
   });
