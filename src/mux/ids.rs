@@ -1,7 +1,10 @@
 //! Handles the host uses to name clients and upstream connections, and the slot maps behind them.
 //!
 //! An id packs a slot index with a generation, so a stale id held by the host after a close
-//! can never reach the session that reuses the slot.
+//! can never reach the session that reuses the slot. Ids stay below 2^53, so hosts whose
+//! numbers are doubles (JavaScript) carry them exactly: the generation has
+//! [`GENERATION_BITS`] bits and wraps, so a stale id could only match again after a host held
+//! it across 2^21 reuses of the same slot.
 
 /// A client session, as handed to the host by [`Engine::client_open`](super::Engine::client_open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +52,7 @@ impl<T> Slots<T> {
     pub(crate) fn insert(&mut self, value: T) -> u64 {
         if let Some(index) = self.free.pop() {
             let entry = &mut self.entries[index as usize];
-            entry.generation = entry.generation.wrapping_add(1);
+            entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
             entry.value = Some(value);
             return pack(index, entry.generation);
         }
@@ -100,6 +103,10 @@ impl<T> Slots<T> {
     }
 }
 
+/// Bits of an id that hold the slot's generation, above the 32 of its index.
+pub(crate) const GENERATION_BITS: u32 = 21;
+const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
+
 fn pack(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
 }
@@ -121,5 +128,22 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(slots.get(a), None);
         assert_eq!(slots.get(b), Some(&"b"));
+    }
+
+    #[test]
+    fn ids_fit_a_javascript_number_after_many_reuses_of_a_slot() {
+        let mut slots = Slots::default();
+        let first = slots.insert(0u32);
+        let mut id = first;
+        for i in 1..(1u32 << GENERATION_BITS) + 3 {
+            assert!(slots.remove(id).is_some());
+            id = slots.insert(i);
+            assert!(id < 1 << 53, "id {id:#x} after {i} reuses");
+            assert_eq!(slots.get(id), Some(&i));
+        }
+        let stale = pack(0, 5);
+        assert_ne!(stale, id);
+        assert_eq!(slots.get(stale), None);
+        assert_eq!(slots.get(first | 1 << 60), None);
     }
 }
