@@ -5,6 +5,7 @@
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
 const { Engine, ActionKind, PeerKind } = require('../native.js');
+const { withCode } = require('./engine.js');
 
 /** Milliseconds of a monotonic clock, the Engine's time. */
 const now = () => Math.floor(performance.now());
@@ -33,7 +34,12 @@ class Host {
    *   not sockets and would not keep it alive themselves).
    */
   constructor(options, settings = {}) {
-    this.engine = new Engine(options);
+    try {
+      /** The native Engine itself: the host's calls are well-typed, so no wrapper. */
+      this.engine = new Engine(options);
+    } catch (err) {
+      throw withCode(err, 'MUXQL_INVALID_CONFIG');
+    }
     this.unref = Boolean(settings.unref);
     /** @type {Map<number, {endpoint: any, blocked: boolean}>} */
     this.clients = new Map();

@@ -1,7 +1,8 @@
 'use strict';
 // muxql for Node.js: the Engine API (native), a Node-hosted proxy, and in-process pooling.
 
-const { Engine, ActionKind, PeerKind } = require('../native.js');
+const { ActionKind, PeerKind } = require('../native.js');
+const { Engine } = require('./engine.js');
 const { createProxy } = require('./proxy.js');
 const { createPool } = require('./pool.js');
 
