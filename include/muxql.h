@@ -63,6 +63,14 @@
 // `client_tls` set.
 #define MUXQL_ACTION_START_TLS 11
 
+// Switch upstream `id` to TLS with route `route`'s settings (`upstream_tls`, its CA and
+// client certificate files: `muxql_config_set_route`): what was written to it so far goes
+// out as it is, then everything written is encrypted (the engine's next bytes may follow at
+// once; they wait for the handshake) and everything read is decrypted. Check the server's
+// certificate as the mode says; when the handshake or the check fails, call
+// `muxql_engine_upstream_closed`. Only for routes with upstream TLS set.
+#define MUXQL_ACTION_START_UPSTREAM_TLS 12
+
 // A client connection (`muxql_engine_send_blocked`, `muxql_engine_send_drained`).
 #define MUXQL_PEER_CLIENT 1
 
@@ -115,7 +123,8 @@ typedef struct muxql_server muxql_server;
 typedef struct {
   // `MUXQL_ACTION_*`.
   uint32_t kind;
-  // Index of the route (`MUXQL_ACTION_CONNECT_UPSTREAM`, `MUXQL_ACTION_SEND_CANCEL`).
+  // Index of the route (`MUXQL_ACTION_CONNECT_UPSTREAM`, `MUXQL_ACTION_SEND_CANCEL`,
+  // `MUXQL_ACTION_START_UPSTREAM_TLS`).
   uint32_t route;
   // The client or upstream the action is for.
   uint64_t id;
@@ -200,6 +209,21 @@ muxql_result muxql_config_from_toml(const char *toml,
 // # Safety
 // `config` must be a live config; `key` and `value` NUL-terminated UTF-8.
 muxql_result muxql_config_set(muxql_config *config, const char *key, const char *value);
+
+// Sets one setting of route `route` (0 for the first `muxql_config_add_route`, and so on):
+// `pool_mode` (transaction, session), `client_user` (only that user may use the route),
+// `upstream_tls` (disable, prefer, require, verify-ca, verify-full; the host runs the
+// handshake on `MUXQL_ACTION_START_UPSTREAM_TLS`), and the PEM file paths the host reads for
+// it: `upstream_tls_ca`, `upstream_tls_cert`, `upstream_tls_key`. Returns
+// `MUXQL_INVALID_ARGUMENT` for an unknown route, key or value; whether the TLS settings fit
+// together is checked when the engine is created.
+//
+// # Safety
+// `config` must be a live config; `key` and `value` NUL-terminated UTF-8.
+muxql_result muxql_config_set_route(muxql_config *config,
+                                    size_t route,
+                                    const char *key,
+                                    const char *value);
 
 // Creates an engine from `config` (which stays the caller's) in `*engine_out`. When the
 // configuration is refused, returns `MUXQL_INVALID_CONFIG` and writes the reason to `message`

@@ -105,10 +105,10 @@ fn psql_connects_over_tls_and_verifies_the_certificate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ok = m
-        .metric("muxql_tls_handshakes_total{result=\"ok\"}")
+        .metric("muxql_tls_handshakes_total{side=\"client\",result=\"ok\"}")
         .expect("metric");
     let failed = m
-        .metric("muxql_tls_handshakes_total{result=\"failed\"}")
+        .metric("muxql_tls_handshakes_total{side=\"client\",result=\"failed\"}")
         .expect("metric");
     assert!(
         ok >= 3.0 && failed >= 1.0,

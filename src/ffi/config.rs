@@ -2,7 +2,8 @@
 
 use super::{c_str, guard, muxql_result};
 use crate::mux::{
-    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User,
+    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, UpstreamTls,
+    User,
 };
 
 /// A PostgreSQL route or listener (`muxql_config_add_route`, `muxql_engine_client_open`).
@@ -214,6 +215,48 @@ pub unsafe extern "C" fn muxql_config_set(
     with_config(config, |c| {
         set(c, key?, value?).ok_or(muxql_result::MUXQL_INVALID_ARGUMENT)
     })
+}
+
+/// Sets one setting of route `route` (0 for the first `muxql_config_add_route`, and so on):
+/// `pool_mode` (transaction, session), `client_user` (only that user may use the route),
+/// `upstream_tls` (disable, prefer, require, verify-ca, verify-full; the host runs the
+/// handshake on `MUXQL_ACTION_START_UPSTREAM_TLS`), and the PEM file paths the host reads for
+/// it: `upstream_tls_ca`, `upstream_tls_cert`, `upstream_tls_key`. Returns
+/// `MUXQL_INVALID_ARGUMENT` for an unknown route, key or value; whether the TLS settings fit
+/// together is checked when the engine is created.
+///
+/// # Safety
+/// `config` must be a live config; `key` and `value` NUL-terminated UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn muxql_config_set_route(
+    config: *mut muxql_config,
+    route: usize,
+    key: *const libc::c_char,
+    value: *const libc::c_char,
+) -> muxql_result {
+    // SAFETY: the caller passes NUL-terminated strings valid for the call.
+    let (key, value) = unsafe { (c_str(key), c_str(value)) };
+    with_config(config, |c| {
+        let r = c
+            .config
+            .routes
+            .get_mut(route)
+            .ok_or(muxql_result::MUXQL_INVALID_ARGUMENT)?;
+        set_route(r, key?, value?).ok_or(muxql_result::MUXQL_INVALID_ARGUMENT)
+    })
+}
+
+fn set_route(r: &mut Route, key: &str, value: &str) -> Option<()> {
+    match key {
+        "pool_mode" => r.pool_mode = PoolMode::from_name(value)?,
+        "client_user" => r.client_user = Some(value.to_string()),
+        "upstream_tls" => r.upstream_tls = UpstreamTls::from_name(value)?,
+        "upstream_tls_ca" => r.upstream_tls_ca = Some(value.to_string()),
+        "upstream_tls_cert" => r.upstream_tls_cert = Some(value.to_string()),
+        "upstream_tls_key" => r.upstream_tls_key = Some(value.to_string()),
+        _ => return None,
+    }
+    Some(())
 }
 
 fn set(c: &mut muxql_config, key: &str, value: &str) -> Option<()> {

@@ -36,6 +36,13 @@ pub const MUXQL_ACTION_RESUME_UPSTREAM: u32 = 10;
 /// wait for an answer). When the handshake fails, report the client closed. Only with
 /// `client_tls` set.
 pub const MUXQL_ACTION_START_TLS: u32 = 11;
+/// Switch upstream `id` to TLS with route `route`'s settings (`upstream_tls`, its CA and
+/// client certificate files: `muxql_config_set_route`): what was written to it so far goes
+/// out as it is, then everything written is encrypted (the engine's next bytes may follow at
+/// once; they wait for the handshake) and everything read is decrypted. Check the server's
+/// certificate as the mode says; when the handshake or the check fails, call
+/// `muxql_engine_upstream_closed`. Only for routes with upstream TLS set.
+pub const MUXQL_ACTION_START_UPSTREAM_TLS: u32 = 12;
 
 /// A client connection (`muxql_engine_send_blocked`, `muxql_engine_send_drained`).
 pub const MUXQL_PEER_CLIENT: u32 = 1;
@@ -55,7 +62,8 @@ pub const MUXQL_NO_DEADLINE: u64 = u64::MAX;
 pub struct muxql_action {
     /// `MUXQL_ACTION_*`.
     pub kind: u32,
-    /// Index of the route (`MUXQL_ACTION_CONNECT_UPSTREAM`, `MUXQL_ACTION_SEND_CANCEL`).
+    /// Index of the route (`MUXQL_ACTION_CONNECT_UPSTREAM`, `MUXQL_ACTION_SEND_CANCEL`,
+    /// `MUXQL_ACTION_START_UPSTREAM_TLS`).
     pub route: u32,
     /// The client or upstream the action is for.
     pub id: u64,
@@ -564,6 +572,10 @@ fn next_action(e: &mut muxql_engine) -> Option<muxql_action> {
         Action::StartTls { id, records } => {
             (a.kind, a.id) = (MUXQL_ACTION_START_TLS, id.0);
             lend(records, &mut a);
+        }
+        Action::StartUpstreamTls { id, route } => {
+            (a.kind, a.id) = (MUXQL_ACTION_START_UPSTREAM_TLS, id.0);
+            a.route = u32::try_from(route).unwrap_or(u32::MAX);
         }
         Action::PauseReading { peer } | Action::ResumeReading { peer } => {
             let pause = matches!(action, Action::PauseReading { .. });

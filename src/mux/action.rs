@@ -68,6 +68,19 @@ pub enum Action {
         /// TLS records already read.
         records: Bytes,
     },
+    /// Switch upstream `id` to TLS with route `route`'s settings
+    /// ([`Route::upstream_tls`](super::Route::upstream_tls) and its files): what was written
+    /// to it so far goes out as it is (PostgreSQL: the SSLRequest; MySQL: the SSLRequest
+    /// packet), then everything written is encrypted — the Engine's next bytes for it may
+    /// follow at once and wait for the handshake — and everything read is decrypted. Verify
+    /// the certificate as the mode says (verify-full: against the target's host name); when
+    /// the handshake or the check fails, report the upstream closed.
+    StartUpstreamTls {
+        /// The upstream.
+        id: UpstreamId,
+        /// Index of the route in [`Config::routes`](super::Config::routes).
+        route: usize,
+    },
     /// Stop reading from `peer` until [`Action::ResumeReading`] names it (see
     /// [`Engine::send_blocked`](super::Engine::send_blocked)); bytes already read may still be
     /// fed.

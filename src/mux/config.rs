@@ -96,6 +96,54 @@ impl User {
     }
 }
 
+/// TLS from muxql to a route's server, with libpq's `sslmode` names. The Engine negotiates
+/// it (PostgreSQL's SSLRequest, MySQL's CLIENT_SSL) and asks the host to run the handshake
+/// ([`Action::StartUpstreamTls`](super::Action::StartUpstreamTls)); the host checks the
+/// certificate as the mode says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UpstreamTls {
+    /// Plaintext.
+    #[default]
+    Disable,
+    /// TLS when the server offers it, plaintext when it does not.
+    Prefer,
+    /// TLS or no connection. The certificate is checked only against a CA file when one
+    /// is given (as [`UpstreamTls::VerifyCa`]), as libpq does.
+    Require,
+    /// TLS with a certificate chain that ends at the route's CA.
+    VerifyCa,
+    /// As [`UpstreamTls::VerifyCa`], and the certificate names the target's host.
+    VerifyFull,
+}
+
+impl UpstreamTls {
+    /// Accepted names, for messages.
+    pub const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
+
+    /// The mode named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "disable" => Some(UpstreamTls::Disable),
+            "prefer" => Some(UpstreamTls::Prefer),
+            "require" => Some(UpstreamTls::Require),
+            "verify-ca" => Some(UpstreamTls::VerifyCa),
+            "verify-full" => Some(UpstreamTls::VerifyFull),
+            _ => None,
+        }
+    }
+
+    /// Whether muxql asks the server for TLS.
+    pub fn requested(self) -> bool {
+        self != UpstreamTls::Disable
+    }
+
+    /// Whether a server without TLS is refused.
+    pub fn required(self) -> bool {
+        !matches!(self, UpstreamTls::Disable | UpstreamTls::Prefer)
+    }
+}
+
 /// Where clients asking for one database are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,6 +166,16 @@ pub struct Route {
     pub pool_size: usize,
     /// Pool mode of the route.
     pub pool_mode: PoolMode,
+    /// TLS to the server.
+    pub upstream_tls: UpstreamTls,
+    /// PEM file of the CA the server's certificate must chain to (read by the host;
+    /// required by the verify modes).
+    pub upstream_tls_ca: Option<String>,
+    /// PEM file of the client certificate chain muxql presents (read by the host; with
+    /// `upstream_tls_key`).
+    pub upstream_tls_cert: Option<String>,
+    /// PEM file of that certificate's private key.
+    pub upstream_tls_key: Option<String>,
 }
 
 impl Route {
@@ -142,6 +200,10 @@ impl Route {
             upstream_password: String::new(),
             pool_size: Route::DEFAULT_POOL_SIZE,
             pool_mode: PoolMode::default(),
+            upstream_tls: UpstreamTls::default(),
+            upstream_tls_ca: None,
+            upstream_tls_cert: None,
+            upstream_tls_key: None,
         }
     }
 
@@ -309,6 +371,14 @@ pub enum ConfigError {
     /// A route has a pool size of zero.
     #[error("route for database {0:?} has pool size 0")]
     EmptyPool(String),
+    /// A route's upstream TLS settings do not fit together.
+    #[error("route for database {database:?}: {problem}")]
+    UpstreamTls {
+        /// The route's database.
+        database: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// `max_message` is outside 1 KiB ..= 1 GiB.
     #[error("max message size {0} is outside 1024..=1073741824")]
     MaxMessage(usize),
@@ -342,6 +412,29 @@ impl Config {
         }
         if let Some(r) = self.routes.iter().find(|r| r.pool_size == 0) {
             return Err(ConfigError::EmptyPool(r.database.clone()));
+        }
+        for r in &self.routes {
+            let problem = if matches!(
+                r.upstream_tls,
+                UpstreamTls::VerifyCa | UpstreamTls::VerifyFull
+            ) && r.upstream_tls_ca.is_none()
+            {
+                Some("upstream TLS verify-ca and verify-full need a CA file")
+            } else if r.upstream_tls_cert.is_some() != r.upstream_tls_key.is_some() {
+                Some("an upstream client certificate needs its key, and a key its certificate")
+            } else if !r.upstream_tls.requested()
+                && (r.upstream_tls_ca.is_some() || r.upstream_tls_cert.is_some())
+            {
+                Some("upstream TLS files are set but upstream TLS is disabled")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::UpstreamTls {
+                    database: r.database.clone(),
+                    problem,
+                });
+            }
         }
         if !(1024..=HARD_MAX_MESSAGE).contains(&self.max_message) {
             return Err(ConfigError::MaxMessage(self.max_message));

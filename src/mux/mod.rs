@@ -39,7 +39,7 @@ mod stats;
 pub use action::Action;
 pub use config::{
     ClientAuth, ClientTls, Config, ConfigError, MysqlAuth, PinPolicy, PoolMode, Protocol, Route,
-    User, MAX_TIMEOUT_MS,
+    UpstreamTls, User, MAX_TIMEOUT_MS,
 };
 pub use engine::Engine;
 pub use ids::{ClientId, Peer, UpstreamId};

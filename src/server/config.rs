@@ -12,7 +12,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::mux::{self, ClientAuth, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User};
+use super::upstream_url::UpstreamUrl;
+use crate::mux::{
+    self, ClientAuth, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, UpstreamTls, User,
+};
 
 /// Pool size of a route that names none.
 pub const DEFAULT_POOL_SIZE: usize = Route::DEFAULT_POOL_SIZE;
@@ -384,145 +387,14 @@ pub struct FileRoute {
     pub pool_size: Option<usize>,
     /// Pool mode; defaults to the top-level `pool_mode`.
     pub pool_mode: Option<String>,
-}
-
-/// A parsed `postgres://USER:PASS@HOST:PORT/DB` or `mysql://...` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamUrl {
-    /// The protocol the scheme names.
-    pub protocol: Protocol,
-    /// User name (decoded).
-    pub user: String,
-    /// Password (decoded; empty when absent).
-    pub password: String,
-    /// `host:port`, or the unix socket path when the host is a directory.
-    pub target: String,
-    /// Database name (decoded).
-    pub database: String,
-}
-
-impl UpstreamUrl {
-    /// Parses and percent-decodes an upstream URL.
-    pub fn parse(url: &str) -> Result<UpstreamUrl, ConfigError> {
-        let err = |reason: &str| ConfigError::UpstreamUrl {
-            url: mask_password(url),
-            reason: reason.to_string(),
-        };
-        let (protocol, rest) = if let Some(r) = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-        {
-            (Protocol::Postgres, r)
-        } else if let Some(r) = url
-            .strip_prefix("mysql://")
-            .or_else(|| url.strip_prefix("mariadb://"))
-        {
-            (Protocol::Mysql, r)
-        } else {
-            return Err(err(
-                "scheme must be postgres://, postgresql://, mysql:// or mariadb://",
-            ));
-        };
-        let default_port = match protocol {
-            Protocol::Postgres => 5432,
-            _ => 3306,
-        };
-        if rest.contains(['?', '#']) {
-            return Err(err("query parameters are not supported"));
-        }
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| err("missing /DATABASE"))?;
-        let (userinfo, hostport) = authority
-            .rsplit_once('@')
-            .ok_or_else(|| err("missing USER@"))?;
-        let (user, password) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, p),
-            None => (userinfo, ""),
-        };
-        let user = percent_decode(user).ok_or_else(|| err("bad percent-encoding in user"))?;
-        let password =
-            percent_decode(password).ok_or_else(|| err("bad percent-encoding in password"))?;
-        let database =
-            percent_decode(path).ok_or_else(|| err("bad percent-encoding in database"))?;
-        if user.is_empty() {
-            return Err(err("missing user"));
-        }
-        if database.is_empty() {
-            return Err(err("missing database"));
-        }
-        let (host, port) =
-            split_host_port(hostport, default_port).ok_or_else(|| err("bad HOST:PORT"))?;
-        let host = percent_decode(host).ok_or_else(|| err("bad percent-encoding in host"))?;
-        if host.is_empty() {
-            return Err(err("missing host"));
-        }
-        let target = if host.starts_with('/') && protocol == Protocol::Mysql {
-            host
-        } else if host.starts_with('/') {
-            format!("{}/.s.PGSQL.{port}", host.trim_end_matches('/'))
-        } else if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        Ok(UpstreamUrl {
-            protocol,
-            user,
-            password,
-            target,
-            database,
-        })
-    }
-}
-
-/// Splits `host`, `host:port` or `[v6]:port`; the port defaults to `default_port`.
-fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        return match after.strip_prefix(':') {
-            Some(p) => Some((host, p.parse().ok()?)),
-            None if after.is_empty() => Some((host, default_port)),
-            None => None,
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) => Some((h, p.parse().ok()?)),
-        None => Some((s, default_port)),
-    }
-}
-
-/// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The URL with the password replaced by `***`, for error messages.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+    /// TLS to the server: disable (default), prefer, require, verify-ca, verify-full.
+    pub tls: Option<String>,
+    /// CA file the server's certificate must chain to (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate chain muxql presents (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
@@ -636,6 +508,10 @@ fn url_route(
     let u = UpstreamUrl::parse(url)?;
     let mut route = Route::new(u.protocol, u.database, u.target, u.user.clone());
     route.client_user = Some(u.user.clone());
+    route.upstream_tls = u.tls;
+    route.upstream_tls_ca = u.tls_ca;
+    route.upstream_tls_cert = u.tls_cert;
+    route.upstream_tls_key = u.tls_key;
     route.upstream_password = u.password.clone();
     route.pool_size = pool_size;
     route.pool_mode = pool_mode;
@@ -795,6 +671,15 @@ impl ServerConfig {
             route.upstream_password = r.upstream_password;
             route.pool_size = r.pool_size.unwrap_or(pool_size);
             route.pool_mode = mode;
+            if let Some(t) = &r.tls {
+                route.upstream_tls = UpstreamTls::from_name(t).ok_or_else(|| {
+                    route_err(format!("tls {t:?}: expected one of {}", UpstreamTls::NAMES))
+                })?;
+            }
+            let path = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+            route.upstream_tls_ca = path(r.tls_ca_file);
+            route.upstream_tls_cert = path(r.tls_cert_file);
+            route.upstream_tls_key = path(r.tls_key_file);
             add_route(&mut routes, route);
         }
         for url in &file.upstreams {
@@ -877,47 +762,6 @@ mod tests {
     fn merge(text: &str, flags: &[&str]) -> Result<ServerConfig, ConfigError> {
         let file = FileConfig::parse(Path::new("t.toml"), text)?;
         ServerConfig::merge(file, &args(flags))
-    }
-
-    #[test]
-    fn url_parses_and_decodes() {
-        let u = UpstreamUrl::parse("postgres://us%40er:p%3Aw%2F@db.local:6543/my%20db").unwrap();
-        assert_eq!(u.user, "us@er");
-        assert_eq!(u.password, "p:w/");
-        assert_eq!(u.target, "db.local:6543");
-        assert_eq!(u.database, "my db");
-    }
-
-    #[test]
-    fn url_defaults_and_special_hosts() {
-        let u = UpstreamUrl::parse("postgresql://u@h/d").unwrap();
-        assert_eq!((u.password.as_str(), u.target.as_str()), ("", "h:5432"));
-        let u = UpstreamUrl::parse("postgres://u:p@[::1]:5433/d").unwrap();
-        assert_eq!(u.target, "[::1]:5433");
-        let u = UpstreamUrl::parse("postgres://u:p@%2Frun%2Fpg:5433/d").unwrap();
-        assert_eq!(u.target, "/run/pg/.s.PGSQL.5433");
-    }
-
-    #[test]
-    fn url_errors_name_the_problem_and_mask_the_password() {
-        let cases = [
-            ("redis://u:p@h/d", "scheme"),
-            ("postgres://u:secret@h:5432", "missing /DATABASE"),
-            ("postgres://h:5432/d", "missing USER@"),
-            ("postgres://u:secret@h:99999/d", "HOST:PORT"),
-            ("postgres://u:secret@h/", "missing database"),
-            (
-                "postgres://u:secret@h/d?sslmode=require",
-                "query parameters",
-            ),
-            ("postgres://u:%zz@h/d", "percent-encoding in password"),
-        ];
-        for (url, want) in cases {
-            let msg = UpstreamUrl::parse(url).unwrap_err().to_string();
-            assert!(msg.contains(want), "{url}: {msg}");
-            assert!(!msg.contains("secret"), "{url}: {msg}");
-            assert!(!msg.contains('\n'));
-        }
     }
 
     #[test]

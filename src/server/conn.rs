@@ -5,9 +5,10 @@
 //! Writes are attempted as soon as the engine emits them; only what the kernel refuses is
 //! queued here, and the socket then waits for its next writable edge.
 //!
-//! A client connection may switch to TLS when the engine says so (after it queued its `S`
-//! answer): from then on, bytes read are TLS records decrypted before the engine sees them,
-//! and bytes pushed are encrypted into records before they are queued (rustls, sans-I/O).
+//! A connection may switch to TLS when the engine says so — a client after muxql queued its
+//! `S` answer, an upstream after muxql queued its SSLRequest: from then on, bytes read are
+//! TLS records decrypted before the engine sees them, and bytes pushed are encrypted into
+//! records before they are queued (rustls, sans-I/O).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -142,8 +143,9 @@ pub(crate) struct Conn {
     paused: Cell<u16>,
     /// The engine was told that this connection's queue is over the high-water mark.
     pub(crate) blocked: Cell<bool>,
-    /// TLS, once the engine asked for it (or from the start on a `wss` listener).
-    tls: RefCell<Option<Box<rustls::ServerConnection>>>,
+    /// TLS, once the engine asked for it (or from the start on a `wss` listener): the server
+    /// side for a client, the client side for an upstream.
+    tls: RefCell<Option<Box<rustls::Connection>>>,
     /// WebSocket framing, on a WebSocket listener (above TLS when both run).
     ws: RefCell<Option<Box<WebSocket>>>,
     /// The TLS handshake: 0 none, 1 running, 2 done (and counted).
@@ -206,11 +208,27 @@ impl Conn {
         }
     }
 
-    /// Switches to TLS: what is queued goes out as it is, the rest through `config`'s session.
+    /// Switches a client to TLS: what is queued goes out as it is, the rest through
+    /// `config`'s session.
     pub(crate) fn start_tls(&self, config: Arc<rustls::ServerConfig>) -> Result<(), rustls::Error> {
         let session = rustls::ServerConnection::new(config)?;
+        *self.tls.borrow_mut() = Some(Box::new(session.into()));
+        self.handshake.set(1);
+        Ok(())
+    }
+
+    /// Switches an upstream to TLS: what is queued goes out as it is, then the ClientHello,
+    /// then everything pushed later, encrypted once the handshake is done.
+    pub(crate) fn start_client_tls(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls_pki_types::ServerName<'static>,
+    ) -> Result<(), rustls::Error> {
+        let mut session = rustls::Connection::from(rustls::ClientConnection::new(config, name)?);
+        let hello = take_records(&mut session);
         *self.tls.borrow_mut() = Some(Box::new(session));
         self.handshake.set(1);
+        self.push_raw(hello);
         Ok(())
     }
 
@@ -462,7 +480,7 @@ impl Conn {
 }
 
 /// Moves the plaintext a TLS session has decrypted into `plain`.
-fn read_plaintext(session: &mut rustls::ServerConnection, plain: &mut BytesMut) -> io::Result<()> {
+fn read_plaintext(session: &mut rustls::Connection, plain: &mut BytesMut) -> io::Result<()> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         match session.reader().read(&mut chunk) {
@@ -475,7 +493,7 @@ fn read_plaintext(session: &mut rustls::ServerConnection, plain: &mut BytesMut) 
 }
 
 /// The TLS records a session has ready to send.
-fn take_records(session: &mut rustls::ServerConnection) -> Bytes {
+fn take_records(session: &mut rustls::Connection) -> Bytes {
     let mut out = Vec::new();
     while session.wants_write() {
         if session.write_tls(&mut out).is_err() {

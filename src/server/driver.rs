@@ -28,6 +28,7 @@ use super::conn::{Conn, Stream};
 use super::listener::Transport;
 use super::metrics::RouteLabel;
 use super::tls::ServerTls;
+use super::upstream_tls::{route_tls, RouteTls};
 use crate::mux::{Action, Engine, Peer, Protocol, Stats, UpstreamId};
 
 /// Capacity reserved for the shared read buffer when it runs low.
@@ -92,6 +93,8 @@ pub(crate) struct Driver {
     armed: Cell<Option<u64>>,
     /// TLS for clients that ask for it (the engine only asks when this is set).
     tls: RefCell<Option<ServerTls>>,
+    /// TLS to the servers, per route (`None`: plaintext).
+    upstream_tls: RefCell<Vec<Option<RouteTls>>>,
     /// What the host counts itself (transports, TLS handshakes).
     pub(crate) counts: HostCounts,
 }
@@ -105,6 +108,10 @@ pub(crate) struct HostCounts {
     pub(crate) tls_ok: Cell<u64>,
     /// TLS handshakes that failed.
     pub(crate) tls_failed: Cell<u64>,
+    /// TLS handshakes with servers completed.
+    pub(crate) upstream_tls_ok: Cell<u64>,
+    /// TLS handshakes with servers that failed (certificate checks included).
+    pub(crate) upstream_tls_failed: Cell<u64>,
 }
 
 /// The listener kinds of [`HostCounts::accepted`], in order.
@@ -115,8 +122,13 @@ fn bump(c: &Cell<u64>) {
 }
 
 impl Driver {
-    /// Wraps an engine; the clock's zero is now.
-    pub(crate) fn new(engine: Engine, tls: Option<ServerTls>) -> io::Result<Rc<Driver>> {
+    /// Wraps an engine; the clock's zero is now. `upstream_tls` has one entry per route of
+    /// the engine's configuration.
+    pub(crate) fn new(
+        engine: Engine,
+        tls: Option<ServerTls>,
+        upstream_tls: Vec<Option<RouteTls>>,
+    ) -> io::Result<Rc<Driver>> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         Ok(Rc::new(Driver {
@@ -135,6 +147,7 @@ impl Driver {
             timer: Notify::new(),
             armed: Cell::new(None),
             tls: RefCell::new(tls),
+            upstream_tls: RefCell::new(upstream_tls),
             counts: HostCounts::default(),
         }))
     }
@@ -146,9 +159,18 @@ impl Driver {
 
     /// The engine's statistics.
     /// Applies a new engine configuration to the running engine (see `Engine::reload`).
+    /// The routes' TLS files are read first, so that a bad one changes nothing.
     pub(crate) fn reload(self: &Rc<Self>, config: crate::mux::Config) -> Result<(), String> {
+        for route in &config.routes {
+            route_tls(route)?;
+        }
         let now = self.now_ms();
         let result = self.engine.borrow_mut().reload(config, now);
+        let routes = self.routes();
+        *self.upstream_tls.borrow_mut() = routes
+            .iter()
+            .map(|r| route_tls(r).unwrap_or_default())
+            .collect();
         self.drain();
         result.map_err(|e| e.to_string())
     }
@@ -388,6 +410,10 @@ impl Driver {
                 let handshaking = conn.is_handshaking();
                 let received = conn.receive(&raw, &mut plain);
                 self.count_handshake(conn, handshaking, received.is_err());
+                if let (Err(e), Peer::Upstream(id)) = (&received, conn.peer) {
+                    // Most often a certificate the route's settings refuse: say so.
+                    tracing::warn!("upstream {id:?}: TLS: {e}");
+                }
                 if conn.queued() > 0 && conn.mark_dirty() {
                     self.dirty.borrow_mut().push(conn.clone());
                 }
@@ -429,10 +455,17 @@ impl Driver {
 
     /// Counts a TLS handshake that just completed, or failed (`failed` while `handshaking`).
     fn count_handshake(&self, conn: &Conn, handshaking: bool, failed: bool) {
+        let (ok, bad) = match conn.peer {
+            Peer::Client(_) => (&self.counts.tls_ok, &self.counts.tls_failed),
+            Peer::Upstream(_) => (
+                &self.counts.upstream_tls_ok,
+                &self.counts.upstream_tls_failed,
+            ),
+        };
         if handshaking && failed {
-            bump(&self.counts.tls_failed);
+            bump(bad);
         } else if conn.handshake_done() {
-            bump(&self.counts.tls_ok);
+            bump(ok);
         }
     }
 
@@ -680,6 +713,32 @@ impl Driver {
                         Err(e) => {
                             tracing::warn!("client {id:?}: cannot start TLS: {e}");
                             self.close(&conn);
+                        }
+                    }
+                }
+            }
+            Action::StartUpstreamTls { id, route } => {
+                let open = match self.upstreams.borrow().get(&id.0) {
+                    Some(Upstream::Open(c)) => Some(c.clone()),
+                    _ => None,
+                };
+                if let Some(conn) = open {
+                    let tls = self.upstream_tls.borrow().get(route).cloned().flatten();
+                    let started = match tls {
+                        Some(t) => conn
+                            .start_client_tls(t.config, t.name)
+                            .map_err(|e| e.to_string()),
+                        None => Err("the route has no TLS configuration".into()),
+                    };
+                    match started {
+                        Ok(()) => {
+                            if conn.mark_dirty() {
+                                self.dirty.borrow_mut().push(conn.clone());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("upstream {id:?}: cannot start TLS: {e}");
+                            self.lost(&conn);
                         }
                     }
                 }

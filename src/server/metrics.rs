@@ -201,14 +201,19 @@ pub(crate) fn render(stats: &Stats, labels: &[RouteLabel], host: &HostCounts) ->
             n.get()
         );
     }
-    out.push_str("# HELP muxql_tls_handshakes_total Client TLS handshakes, by result.\n");
+    out.push_str("# HELP muxql_tls_handshakes_total TLS handshakes, by side and result.\n");
     out.push_str("# TYPE muxql_tls_handshakes_total counter\n");
-    for (result, n) in [("ok", &host.tls_ok), ("failed", &host.tls_failed)] {
-        let _ = writeln!(
-            out,
-            "muxql_tls_handshakes_total{{result=\"{result}\"}} {}",
-            n.get()
-        );
+    for (side, ok, failed) in [
+        ("client", &host.tls_ok, &host.tls_failed),
+        ("upstream", &host.upstream_tls_ok, &host.upstream_tls_failed),
+    ] {
+        for (result, n) in [("ok", ok), ("failed", failed)] {
+            let _ = writeln!(
+                out,
+                "muxql_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}} {}",
+                n.get()
+            );
+        }
     }
     out
 }
@@ -305,8 +310,10 @@ mod tests {
         let text = render(&stats, &[label], &host);
         let l = "route=\"my\\\"db\",user=\"app\",protocol=\"mysql\"";
         assert!(text.contains("muxql_client_connections_total{listener=\"ws\"} 7\n"));
-        assert!(text.contains("muxql_tls_handshakes_total{result=\"ok\"} 3\n"));
-        assert!(text.contains("muxql_tls_handshakes_total{result=\"failed\"} 0\n"));
+        let tls = "muxql_tls_handshakes_total{side=";
+        assert!(text.contains(&format!("{tls}\"client\",result=\"ok\"}} 3\n")));
+        assert!(text.contains(&format!("{tls}\"client\",result=\"failed\"}} 0\n")));
+        assert!(text.contains(&format!("{tls}\"upstream\",result=\"ok\"}} 0\n")));
         assert!(text.contains(&format!("muxql_clients{{{l}}} 500\n")));
         assert!(text.contains(&format!("muxql_peak_upstreams{{{l}}} 8\n")));
         assert!(text.contains(&format!("muxql_wait_seconds_total{{{l}}} 1.5\n")));

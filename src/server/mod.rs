@@ -20,6 +20,8 @@ mod driver;
 mod listener;
 mod metrics;
 mod tls;
+mod upstream_tls;
+mod upstream_url;
 mod ws;
 
 use std::future::Future;
@@ -34,11 +36,11 @@ use tokio::task::LocalSet;
 
 pub use config::{
     engine_config_from_toml, parse_duration, Args, ConfigError, FileConfig, FileRoute, FileUser,
-    ListenAddr, ServerConfig, TlsFiles, UpstreamUrl, WsListen, DEFAULT_POOL_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    ListenAddr, ServerConfig, TlsFiles, WsListen, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use driver::Driver;
 use listener::{Listener, Transport};
+pub use upstream_url::UpstreamUrl;
 
 use crate::mux::Protocol;
 
@@ -133,6 +135,10 @@ impl Server {
             None => None,
         };
         config.engine.tls_server_end_point = tls.as_ref().and_then(|t| t.end_point.clone());
+        let upstream_tls = (config.engine.routes.iter())
+            .map(upstream_tls::route_tls)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Tls)?;
         let engine = crate::mux::Engine::new(config.engine).map_err(ConfigError::from)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -163,7 +169,7 @@ impl Server {
             None => None,
         };
         Ok(Server {
-            driver: Driver::new(engine, tls)?,
+            driver: Driver::new(engine, tls, upstream_tls)?,
             local: LocalSet::new(),
             listeners,
             metrics,

@@ -16,7 +16,7 @@ use crate::mux::session::{UpPhase, Upstream, UpstreamCore};
 use crate::mux::Action;
 use crate::mysql::auth::{ClientAuth, ClientAuthStep};
 use crate::mysql::command::code::COM_QUERY;
-use crate::mysql::handshake::{HandshakeResponse41, HandshakeV10};
+use crate::mysql::handshake::{HandshakeResponse41, HandshakeV10, SslRequest};
 use crate::mysql::result_reader::{Expect, ResponseReader};
 use crate::mysql::{CapabilityFlags, PacketCodec, StatusFlags};
 
@@ -25,7 +25,8 @@ use super::pool::MyBaseline;
 
 /// Capabilities muxql offers MySQL clients. Not offered, so that every client frames results
 /// as the upstreams do: `CLIENT_DEPRECATE_EOF`, `CLIENT_FOUND_ROWS`, `CLIENT_IGNORE_SPACE`,
-/// compression, TLS (not yet), query attributes and MariaDB's extended capabilities.
+/// compression, query attributes and MariaDB's extended capabilities (TLS is added when
+/// the client asks for it and a certificate is configured).
 pub(crate) const CLIENT_CAPS: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
     .union(CapabilityFlags::CLIENT_LONG_FLAG)
     .union(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
@@ -288,18 +289,35 @@ impl Engine {
                     if !hello.capabilities.contains(REQUIRED_CAPS) {
                         return self.upstream_lost(id, "the server lacks session tracking");
                     }
+                    let tls = route.upstream_tls;
+                    let offers_tls = hello.capabilities.contains(CapabilityFlags::CLIENT_SSL);
+                    if tls.required() && !offers_tls {
+                        return self.upstream_lost(
+                            id,
+                            "the server does not offer TLS, which the route requires",
+                        );
+                    }
+                    let use_tls = tls.requested() && offers_tls;
+                    // Bytes behind the greeting came before the handshake, in plaintext
+                    // anyone on the path could have written: never read them as the server's.
+                    if use_tls && !u.core.buf.is_empty() {
+                        return self.upstream_lost(id, "the server sent data behind its greeting");
+                    }
                     let auth = match ClientAuth::new(
                         hello.auth_plugin_name.as_deref(),
                         &hello.auth_plugin_data,
                         route.upstream_password.as_bytes(),
-                        false,
+                        use_tls,
                         self.rng.array(),
                     ) {
                         Ok(a) => a.allow_public_key_request(true),
                         Err(e) => return self.upstream_lost(id, &format!("login: {e}")),
                     };
-                    let caps = (CLIENT_CAPS | CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+                    let mut caps = (CLIENT_CAPS | CapabilityFlags::CLIENT_CONNECT_WITH_DB)
                         & hello.capabilities;
+                    if use_tls {
+                        caps |= CapabilityFlags::CLIENT_SSL;
+                    }
                     let response = HandshakeResponse41 {
                         capabilities: caps,
                         max_packet_size: 1 << 30,
@@ -326,15 +344,34 @@ impl Engine {
                     }
                     u.caps = caps;
                     u.thread_id = hello.connection_id;
+                    // Over TLS the login is the packet after the SSLRequest (sequence id 1),
+                    // sent once the handshake is done.
+                    let seq = u8::from(use_tls) + 1;
                     u.login = Some(MyUpLogin::Auth {
                         auth: Box::new(auth),
-                        seq: 2,
+                        seq: seq + 1,
                         version: hello.server_version,
                         thread_id: hello.connection_id,
                     });
+                    if use_tls {
+                        let mut request = BytesMut::new();
+                        SslRequest {
+                            capabilities: caps,
+                            max_packet_size: 1 << 30,
+                            character_set: UPSTREAM_COLLATION,
+                        }
+                        .encode(&mut request);
+                        let route = u.core.route;
+                        self.actions.push_back(Action::SendUpstream {
+                            id,
+                            bytes: packet(&request, 1),
+                        });
+                        self.actions
+                            .push_back(Action::StartUpstreamTls { id, route });
+                    }
                     self.actions.push_back(Action::SendUpstream {
                         id,
-                        bytes: packet(&out, 1),
+                        bytes: packet(&out, seq),
                     });
                 }
                 MyUpLogin::Auth {

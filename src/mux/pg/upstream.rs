@@ -17,11 +17,13 @@ use crate::pg::auth::{self, ScramClient, SCRAM_SHA_256};
 use crate::pg::backend::{Authentication, BackendMessage};
 use crate::pg::frame::{split_frame, Direction};
 use crate::pg::frontend::{encode_password_message, encode_sasl_response, SaslInitialResponse};
-use crate::pg::startup::{CancelRequest, ProtocolVersion, Startup, PROTOCOL_3_0};
+use crate::pg::startup::{CancelRequest, ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
 
 /// Login progress.
 #[derive(Debug, Default)]
 pub(crate) struct UpLogin {
+    /// An SSLRequest was sent; its one-byte answer is awaited.
+    ssl_requested: bool,
     scram: Option<ScramClient>,
     params: Vec<(Bytes, Bytes)>,
 }
@@ -94,7 +96,8 @@ impl PgUpstream {
 }
 
 impl Engine {
-    /// The host connected an upstream: send the startup packet.
+    /// The host connected an upstream: send the SSLRequest when the route asks for TLS, the
+    /// startup packet otherwise.
     pub(crate) fn pg_upstream_connected(&mut self, id: UpstreamId) {
         let Some(u) = self.upstreams.pg_mut(id) else {
             return;
@@ -103,7 +106,29 @@ impl Engine {
             return;
         }
         u.core.phase = UpPhase::LoggingIn;
-        u.login = Some(Box::default());
+        let tls = self.config.routes[u.core.route].upstream_tls;
+        u.login = Some(Box::new(UpLogin {
+            ssl_requested: tls.requested(),
+            ..UpLogin::default()
+        }));
+        if !tls.requested() {
+            return self.pg_send_startup(id);
+        }
+        let mut out = BytesMut::new();
+        match StartupRequest::SslRequest.encode(&mut out) {
+            Ok(()) => self.actions.push_back(Action::SendUpstream {
+                id,
+                bytes: out.freeze(),
+            }),
+            Err(e) => self.upstream_lost(id, &format!("cannot encode SSLRequest: {e}")),
+        }
+    }
+
+    /// Sends the startup packet with the route's user and database.
+    fn pg_send_startup(&mut self, id: UpstreamId) {
+        let Some(u) = self.upstreams.pg_mut(id) else {
+            return;
+        };
         let route = &self.config.routes[u.core.route];
         let startup = Startup {
             version: ProtocolVersion(PROTOCOL_3_0),
@@ -128,6 +153,53 @@ impl Engine {
         }
     }
 
+    /// The server's one-byte answer to the SSLRequest (Protocol, "SSL Session Encryption").
+    /// Returns whether the login goes on with the startup packet.
+    fn pg_ssl_answer(&mut self, id: UpstreamId) -> bool {
+        let Some(u) = self.upstreams.pg_mut(id) else {
+            return false;
+        };
+        let route = u.core.route;
+        let tls = self.config.routes[route].upstream_tls;
+        let answer = u.core.buf.first().copied();
+        // Bytes behind the answer were sent before the handshake, in plaintext that anyone on
+        // the path could have written (CVE-2021-23222): never read them as the server's.
+        if u.core.buf.len() > 1 {
+            self.upstream_lost(id, "the server sent data behind its answer to SSLRequest");
+            return false;
+        }
+        let Some(answer) = answer else {
+            return false;
+        };
+        u.core.buf.clear();
+        if let Some(login) = u.login.as_deref_mut() {
+            login.ssl_requested = false;
+        }
+        match answer {
+            b'S' => {
+                self.actions
+                    .push_back(Action::StartUpstreamTls { id, route });
+                self.pg_send_startup(id);
+                true
+            }
+            b'N' if !tls.required() => {
+                self.pg_send_startup(id);
+                true
+            }
+            b'N' => {
+                self.upstream_lost(
+                    id,
+                    "the server does not accept TLS, which the route requires",
+                );
+                false
+            }
+            _ => {
+                self.upstream_lost(id, "the server answered SSLRequest with neither S nor N");
+                false
+            }
+        }
+    }
+
     /// Handles an upstream's buffered input as its phase requires.
     pub(crate) fn pg_upstream_input(&mut self, id: UpstreamId) {
         let Some(u) = self.upstreams.pg_mut(id) else {
@@ -143,6 +215,14 @@ impl Engine {
 
     /// Handles login messages until the first ReadyForQuery.
     fn pg_upstream_login(&mut self, id: UpstreamId) {
+        let awaiting_ssl = self
+            .upstreams
+            .pg_mut(id)
+            .and_then(|u| u.login.as_deref())
+            .is_some_and(|l| l.ssl_requested);
+        if awaiting_ssl && !self.pg_ssl_answer(id) {
+            return;
+        }
         loop {
             let limits = self.limits;
             let Some(u) = self.upstreams.pg_mut(id) else {
