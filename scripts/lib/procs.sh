@@ -92,6 +92,8 @@ logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
+; The test PostgreSQL offers TLS; every peer in a comparison connects to it in plaintext.
+server_tls_sslmode = disable
 INI
   if "$bin" --version 2>/dev/null | grep -qE 'PgBouncer 1\.(2[1-9]|[3-9][0-9])'; then
     # 1.21 and later pool prepared statements in transaction mode.

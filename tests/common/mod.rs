@@ -203,6 +203,27 @@ impl MyEnv {
     }
 }
 
+/// TLS of both servers: a throwaway CA of `scripts/dbs` and users that must use TLS.
+#[derive(Debug, Clone)]
+pub struct TlsEnv {
+    /// The CA the servers' certificate chains to (`MUXQL_TLS_CA`).
+    pub ca: PathBuf,
+    /// An unrelated CA (`MUXQL_TLS_WRONG_CA`).
+    pub wrong_ca: PathBuf,
+    /// Client certificate, CN = `cert_user` (`MUXQL_TLS_CLIENT_CERT`).
+    pub client_cert: PathBuf,
+    /// Its key (`MUXQL_TLS_CLIENT_KEY`).
+    pub client_key: PathBuf,
+    /// PostgreSQL user that may log in only over TLS (`MUXQL_PG_TLS_USER`).
+    pub pg_user: String,
+    /// PostgreSQL user that also needs the client certificate (`MUXQL_PG_TLS_CERT_USER`).
+    pub pg_cert_user: String,
+    /// MariaDB user that may log in only over TLS (`MUXQL_MY_TLS_USER`).
+    pub my_user: String,
+    /// MariaDB user that also needs the client certificate (`MUXQL_MY_TLS_CERT_USER`).
+    pub my_cert_user: String,
+}
+
 /// Both servers plus the state directory they live in.
 #[derive(Debug)]
 pub struct Dbs {
@@ -212,6 +233,8 @@ pub struct Dbs {
     pub pg: PgEnv,
     /// MariaDB parameters.
     pub my: MyEnv,
+    /// TLS of both.
+    pub tls: TlsEnv,
     /// True when this test process started the servers (a watchdog stops them).
     pub owned: bool,
 }
@@ -234,6 +257,11 @@ pub fn pg() -> &'static PgEnv {
 /// The test MariaDB server.
 pub fn mariadb() -> &'static MyEnv {
     &dbs().my
+}
+
+/// TLS of the test servers.
+pub fn tls() -> &'static TlsEnv {
+    &dbs().tls
 }
 
 /// Root of the muxql repository (where `scripts/` lives).
@@ -374,6 +402,16 @@ fn from_vars(vars: &HashMap<String, String>, owned: bool) -> Result<Dbs, String>
                 .get("MUXQL_MY_ROOT_PASSWORD")
                 .cloned()
                 .unwrap_or_default(),
+        },
+        tls: TlsEnv {
+            ca: PathBuf::from(get("MUXQL_TLS_CA")?),
+            wrong_ca: PathBuf::from(get("MUXQL_TLS_WRONG_CA")?),
+            client_cert: PathBuf::from(get("MUXQL_TLS_CLIENT_CERT")?),
+            client_key: PathBuf::from(get("MUXQL_TLS_CLIENT_KEY")?),
+            pg_user: get("MUXQL_PG_TLS_USER")?,
+            pg_cert_user: get("MUXQL_PG_TLS_CERT_USER")?,
+            my_user: get("MUXQL_MY_TLS_USER")?,
+            my_cert_user: get("MUXQL_MY_TLS_CERT_USER")?,
         },
         owned,
     })
