@@ -2,7 +2,9 @@
 // Host: drives one Engine from Node's event loop. Client connections are endpoints (see
 // `socketEndpoint` and pool.js); upstream connections are sockets the host opens itself.
 
+const fs = require('node:fs');
 const net = require('node:net');
+const tls = require('node:tls');
 const { performance } = require('node:perf_hooks');
 const { Engine, ActionKind, PeerKind } = require('../native.js');
 const { withCode } = require('./engine.js');
@@ -14,6 +16,30 @@ const now = () => Math.floor(performance.now());
 const CLOSE_LINGER_MS = 5000;
 /** Longest a cancel's side connection may stay open, in ms (the Engine waits at most 5 s). */
 const CANCEL_TIMEOUT_MS = 10000;
+
+/**
+ * `tls.connect` options for a route's upstream TLS settings (the Engine's modes: prefer and
+ * require without a CA do not check the certificate; verify-ca checks the chain;
+ * verify-full also the host name). Files are read once, when the host starts.
+ * @param {import('../native').RouteOptions} route
+ */
+function upstreamTlsOptions(route) {
+  const mode = route.upstreamTls ?? 'disable';
+  if (mode === 'disable') return null;
+  const read = (path) => (path ? fs.readFileSync(path) : undefined);
+  const ca = read(route.upstreamTlsCa);
+  const checked = mode === 'verify-ca' || mode === 'verify-full' || (mode === 'require' && ca);
+  const { host = 'localhost' } = route.target.startsWith('/') ? {} : connectOptions(route.target);
+  return {
+    host,
+    servername: net.isIP(host) ? undefined : host,
+    ca,
+    cert: read(route.upstreamTlsCert),
+    key: read(route.upstreamTlsKey),
+    rejectUnauthorized: Boolean(checked),
+    checkServerIdentity: mode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
+  };
+}
 
 /**
  * A route target (`host:port`, `[v6]:port` or a Unix socket path) as `net.connect` options.
@@ -39,6 +65,13 @@ class Host {
       this.engine = new Engine(options);
     } catch (err) {
       throw withCode(err, 'MUXQL_INVALID_CONFIG');
+    }
+    try {
+      /** Per route: options for `tls.connect` when the Engine asks for upstream TLS. */
+      this.routeTls = options.routes.map(upstreamTlsOptions);
+    } catch (err) {
+      this.engine.close();
+      throw Object.assign(err, { code: 'MUXQL_INVALID_CONFIG' });
     }
     this.unref = Boolean(settings.unref);
     /** @type {Map<number, {endpoint: any, blocked: boolean}>} */
@@ -219,6 +252,9 @@ class Host {
       case ActionKind.ResumeUpstream:
         this.upstreams.get(a.id)?.socket.resume();
         break;
+      case ActionKind.StartUpstreamTls:
+        this.startUpstreamTls(a.id, a.route);
+        break;
       case ActionKind.StartTls: {
         // Only asked for when `clientTls` is set, which this host does not terminate: the
         // client is closed (the option is refused by createProxy and createPool).
@@ -246,6 +282,29 @@ class Host {
       this.engine.upstreamConnected(id, now());
       this.run();
     });
+    this.watchUpstream(id, u);
+  }
+
+  /**
+   * Runs TLS on upstream `id` from now on: writes go through the TLS socket (which holds
+   * them until the handshake is done), reads come out of it decrypted.
+   */
+  startUpstreamTls(id, route) {
+    const u = this.upstreams.get(id);
+    if (!u) return;
+    const options = this.routeTls[route];
+    const raw = u.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('drain');
+    raw.removeAllListeners('close');
+    const secure = tls.connect({ ...options, socket: raw });
+    u.socket = secure;
+    this.watchUpstream(id, u);
+  }
+
+  /** Feeds what upstream `id`'s socket reads to the Engine and reports its end. */
+  watchUpstream(id, u) {
+    const socket = u.socket;
     socket.on('data', (data) => {
       if (this.upstreams.get(id) !== u) return;
       this.engine.upstreamData(id, data, now());

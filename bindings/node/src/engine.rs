@@ -43,6 +43,11 @@ pub enum ActionKind {
     /// read and written is TLS, starting with `data` (records the client sent right behind
     /// its request). When the handshake fails, report the client closed.
     StartTls = 11,
+    /// Switch upstream `id` to TLS with route `route`'s settings (`upstreamTls` and its
+    /// files): what was written goes out as it is, then everything is TLS; the Engine's next
+    /// bytes for it may follow at once. Check the certificate as the mode says; when the
+    /// handshake or the check fails, report the upstream closed.
+    StartUpstreamTls = 12,
 }
 
 /// Which side a backpressure report is about.
@@ -61,7 +66,7 @@ pub struct Action {
     pub kind: ActionKind,
     /// The client or upstream it is for.
     pub id: i64,
-    /// Index of the route (ConnectUpstream, SendCancel).
+    /// Index of the route (ConnectUpstream, SendCancel, StartUpstreamTls).
     pub route: Option<u32>,
     /// Bytes to write, the target to connect to, or TLS records.
     pub data: Option<Buffer>,
@@ -417,6 +422,10 @@ fn action(e: &mux::Engine, a: mux::Action) -> Result<Action> {
         mux::Action::StartTls { id, records } => Action {
             data: Some(buffer(records)),
             ..simple(ActionKind::StartTls, id.0)
+        },
+        mux::Action::StartUpstreamTls { id, route } => Action {
+            route: Some(route as u32),
+            ..simple(ActionKind::StartUpstreamTls, id.0)
         },
         mux::Action::PauseReading { peer } => match peer {
             Peer::Client(id) => simple(ActionKind::PauseClient, id.0),

@@ -3,7 +3,8 @@
 //! Names follow the `muxql` command's TOML settings (docs/configuration.md) in camelCase.
 
 use muxql::mux::{
-    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, User,
+    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, UpstreamTls,
+    User,
 };
 use napi_derive::napi;
 
@@ -32,6 +33,15 @@ pub struct RouteOptions {
     /// Pool mode (default transaction).
     #[napi(ts_type = "'transaction' | 'session'")]
     pub pool_mode: Option<String>,
+    /// TLS to the server (libpq's sslmode names; default disable).
+    #[napi(ts_type = "'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'")]
+    pub upstream_tls: Option<String>,
+    /// PEM file of the CA the server's certificate must chain to (the verify modes need it).
+    pub upstream_tls_ca: Option<String>,
+    /// PEM file of the client certificate muxql presents (with `upstreamTlsKey`).
+    pub upstream_tls_cert: Option<String>,
+    /// PEM file of its private key.
+    pub upstream_tls_key: Option<String>,
 }
 
 /// A user clients may log in as.
@@ -149,6 +159,13 @@ impl EngineOptions {
             if let Some(m) = named("pool mode", r.pool_mode.as_deref(), PoolMode::from_name)? {
                 route.pool_mode = m;
             }
+            let tls = r.upstream_tls.as_deref();
+            if let Some(t) = named("upstream TLS mode", tls, UpstreamTls::from_name)? {
+                route.upstream_tls = t;
+            }
+            route.upstream_tls_ca = r.upstream_tls_ca;
+            route.upstream_tls_cert = r.upstream_tls_cert;
+            route.upstream_tls_key = r.upstream_tls_key;
             c.routes.push(route);
         }
         for u in self.users.unwrap_or_default() {
