@@ -358,3 +358,43 @@ fn mysql_clients_switch_to_tls_and_bytes_behind_the_request_stay_tls() {
     assert_eq!(err.code, 3159);
     assert_eq!(out.closed_clients, vec![b]);
 }
+
+/// A client of a listener the host encrypts itself (wss) is not offered TLS again and meets
+/// a TLS requirement; the listener may pick its own authentication plugin.
+#[test]
+fn mysql_clients_the_host_encrypts_meet_the_tls_requirement() {
+    use muxql::mux::{ClientTls, Listener};
+    let mut cfg = config(1);
+    cfg.client_tls = ClientTls::Require;
+    let mut sim = Sim::new(cfg);
+    let mut listener = Listener::new(Protocol::Mysql);
+    listener.secure = true;
+    listener.mysql_auth = Some(MysqlAuth::NativePassword);
+    let a = sim.engine.client_open_on(&listener, sim.now);
+    let mut out = sim.drain();
+    for u in out.connects.clone() {
+        out = sim.login_upstream(u, 100);
+    }
+    let greeting = HandshakeV10::parse(&out.packets_to_client(a)[0]).expect("greeting");
+    assert!(!greeting.capabilities.contains(CapabilityFlags::CLIENT_SSL));
+    let response = HandshakeResponse41 {
+        capabilities: caps(),
+        max_packet_size: 1 << 24,
+        character_set: 45,
+        username: Bytes::from_static(b"alice"),
+        auth_response: Bytes::from(native::scramble_password(
+            &greeting.auth_plugin_data,
+            PASSWORD.as_bytes(),
+        )),
+        database: Some(Bytes::from_static(b"db")),
+        auth_plugin_name: Some(Bytes::from_static(native::NAME)),
+        connect_attrs: vec![],
+        zstd_compression_level: None,
+    };
+    let mut p = BytesMut::new();
+    response.encode(&mut p).unwrap();
+    let out = sim.client_send(a, frame(&p, 1));
+    assert!(out.closed_clients.is_empty(), "{out:?}");
+    let ok = &out.packets_to_client(a)[0];
+    assert_eq!(ok[0], 0x00, "logged in: {ok:?}");
+}

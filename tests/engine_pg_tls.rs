@@ -3,7 +3,7 @@
 
 mod pg_sim;
 
-use muxql::mux::ClientTls;
+use muxql::mux::{ClientTls, Listener};
 use pg_sim::*;
 
 fn ssl_request() -> BytesMut {
@@ -154,4 +154,59 @@ fn direct_tls_hands_the_first_bytes_to_tls() {
     );
     let out = sim.client_send_raw(a, startup());
     assert_eq!(out.connects.len(), 1, "logged in over TLS: {out:?}");
+}
+
+fn listener(secure: bool, auth: Option<ClientAuth>) -> Listener {
+    let mut l = Listener::new(Protocol::Postgres);
+    l.secure = secure;
+    l.client_auth = auth;
+    l
+}
+
+/// A client of a listener the host encrypts itself (wss, TLS from the first byte) meets a TLS
+/// requirement without an SSLRequest; before listeners were told apart, every such client was
+/// refused with 28000 when `client_tls = require`.
+#[test]
+fn a_client_the_host_encrypts_meets_the_tls_requirement() {
+    let mut sim = with_tls(ClientTls::Require);
+    let a = sim.engine.client_open_on(&listener(true, None), sim.now);
+    let out = sim.client_send_raw(a, startup());
+    assert!(out.closed_clients.is_empty(), "{out:?}");
+    assert_eq!(out.connects.len(), 1);
+    // No TLS inside TLS: an SSLRequest there is answered N.
+    let b = sim.engine.client_open_on(&listener(true, None), sim.now);
+    let out = sim.client_send_raw(b, ssl_request());
+    assert_eq!(&bytes_for(&out.to_clients, b)[..], b"N");
+    assert!(out.flow.is_empty());
+}
+
+/// Each listener may authenticate its own way: cleartext (for pipelined logins) on one, SCRAM
+/// on the others.
+#[test]
+fn a_listener_overrides_the_authentication_method() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_auth = ClientAuth::ScramSha256;
+    let mut sim = Sim::new(cfg);
+    let first_request = |sim: &mut Sim, l: Listener| {
+        let a = sim.engine.client_open_on(&l, sim.now);
+        let out = sim.client_send_raw(a, startup());
+        for u in out.connects.clone() {
+            sim.login_upstream(u, 9);
+        }
+        frames(bytes_for(&out.to_clients, a), Direction::Backend)
+            .iter()
+            .find_map(|f| match BackendMessage::parse(f) {
+                Ok(BackendMessage::Authentication(a)) => Some(a),
+                _ => None,
+            })
+            .expect("an authentication request")
+    };
+    assert!(matches!(
+        first_request(&mut sim, listener(true, Some(ClientAuth::Cleartext))),
+        muxql::pg::backend::Authentication::CleartextPassword
+    ));
+    assert!(matches!(
+        first_request(&mut sim, listener(false, None)),
+        muxql::pg::backend::Authentication::Sasl { .. }
+    ));
 }

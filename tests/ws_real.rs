@@ -228,6 +228,34 @@ fn mysql_over_websocket() {
 /// The same PostgreSQL client over `wss`: TLS from the first byte, verified against the CA.
 #[test]
 fn postgres_over_websocket_with_tls() {
+    let (dir, ca, cert_path, key_path) = certificates();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // `--client-tls require` is met by wss itself: before listeners told the Engine that the
+    // host encrypts them, every wss client was refused with 28000.
+    let _m = start_pg(&[
+        "--listen-wss",
+        &listen,
+        "--tls-cert",
+        cert_path.to_str().expect("path"),
+        "--tls-key",
+        key_path.to_str().expect("path"),
+        "--client-tls",
+        "require",
+    ]);
+    let mut ws = wss_client(port, &ca);
+    assert_eq!(pg_login_and_query(&mut ws, false), "42");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A scratch dir with a CA and a server certificate for localhost it signed: (dir, CA,
+/// certificate file, key file).
+fn certificates() -> (
+    std::path::PathBuf,
+    rcgen::Certificate,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let dir = std::env::temp_dir().join(common::unique_name("muxql_wss"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_key = rcgen::KeyPair::generate().expect("key");
@@ -242,16 +270,104 @@ fn postgres_over_websocket_with_tls() {
     let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
     std::fs::write(&cert_path, cert.pem()).expect("write");
     std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    (dir, ca, cert_path, key_path)
+}
+
+/// A `[[listeners]]` entry with its own authentication: cleartext passwords, sent ahead in
+/// the same message as the startup packet (a pipelined login, as @neondatabase/serverless
+/// sends it), are accepted over `wss` only, while the top-level `auth` stays SCRAM.
+#[test]
+fn a_wss_listener_takes_pipelined_cleartext_logins_while_tcp_keeps_scram() {
+    let (dir, ca, cert_path, key_path) = certificates();
+    let pg = common::pg();
     let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _m = start_pg(&[
-        "--listen-wss",
-        &listen,
-        "--tls-cert",
-        cert_path.to_str().expect("path"),
-        "--tls-key",
-        key_path.to_str().expect("path"),
+    let config = dir.join("muxql.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams = [{upstream:?}]\nauth = \"scram\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\n\
+             [[listeners]]\nlisten = \"127.0.0.1:{port}\"\nwebsocket = \"wss\"\nauth = \"cleartext\"\n",
+            upstream = pg.url(&pg.scram_user),
+            cert = cert_path.display().to_string(),
+            key = key_path.display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let m = Muxql::start(&[
+        "--config",
+        config.to_str().expect("path"),
+        "--log-level",
+        "warn",
     ]);
+    let mut ws = wss_client(port, &ca);
+    let mut first = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: vec![
+            (
+                Bytes::from_static(b"user"),
+                Bytes::from(pg.scram_user.clone()),
+            ),
+            (Bytes::from_static(b"database"), Bytes::from(pg.db.clone())),
+        ],
+    })
+    .encode(&mut first)
+    .expect("startup");
+    muxql::pg::frontend::encode_password_message(&mut first, pg.password.as_bytes())
+        .expect("password");
+    FrontendMessage::Query(Bytes::from_static(b"SELECT 40 + 2"))
+        .encode(&mut first)
+        .expect("query");
+    ws.send(Message::binary(first.to_vec())).expect("send");
+    let mut buf = BytesMut::new();
+    read_until(&mut ws, &mut buf, |b| {
+        pg_until_ready(&mut b.clone()).is_some()
+    });
+    let welcome = pg_until_ready(&mut buf).expect("welcome");
+    assert!(
+        welcome
+            .iter()
+            .all(|m| !matches!(m, BackendMessage::ErrorResponse(_))),
+        "{welcome:?}"
+    );
+    read_until(&mut ws, &mut buf, |b| {
+        pg_until_ready(&mut b.clone()).is_some()
+    });
+    let answer = pg_until_ready(&mut buf).expect("answer");
+    assert!(
+        answer
+            .iter()
+            .any(|m| matches!(m, BackendMessage::DataRow(_))),
+        "{answer:?}"
+    );
+    // The plain TCP listener still asks for SCRAM (AuthenticationSASL, code 10).
+    let mut tcp = TcpStream::connect(("127.0.0.1", m.port)).expect("connect");
+    let mut startup = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: vec![
+            (
+                Bytes::from_static(b"user"),
+                Bytes::from(pg.scram_user.clone()),
+            ),
+            (Bytes::from_static(b"database"), Bytes::from(pg.db.clone())),
+        ],
+    })
+    .encode(&mut startup)
+    .expect("startup");
+    tcp.write_all(&startup).expect("send");
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head)
+        .expect("an authentication request");
+    assert_eq!((head[0], &head[5..9]), (b'R', &10u32.to_be_bytes()[..]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A TLS client of `wss://localhost:port/` trusting `ca`.
+fn wss_client(
+    port: u16,
+    ca: &rcgen::Certificate,
+) -> WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).expect("root");
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -265,8 +381,6 @@ fn postgres_over_websocket_with_tls() {
     let tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let stream = rustls::StreamOwned::new(tls, tcp);
-    let (mut ws, _) =
-        tungstenite::client(format!("wss://localhost:{port}/"), stream).expect("upgrade");
-    assert_eq!(pg_login_and_query(&mut ws, false), "42");
-    std::fs::remove_dir_all(&dir).ok();
+    let (ws, _) = tungstenite::client(format!("wss://localhost:{port}/"), stream).expect("upgrade");
+    ws
 }

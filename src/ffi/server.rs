@@ -106,6 +106,7 @@ pub unsafe extern "C" fn muxql_server_start(
             listen_pg,
             listen_mysql,
             listen_ws: Vec::new(),
+            listeners: Vec::new(),
             metrics: None,
             shutdown_timeout: Duration::from_millis(shutdown_timeout_ms),
             log_level: None,

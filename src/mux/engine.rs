@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
 use super::ids::{ClientId, Slots, UpstreamId};
+use super::listener::Listener;
 use super::mysql::client::MyUserSecret;
 use super::pg::session::UserSecret;
 use super::pg::sql_verdicts::SqlVerdicts;
@@ -111,10 +112,18 @@ impl Engine {
         &self.config
     }
 
-    /// A client connected to a listener speaking `protocol`.
+    /// A client connected to a plaintext listener speaking `protocol`, with the Config's
+    /// login settings (see [`Engine::client_open_on`]).
     pub fn client_open(&mut self, protocol: Protocol, now_ms: u64) -> ClientId {
+        self.client_open_on(&Listener::new(protocol), now_ms)
+    }
+
+    /// A client connected to `listener`.
+    pub fn client_open_on(&mut self, listener: &Listener, now_ms: u64) -> ClientId {
         self.now = now_ms;
-        let id = ClientId(self.clients.insert(Engine::new_client(protocol)));
+        let login = listener.resolve(&self.config);
+        let client = Engine::new_client(listener.protocol, login);
+        let id = ClientId(self.clients.insert(client));
         self.logging_in += 1;
         let deadline = deadline_after(now_ms, self.config.client_login_timeout_ms);
         if deadline != u64::MAX {

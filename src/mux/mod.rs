@@ -26,6 +26,7 @@ mod config;
 mod engine;
 mod error;
 mod ids;
+mod listener;
 pub(crate) mod mysql;
 pub(crate) mod pg;
 mod pool;
@@ -43,4 +44,5 @@ pub use config::{
 };
 pub use engine::Engine;
 pub use ids::{ClientId, Peer, UpstreamId};
+pub use listener::Listener;
 pub use stats::{RouteStats, Stats};

@@ -21,12 +21,14 @@ use crate::mysql::command::code::COM_QUIT;
 use crate::mysql::errcode;
 use crate::pg::sqlstate;
 
+use super::listener::LoginSettings;
+
 impl Engine {
-    /// A new client session of `protocol`, logging in.
-    pub(crate) fn new_client(protocol: Protocol) -> Client {
+    /// A new client session of `protocol`, logging in with `login`'s settings.
+    pub(crate) fn new_client(protocol: Protocol, login: LoginSettings) -> Client {
         match protocol {
-            Protocol::Postgres => Client::Pg(PgClient::new()),
-            Protocol::Mysql => Client::My(MyClient::new()),
+            Protocol::Postgres => Client::Pg(PgClient::new(login)),
+            Protocol::Mysql => Client::My(MyClient::new(login)),
         }
     }
 

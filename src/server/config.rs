@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use super::listen_spec::{FileListener, ListenerSpec};
 use super::upstream_url::UpstreamUrl;
 use crate::mux::{
     self, ClientAuth, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, UpstreamTls, User,
@@ -78,6 +79,14 @@ pub enum ConfigError {
         value: String,
         /// The accepted values.
         expected: &'static str,
+    },
+    /// A `[[listeners]]` entry has a bad value.
+    #[error("listener {index}: {reason}")]
+    Listener {
+        /// Zero-based position in `[[listeners]]`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
     },
     /// A route in the file lacks a required key or has a bad value.
     #[error("route {index}: {reason}")]
@@ -160,6 +169,8 @@ pub struct ServerConfig {
     pub listen_mysql: Vec<ListenAddr>,
     /// WebSocket listeners.
     pub listen_ws: Vec<WsListen>,
+    /// Listeners with settings of their own (the file's `[[listeners]]`).
+    pub listeners: Vec<ListenerSpec>,
     /// Address of the Prometheus `/metrics` endpoint, if any.
     pub metrics: Option<SocketAddr>,
     /// How long running transactions may take to finish after a shutdown signal.
@@ -303,6 +314,9 @@ pub struct FileConfig {
     /// WebSocket over TLS listen addresses.
     #[serde(default)]
     pub listen_wss: Vec<String>,
+    /// Listeners with settings of their own.
+    #[serde(default)]
+    pub listeners: Vec<FileListener>,
     /// Metrics address.
     pub metrics: Option<String>,
     /// Log filter.
@@ -726,10 +740,19 @@ impl ServerConfig {
         };
         let mut listen_ws = ws(&args.listen_ws, &file.listen_ws, false)?;
         listen_ws.extend(ws(&args.listen_wss, &file.listen_wss, true)?);
-        if listen_pg.is_empty() && listen_mysql.is_empty() && listen_ws.is_empty() {
+        let listeners = (file.listeners.iter().enumerate())
+            .map(|(i, l)| ListenerSpec::from_file(i, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen_pg.is_empty()
+            && listen_mysql.is_empty()
+            && listen_ws.is_empty()
+            && listeners.is_empty()
+        {
             return Err(ConfigError::NoListener);
         }
-        if listen_ws.iter().any(|l| l.tls) && tls.is_none() {
+        let need_cert = listen_ws.iter().any(|l| l.tls)
+            || listeners.iter().any(ListenerSpec::needs_certificate);
+        if need_cert && tls.is_none() {
             return Err(ConfigError::TlsFiles);
         }
         let metrics = pick(&args.metrics, &file.metrics)
@@ -741,6 +764,7 @@ impl ServerConfig {
             listen_pg,
             listen_mysql,
             listen_ws,
+            listeners,
             metrics,
             shutdown_timeout,
             log_level: pick(&args.log_level, &file.log_level),

@@ -254,16 +254,17 @@ impl Driver {
         self.ready.borrow_mut().clear();
     }
 
-    /// Registers an accepted client socket with the engine and the poller.
-    /// `protocol` is the one the client's listener speaks.
+    /// Registers an accepted client socket of a listener with `settings` with the engine and
+    /// the poller.
     pub(crate) fn accept(
         self: &Rc<Self>,
         mut stream: Stream,
-        protocol: Protocol,
+        settings: &crate::mux::Listener,
         transport: Transport,
     ) {
         let now = self.now_ms();
-        let id = self.engine.borrow_mut().client_open(protocol, now);
+        let protocol = settings.protocol;
+        let id = self.engine.borrow_mut().client_open_on(settings, now);
         let peer = Peer::Client(id);
         let kind = match (transport, &stream) {
             (Transport::WebSocket { tls: true }, _) => 3,

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use super::config::ListenAddr;
 use super::conn::Stream;
 use super::driver::Driver;
-use crate::mux::Protocol;
+use crate::mux::{self, Protocol};
 
 /// Pending-connection queue length: bursts of hundreds of clients connect at once.
 const BACKLOG: u32 = 4096;
@@ -30,11 +30,12 @@ pub(crate) enum Transport {
     },
 }
 
-/// A bound listening socket, the protocol its clients speak and how they carry it.
+/// A bound listening socket, what the Engine is told about its clients (protocol, login
+/// settings) and how they carry their bytes.
 #[derive(Debug)]
 pub(crate) struct Listener {
     socket: Socket,
-    protocol: Protocol,
+    settings: mux::Listener,
     transport: Transport,
 }
 
@@ -50,7 +51,7 @@ enum Socket {
 impl Listener {
     /// The protocol its clients speak.
     pub(crate) fn protocol(&self) -> Protocol {
-        self.protocol
+        self.settings.protocol
     }
 
     /// The socket file of a Unix listener.
@@ -86,7 +87,7 @@ impl Listener {
                     .and_then(|(s, _)| Stream::from_tokio_unix(s)),
             };
             match res {
-                Ok(stream) => driver.accept(stream, self.protocol, self.transport),
+                Ok(stream) => driver.accept(stream, &self.settings, self.transport),
                 Err(e) => {
                     tracing::warn!("accept on {}: {e}", self.local_addr());
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -96,11 +97,11 @@ impl Listener {
     }
 }
 
-/// Binds every address `addr` names (all resolved IPs of a host name) for clients speaking
-/// `protocol`; must run in a runtime.
+/// Binds every address `addr` names (all resolved IPs of a host name) for clients of a
+/// listener with `settings`; must run in a runtime.
 pub(crate) fn bind(
     addr: &ListenAddr,
-    protocol: Protocol,
+    settings: mux::Listener,
     transport: Transport,
 ) -> io::Result<Vec<Listener>> {
     let sockets = bind_sockets(addr)?;
@@ -108,7 +109,7 @@ pub(crate) fn bind(
         .into_iter()
         .map(|socket| Listener {
             socket,
-            protocol,
+            settings,
             transport,
         })
         .collect())

@@ -17,6 +17,7 @@
 mod config;
 mod conn;
 mod driver;
+mod listen_spec;
 mod listener;
 mod metrics;
 mod tls;
@@ -39,6 +40,7 @@ pub use config::{
     ListenAddr, ServerConfig, TlsFiles, WsListen, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use driver::Driver;
+pub use listen_spec::{FileListener, ListenerSpec};
 use listener::{Listener, Transport};
 pub use upstream_url::UpstreamUrl;
 
@@ -145,20 +147,31 @@ impl Server {
             .build()?;
         let _guard = runtime.enter();
         let mut listeners = Vec::new();
-        let addrs = (config
-            .listen_pg
-            .iter()
-            .map(|a| (Protocol::Postgres, a, Transport::Raw)))
-        .chain((config.listen_mysql.iter()).map(|a| (Protocol::Mysql, a, Transport::Raw)))
-        .chain(
-            config
-                .listen_ws
-                .iter()
-                .map(|l| (l.protocol, &l.addr, Transport::WebSocket { tls: l.tls })),
-        );
-        for (protocol, addr, transport) in addrs {
+        let plain = |protocol, secure| {
+            let mut l = crate::mux::Listener::new(protocol);
+            l.secure = secure;
+            l
+        };
+        let addrs = (config.listen_pg.iter())
+            .map(|a| (plain(Protocol::Postgres, false), a, Transport::Raw))
+            .chain(
+                (config.listen_mysql.iter())
+                    .map(|a| (plain(Protocol::Mysql, false), a, Transport::Raw)),
+            )
+            .chain(config.listen_ws.iter().map(|l| {
+                let transport = Transport::WebSocket { tls: l.tls };
+                (plain(l.protocol, l.tls), &l.addr, transport)
+            }))
+            .chain(config.listeners.iter().map(|l| {
+                let transport = match l.websocket {
+                    Some(tls) => Transport::WebSocket { tls },
+                    None => Transport::Raw,
+                };
+                (l.settings, &l.addr, transport)
+            }));
+        for (settings, addr, transport) in addrs {
             let bound =
-                listener::bind(addr, protocol, transport).map_err(|source| Error::Bind {
+                listener::bind(addr, settings, transport).map_err(|source| Error::Bind {
                     addr: addr.to_string(),
                     source,
                 })?;

@@ -71,6 +71,7 @@ impl TestServer {
             listen_pg: if listeners.pg { any() } else { vec![] },
             listen_mysql: if listeners.mysql { any() } else { vec![] },
             listen_ws: vec![],
+            listeners: vec![],
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown_timeout: Duration::from_secs(1),
             log_level: None,

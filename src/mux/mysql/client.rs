@@ -12,6 +12,7 @@ use super::upstream::CLIENT_CAPS;
 use crate::mux::config::{ClientTls, MysqlAuth, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::listener::LoginSettings;
 use crate::mux::session::{unpin_read_buffer, ClientCore};
 use crate::mux::Action;
 use crate::mysql::auth::{
@@ -119,13 +120,15 @@ pub(crate) struct MyClient {
     pub(crate) login_collation: u8,
     /// The busy upstream its command was pipelined onto, behind another client's.
     pub(crate) queued_on: Option<UpstreamId>,
-    /// The connection switched to TLS.
+    /// The connection runs TLS (switched, or encrypted by the host from the start).
     pub(crate) tls: bool,
+    /// Login settings of its listener.
+    pub(crate) settings: LoginSettings,
 }
 
 impl MyClient {
-    /// A client that has been sent nothing yet.
-    pub(crate) fn new() -> Self {
+    /// A client that has been sent nothing yet, of a listener with `login`'s settings.
+    pub(crate) fn new(settings: LoginSettings) -> Self {
         MyClient {
             core: ClientCore::default(),
             phase: MyPhase::AwaitGreeting,
@@ -148,7 +151,8 @@ impl MyClient {
             failed_prepare: None,
             login_collation: 0,
             queued_on: None,
-            tls: false,
+            tls: settings.secure,
+            settings,
         }
     }
 
@@ -236,12 +240,15 @@ impl Engine {
             Some(b) => b.server_version.clone(),
             None => return,
         };
+        let Some(login) = self.clients.my(id).map(|c| c.settings) else {
+            return;
+        };
         let scramble = scramble_from_random(self.rng.array());
         let mut conn_id = self.rng.u32() & 0x7FFF_FFFF;
         while conn_id == 0 || self.my.conn_index.contains_key(&conn_id) {
             conn_id = self.rng.u32() & 0x7FFF_FFFF;
         }
-        let plugin = match self.config.mysql_auth {
+        let plugin = match login.mysql_auth {
             MysqlAuth::CachingSha2Password => AuthPlugin::CachingSha2Password,
             MysqlAuth::NativePassword => AuthPlugin::MysqlNativePassword,
         };
@@ -249,10 +256,10 @@ impl Engine {
             server_version: version,
             connection_id: conn_id,
             auth_plugin_data: Bytes::copy_from_slice(&scramble),
-            capabilities: if self.config.client_tls == ClientTls::Off {
-                CLIENT_CAPS
-            } else {
+            capabilities: if login.offers_tls() {
                 CLIENT_CAPS | CapabilityFlags::CLIENT_SSL
+            } else {
+                CLIENT_CAPS
             },
             character_set: UPSTREAM_COLLATION,
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
@@ -324,9 +331,7 @@ impl Engine {
         let seed = self.rng.array();
         let step = match phase {
             MyPhase::Handshake => match ClientHello::parse(&input.payload) {
-                Ok(ClientHello::Response(_))
-                    if self.config.client_tls == ClientTls::Require && !c.tls =>
-                {
+                Ok(ClientHello::Response(_)) if c.settings.tls == ClientTls::Require && !c.tls => {
                     self.my_fail_client(
                         id,
                         errcode::ER_SECURE_TRANSPORT_REQUIRED,
@@ -346,7 +351,7 @@ impl Engine {
                     id,
                 ),
                 Ok(ClientHello::Ssl(_)) => {
-                    let why = if self.config.client_tls == ClientTls::Off {
+                    let why = if !c.settings.offers_tls() && !c.tls {
                         Some("TLS is not offered")
                     } else if c.tls {
                         Some("SSLRequest over TLS")
@@ -403,7 +408,8 @@ impl Engine {
             Some(u) => u.credential.clone(),
             None => ServerCredential::from_password(&self.rng.array::<16>()),
         };
-        let plugin = match self.config.mysql_auth {
+        let mysql_auth = self.clients.my(id).map(|c| c.settings.mysql_auth);
+        let plugin = match mysql_auth.unwrap_or(self.config.mysql_auth) {
             MysqlAuth::CachingSha2Password => AuthPlugin::CachingSha2Password,
             MysqlAuth::NativePassword => AuthPlugin::MysqlNativePassword,
         };

@@ -11,6 +11,7 @@ use super::statements::Names;
 use crate::mux::config::{ClientAuth, ClientTls, Protocol, User};
 use crate::mux::engine::Engine;
 use crate::mux::ids::{ClientId, UpstreamId};
+use crate::mux::listener::LoginSettings;
 use crate::mux::rng::Rng;
 use crate::mux::session::{unpin_read_buffer, ClientCore};
 use crate::mux::Action;
@@ -146,15 +147,17 @@ pub(crate) struct PgClient {
     /// A large message being streamed to the upstream as it arrives: bytes still to come, and
     /// whether they go on (`false`: muxql answered it in its place, they are dropped).
     pub(crate) passthrough: Option<(usize, bool)>,
-    /// The connection switched to TLS.
+    /// The connection runs TLS (switched, or encrypted by the host from the start).
     pub(crate) tls: bool,
+    /// Login settings of its listener.
+    pub(crate) settings: LoginSettings,
     pub(crate) cancel_pid: u32,
     pub(crate) cancel_key: Box<[u8]>,
 }
 
 impl PgClient {
-    /// A client that has sent nothing yet.
-    pub(crate) fn new() -> Self {
+    /// A client that has sent nothing yet, of a listener with `login`'s settings.
+    pub(crate) fn new(settings: LoginSettings) -> Self {
         PgClient {
             core: ClientCore::default(),
             phase: Phase::Startup,
@@ -168,7 +171,8 @@ impl PgClient {
             unit: None,
             held: None,
             passthrough: None,
-            tls: false,
+            tls: settings.secure,
+            settings,
             cancel_pid: 0,
             cancel_key: Box::new([]),
         }
@@ -222,8 +226,7 @@ impl Engine {
             return false;
         };
         // PostgreSQL 17's direct TLS: the client opens with a TLS handshake, no SSLRequest.
-        let tls_offered = self.config.client_tls != ClientTls::Off;
-        if tls_offered && !c.tls && c.core.buf.first() == Some(&TLS_HANDSHAKE_BYTE) {
+        if c.settings.offers_tls() && !c.tls && c.core.buf.first() == Some(&TLS_HANDSHAKE_BYTE) {
             c.tls = true;
             let records = c.core.buf.split().freeze();
             self.actions.push_back(Action::StartTls { id, records });
@@ -259,7 +262,8 @@ impl Engine {
         let Some(c) = self.clients.pg_mut(id) else {
             return false;
         };
-        if self.config.client_tls == ClientTls::Off {
+        // `N` also where the host already encrypts the connection: no TLS inside TLS.
+        if !c.settings.offers_tls() {
             self.send_client(id, Bytes::from_static(b"N"));
             return true;
         }
@@ -284,8 +288,11 @@ impl Engine {
 
     /// Checks the startup packet and sends the first authentication request.
     fn pg_begin_login(&mut self, id: ClientId, startup: Startup) {
+        let Some(login) = self.clients.pg(id).map(|c| c.settings) else {
+            return;
+        };
         let tls = self.clients.pg(id).is_some_and(|c| c.tls);
-        if self.config.client_tls == ClientTls::Require && !tls {
+        if login.tls == ClientTls::Require && !tls {
             return self.pg_fail_client(
                 id,
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
@@ -333,7 +340,7 @@ impl Engine {
             .iter()
             .find(|u| u.name == request.user)
             .cloned();
-        let method = match self.config.client_auth {
+        let method = match login.auth {
             ClientAuth::Trust => None,
             ClientAuth::ScramSha256 => {
                 let secret = match &user {
