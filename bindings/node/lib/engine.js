@@ -42,8 +42,8 @@ class Engine {
     this.#engine.close();
   }
 
-  clientOpen(protocol, nowMs) {
-    return call(() => this.#engine.clientOpen(protocol, nowMs));
+  clientOpen(protocol, nowMs, listener) {
+    return call(() => this.#engine.clientOpen(protocol, nowMs, listener));
   }
 
   clientData(id, data, nowMs) {

@@ -89,9 +89,12 @@ class Host {
     this.idleWaiters = [];
   }
 
-  /** A client connected: `endpoint` has send/finish/pauseReading/resumeReading. */
-  openClient(endpoint, protocol) {
-    const id = this.engine.clientOpen(protocol, now());
+  /**
+   * A client connected: `endpoint` has send/finish/pauseReading/resumeReading/destroy;
+   * `listener` the settings of its listener where they differ from the Engine's.
+   */
+  openClient(endpoint, protocol, listener) {
+    const id = this.engine.clientOpen(protocol, now(), listener);
     this.clients.set(id, { endpoint, blocked: false });
     if (this.clients.size === 1) this.holdProcess(true);
     this.run();
@@ -366,8 +369,9 @@ class Host {
  * @param {Host} host
  * @param {import('node:stream').Duplex & { setNoDelay?: (b: boolean) => void }} socket
  * @param {'postgres' | 'mysql'} protocol
+ * @param {import('../native').ListenerOptions} [listener]
  */
-function serveSocket(host, socket, protocol) {
+function serveSocket(host, socket, protocol, listener) {
   let id = 0;
   let linger = null;
   const endpoint = {
@@ -389,7 +393,7 @@ function serveSocket(host, socket, protocol) {
     if (linger) clearTimeout(linger);
     host.clientGone(id);
   });
-  id = host.openClient(endpoint, protocol);
+  id = host.openClient(endpoint, protocol, listener);
   return id;
 }
 

@@ -36,8 +36,18 @@ export interface ListenOptions {
    * `@neondatabase/serverless` talks). `path` here restricts the HTTP path (default: any).
    */
   websocket?: boolean | { path?: string };
-  /** Terminate TLS on this listener: every connection is TLS from its first byte (wss for WebSocket). */
+  /**
+   * Terminate TLS on this listener: every connection is TLS from its first byte (wss for
+   * WebSocket; ALPN `postgresql` for PostgreSQL 17's direct TLS). It counts as TLS for
+   * `clientTls: 'require'`.
+   */
   tls?: SecureContextOptions;
+  /** PostgreSQL client authentication on this listener (default: the proxy's `auth`). */
+  auth?: 'scram' | 'md5' | 'cleartext' | 'trust';
+  /** MySQL client authentication on this listener (default: the proxy's `mysqlAuth`). */
+  mysqlAuth?: 'caching_sha2_password' | 'mysql_native_password';
+  /** Whether a login without TLS is refused here (default: the proxy's `clientTls`). */
+  clientTls?: 'off' | 'require';
 }
 
 /** Options of `createProxy`: the Engine's options plus the proxy's own. */

@@ -47,6 +47,18 @@ function createProxy(options) {
     if (closing) return Promise.reject(new Error('muxql: the proxy is closing'));
     const { protocol, host: address = '127.0.0.1', port = 0, path, websocket, tls: tlsOptions } = listenOptions;
     checkProtocol(protocol);
+    const { clientTls = 'off' } = listenOptions;
+    if (clientTls !== 'off' && !(clientTls === 'require' && tlsOptions)) {
+      const err = new Error("muxql: a listener's clientTls is 'off', or 'require' with `tls` (the Node host terminates TLS itself)");
+      return Promise.reject(Object.assign(err, { code: 'MUXQL_INVALID_ARGUMENT' }));
+    }
+    // TLS terminated here counts as TLS for the Engine (`clientTls: 'require'` is met).
+    const listener = {
+      secure: Boolean(tlsOptions),
+      auth: listenOptions.auth,
+      mysqlAuth: listenOptions.mysqlAuth,
+      clientTls: listenOptions.clientTls,
+    };
     let server;
     if (websocket) {
       const http1 = tlsOptions ? https.createServer(tlsOptions) : http.createServer();
@@ -60,14 +72,14 @@ function createProxy(options) {
         perMessageDeflate: false,
         maxPayload: engineOptions.maxMessage ?? 64 * 1024 * 1024,
       });
-      wss.on('connection', (ws) => serveSocket(host, webSocketStream(ws), protocol));
+      wss.on('connection', (ws) => serveSocket(host, webSocketStream(ws), protocol, listener));
       server = http1;
       server.closeAll = () => {
         for (const ws of wss.clients) ws.terminate();
         wss.close();
       };
     } else {
-      const onSocket = (socket) => serveSocket(host, socket, protocol);
+      const onSocket = (socket) => serveSocket(host, socket, protocol, listener);
       server = tlsOptions
         ? tls.createServer({ ALPNProtocols: protocol === 'postgres' ? ['postgresql'] : undefined, ...tlsOptions }, onSocket)
         : net.createServer({ noDelay: true }, onSocket);

@@ -11,7 +11,7 @@ use napi::JsBuffer;
 use napi_derive::napi;
 
 use crate::error::{error, Result, INVALID_ARGUMENT, INVALID_CONFIG, UNKNOWN_ID, WRONG_STATE};
-use crate::options::{protocol_named, EngineOptions};
+use crate::options::{protocol_named, EngineOptions, ListenerOptions};
 
 /// What an action asks the host to do (the values of `MUXQL_ACTION_*` in `include/muxql.h`).
 #[napi]
@@ -153,16 +153,24 @@ impl Engine {
         self.inner.is_none()
     }
 
-    /// A client connected to a listener speaking `protocol`; returns its id.
+    /// A client connected to a listener speaking `protocol` (with that listener's settings,
+    /// when they differ from the Engine's); returns its id.
     #[napi(catch_unwind)]
     pub fn client_open(
         &mut self,
         #[napi(ts_arg_type = "'postgres' | 'mysql'")] protocol: String,
         now_ms: i64,
+        listener: Option<ListenerOptions>,
     ) -> Result<i64> {
         let protocol = protocol_named(&protocol).map_err(|e| error(INVALID_ARGUMENT, e.reason))?;
         let now = time(now_ms)?;
-        let id = self.engine()?.client_open(protocol, now);
+        let listener = match listener {
+            Some(l) => l
+                .into_listener(protocol)
+                .map_err(|e| error(INVALID_ARGUMENT, e.reason))?,
+            None => mux::Listener::new(protocol),
+        };
+        let id = self.engine()?.client_open_on(&listener, now);
         Ok(js_id(id.0))
     }
 

@@ -3,8 +3,8 @@
 //! Names follow the `muxql` command's TOML settings (docs/configuration.md) in camelCase.
 
 use muxql::mux::{
-    ClientAuth, ClientTls, Config, MysqlAuth, PinPolicy, PoolMode, Protocol, Route, UpstreamTls,
-    User,
+    ClientAuth, ClientTls, Config, Listener, MysqlAuth, PinPolicy, PoolMode, Protocol, Route,
+    UpstreamTls, User,
 };
 use napi_derive::napi;
 
@@ -42,6 +42,43 @@ pub struct RouteOptions {
     pub upstream_tls_cert: Option<String>,
     /// PEM file of its private key.
     pub upstream_tls_key: Option<String>,
+}
+
+/// What the host knows about the listener a client came through.
+#[napi(object)]
+pub struct ListenerOptions {
+    /// The host encrypts the connection itself (TLS from the first byte, wss): it counts as
+    /// TLS for `clientTls`, and no TLS is negotiated in the protocol on top of it.
+    pub secure: Option<bool>,
+    /// PostgreSQL client authentication here (default: the Engine's `auth`).
+    #[napi(ts_type = "'scram' | 'md5' | 'cleartext' | 'trust'")]
+    pub auth: Option<String>,
+    /// MySQL client authentication here (default: the Engine's `mysqlAuth`).
+    #[napi(ts_type = "'caching_sha2_password' | 'mysql_native_password'")]
+    pub mysql_auth: Option<String>,
+    /// TLS negotiated in the protocol here (default: the Engine's `clientTls`).
+    #[napi(ts_type = "'off' | 'offer' | 'require'")]
+    pub client_tls: Option<String>,
+}
+
+impl ListenerOptions {
+    /// The Engine's listener settings for clients speaking `protocol`.
+    pub fn into_listener(self, protocol: Protocol) -> Result<Listener> {
+        let mut l = Listener::new(protocol);
+        l.secure = self.secure.unwrap_or(false);
+        l.client_auth = named("auth", self.auth.as_deref(), ClientAuth::from_name)?;
+        l.mysql_auth = named(
+            "mysql auth",
+            self.mysql_auth.as_deref(),
+            MysqlAuth::from_name,
+        )?;
+        l.client_tls = named(
+            "client tls",
+            self.client_tls.as_deref(),
+            ClientTls::from_name,
+        )?;
+        Ok(l)
+    }
 }
 
 /// A user clients may log in as.
