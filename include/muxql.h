@@ -391,7 +391,7 @@ muxql_result muxql_engine_route_target(muxql_engine *engine,
                                        const uint8_t **target_out,
                                        size_t *len_out);
 
-// Counters per route as JSON (`{"clients_logging_in":N,"routes":[{"database":..,...}]}`),
+// Counters as JSON (`{"clients_logging_in":N,"errors":{"auth":N,..},"routes":[{"database":..,...}]}`),
 // NUL-terminated into `buf`; `*written_out` gets its length. When `len` is too small, returns
 // `MUXQL_INSUFFICIENT_SIZE` with the length needed (without the NUL) in `*written_out`.
 //

@@ -963,3 +963,64 @@ fn a_pipelined_cleartext_password_under_scram_gets_a_clear_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Sessions ended with an error are counted by kind, and every wait for an upstream lands in
+/// the wait histogram.
+#[test]
+fn errors_are_counted_by_kind_and_waits_in_the_histogram() {
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.client_auth = ClientAuth::Cleartext;
+    cfg.wait_timeout_ms = 500;
+    let mut sim = Sim::new(cfg);
+    let login = |sim: &mut Sim, password: &[u8]| {
+        let id = sim.engine.client_open(Protocol::Postgres, sim.now);
+        let mut wire = BytesMut::new();
+        StartupRequest::Startup(Startup {
+            version: ProtocolVersion(PROTOCOL_3_0),
+            params: vec![
+                (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
+                (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+            ],
+        })
+        .encode(&mut wire)
+        .unwrap();
+        sim.client_send_raw(id, wire);
+        let mut wire = BytesMut::new();
+        muxql::pg::frontend::encode_password_message(&mut wire, password).unwrap();
+        let out = sim.client_send_raw(id, wire);
+        for u in out.connects.clone() {
+            sim.login_upstream(u, 9);
+        }
+        id
+    };
+    login(&mut sim, b"wrong");
+    let a = login(&mut sim, b"pw");
+    let b = login(&mut sim, b"pw");
+    let garbage = sim.engine.client_open(Protocol::Postgres, sim.now);
+    sim.client_send_raw(garbage, BytesMut::from(&b"\0\0\0\x08\0\x09\0\0"[..]));
+    sim.client_send(a, &[q("BEGIN")]);
+    let u = sim.engine.stats().routes[0].upstreams;
+    assert_eq!(u, 1);
+    sim.client_send(b, &[q("SELECT 1")]);
+    let deadline = sim.engine.poll_timeout().unwrap();
+    sim.engine.handle_timeout(deadline);
+    sim.drain();
+    let stats = sim.engine.stats();
+    assert_eq!(
+        (
+            stats.errors.auth,
+            stats.errors.protocol,
+            stats.errors.timeout,
+            stats.errors.upstream
+        ),
+        (1, 1, 1, 0),
+        "{:?}",
+        stats.errors
+    );
+    // One wait served at once (a's BEGIN), one that timed out (not served: not counted).
+    assert_eq!(stats.routes[0].wait_histogram.iter().sum::<u64>(), 1);
+    assert_eq!(
+        stats.routes[0].wait_histogram[0], 1,
+        "a 0 ms wait is in the first bucket"
+    );
+}

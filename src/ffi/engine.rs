@@ -674,7 +674,7 @@ pub unsafe extern "C" fn muxql_engine_route_target(
     })
 }
 
-/// Counters per route as JSON (`{"clients_logging_in":N,"routes":[{"database":..,...}]}`),
+/// Counters as JSON (`{"clients_logging_in":N,"errors":{"auth":N,..},"routes":[{"database":..,...}]}`),
 /// NUL-terminated into `buf`; `*written_out` gets its length. When `len` is too small, returns
 /// `MUXQL_INSUFFICIENT_SIZE` with the length needed (without the NUL) in `*written_out`.
 ///
@@ -705,9 +705,11 @@ pub unsafe extern "C" fn muxql_engine_stats_json(
 
 /// The stats as JSON, routes named by database and protocol.
 pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
+    let e = &stats.errors;
     let mut out = format!(
-        "{{\"clients_logging_in\":{},\"routes\":[",
-        stats.clients_logging_in
+        "{{\"clients_logging_in\":{},\"errors\":{{\"auth\":{},\"protocol\":{},\
+         \"upstream\":{},\"timeout\":{}}},\"routes\":[",
+        stats.clients_logging_in, e.auth, e.protocol, e.upstream, e.timeout
     );
     for (i, (r, route)) in stats.routes.iter().zip(routes).enumerate() {
         if i > 0 {
@@ -733,7 +735,7 @@ pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
              \"peak_clients\":{},\"peak_upstreams\":{},\"transactions\":{},\"queries\":{},\
              \"bytes_from_clients\":{},\"bytes_from_upstreams\":{},\"wait_ms\":{},\"pins\":{},\
              \"upstreams_discarded\":{},\"pipelined\":{},\"pipelined_retries\":{},\
-             \"statements\":{}}}",
+             \"statements\":{},\"wait_histogram\":{:?}}}",
             r.clients,
             r.clients_active,
             r.clients_waiting,
@@ -752,7 +754,8 @@ pub(crate) fn stats_json(stats: &Stats, routes: &[Route]) -> String {
             r.upstreams_discarded,
             r.pipelined,
             r.pipelined_retries,
-            r.statements
+            r.statements,
+            r.wait_histogram
         ));
     }
     out.push_str("]}");

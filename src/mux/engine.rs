@@ -7,6 +7,7 @@ use bytes::BytesMut;
 
 use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
+use super::error::ErrorKind;
 use super::ids::{ClientId, Slots, UpstreamId};
 use super::listener::Listener;
 use super::mysql::client::MyUserSecret;
@@ -16,7 +17,7 @@ use super::pool::{Pool, Recount};
 use super::pooling::deadline_after;
 use super::rng::Rng;
 use super::session::{unpin_read_buffer, Client, UpPhase, Upstream};
-use super::stats::{RouteStats, Stats};
+use super::stats::{ErrorCounts, RouteStats, Stats};
 use crate::wire::Limits;
 
 /// The multiplexer state machine. See the [module docs](super).
@@ -44,6 +45,8 @@ pub struct Engine {
     pub(crate) pg: PgShared,
     /// What the MySQL sessions share across routes.
     pub(crate) my: MyShared,
+    /// Sessions ended with an error, by kind.
+    pub(crate) errors: ErrorCounts,
 }
 
 /// State the MySQL sessions share across routes.
@@ -104,6 +107,7 @@ impl Engine {
                 cancel_index: HashMap::new(),
                 sql_verdicts: SqlVerdicts::default(),
             },
+            errors: ErrorCounts::default(),
         })
     }
 
@@ -237,7 +241,20 @@ impl Engine {
                 })
                 .collect(),
             clients_logging_in: self.logging_in,
+            errors: self.errors,
         }
+    }
+
+    /// Counts a session ended with an error of `kind`.
+    pub(crate) fn count_error(&mut self, kind: ErrorKind) {
+        let e = &mut self.errors;
+        let n = match kind {
+            ErrorKind::Auth => &mut e.auth,
+            ErrorKind::Protocol => &mut e.protocol,
+            ErrorKind::Upstream => &mut e.upstream,
+            ErrorKind::Timeout => &mut e.timeout,
+        };
+        *n = n.saturating_add(1);
     }
 
     /// Whether client `id` is open (not yet closed by the host or the Engine).

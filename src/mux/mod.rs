@@ -45,4 +45,4 @@ pub use config::{
 pub use engine::Engine;
 pub use ids::{ClientId, Peer, UpstreamId};
 pub use listener::Listener;
-pub use stats::{RouteStats, Stats};
+pub use stats::{ErrorCounts, RouteStats, Stats, WAIT_BUCKETS_MS};

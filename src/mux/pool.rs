@@ -157,7 +157,9 @@ impl Pool {
     /// or a place behind another client's request): it becomes active.
     pub(crate) fn serve(&mut self, since: u64, now: u64) {
         self.waiting = self.waiting.saturating_sub(1);
-        self.stats.wait_ms += now.saturating_sub(since);
+        let waited = now.saturating_sub(since);
+        self.stats.wait_ms += waited;
+        self.stats.record_wait(waited);
         self.stats.clients_active += 1;
     }
 

@@ -178,6 +178,9 @@ impl Engine {
     /// Tells a client why it cannot go on, in its protocol's terms, and closes it.
     pub(crate) fn fail_client(&mut self, cid: ClientId, error: SessionError) {
         let message = error.to_string();
+        if self.clients.get(cid.0).is_some() {
+            self.count_error(error.kind());
+        }
         match self.clients.get(cid.0) {
             Some(Client::Pg(_)) => {
                 let code = match error {
@@ -187,7 +190,7 @@ impl Engine {
                         sqlstate::CONNECTION_FAILURE
                     }
                 };
-                self.pg_fail_client(cid, code, &message);
+                self.pg_end_with_error(cid, code, &message);
             }
             Some(Client::My(_)) => {
                 let code = match error {
@@ -197,7 +200,7 @@ impl Engine {
                         errcode::ER_CONNECTION_KILLED
                     }
                 };
-                self.my_fail_client(cid, code, &message);
+                self.my_end_with_error(cid, code, &message);
             }
             None => {}
         }

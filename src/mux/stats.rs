@@ -1,4 +1,8 @@
-//! Counters the Engine keeps per route.
+//! Counters the Engine keeps per route, and of the sessions it ended with an error.
+
+/// Upper bounds of the wait-time histogram's buckets, in milliseconds
+/// ([`RouteStats::wait_histogram`]; the last bucket holds longer waits).
+pub const WAIT_BUCKETS_MS: [u64; 8] = [1, 5, 10, 50, 100, 500, 1000, 5000];
 
 /// A snapshot of one route's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,6 +36,10 @@ pub struct RouteStats {
     pub bytes_from_upstreams: u64,
     /// Total milliseconds clients spent waiting for an upstream.
     pub wait_ms: u64,
+    /// Times a client got an upstream (or a place behind another client's request), each
+    /// wait counted in the first bucket of [`WAIT_BUCKETS_MS`] it fits, the longer ones in
+    /// the last entry.
+    pub wait_histogram: [u64; WAIT_BUCKETS_MS.len() + 1],
     /// Times a client was pinned.
     pub pins: u64,
     /// Upstream connections closed because they could not be returned clean.
@@ -52,4 +60,31 @@ pub struct Stats {
     pub routes: Vec<RouteStats>,
     /// Clients that have not finished logging in.
     pub clients_logging_in: u64,
+    /// Client sessions ended with an error, by kind (many happen before a route is known).
+    pub errors: ErrorCounts,
+}
+
+/// Client sessions the Engine ended with an error, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorCounts {
+    /// Failed logins: wrong password, unknown user or database, TLS required.
+    pub auth: u64,
+    /// Malformed or unexpected messages, oversized ones, unsupported protocol versions.
+    pub protocol: u64,
+    /// The upstream failed: lost mid-request, could not connect or log in.
+    pub upstream: u64,
+    /// Timeouts: login too slow, no upstream free within the wait timeout.
+    pub timeout: u64,
+}
+
+impl RouteStats {
+    /// Counts one wait of `ms` milliseconds in the histogram.
+    pub(crate) fn record_wait(&mut self, ms: u64) {
+        let bucket = WAIT_BUCKETS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(WAIT_BUCKETS_MS.len());
+        self.wait_histogram[bucket] += 1;
+    }
 }

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::driver::{Driver, HostCounts, LISTENER_KINDS};
-use crate::mux::{RouteStats, Stats};
+use crate::mux::{RouteStats, Stats, WAIT_BUCKETS_MS};
 
 /// Largest request head accepted.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -189,6 +189,41 @@ pub(crate) fn render(stats: &Stats, labels: &[RouteLabel], host: &HostCounts) ->
             let _ = writeln!(out, "{}{{{}}} {}", fam.name, label(i), (fam.value)(rs));
         }
     }
+    out.push_str("# HELP muxql_wait_seconds Time clients waited for an upstream, per request.\n");
+    out.push_str("# TYPE muxql_wait_seconds histogram\n");
+    for (i, rs) in stats.routes.iter().enumerate() {
+        let l = label(i);
+        let mut cumulative = 0u64;
+        for (bound, n) in WAIT_BUCKETS_MS.iter().zip(&rs.wait_histogram) {
+            cumulative += n;
+            let le = *bound as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "muxql_wait_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = rs.wait_histogram.iter().sum();
+        let _ = writeln!(out, "muxql_wait_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "muxql_wait_seconds_sum{{{l}}} {}",
+            f(rs.wait_ms) / 1000.0
+        );
+        let _ = writeln!(out, "muxql_wait_seconds_count{{{l}}} {count}");
+    }
+    out.push_str(
+        "# HELP muxql_client_errors_total Client sessions ended with an error, by kind.\n",
+    );
+    out.push_str("# TYPE muxql_client_errors_total counter\n");
+    let e = &stats.errors;
+    for (kind, n) in [
+        ("auth", e.auth),
+        ("protocol", e.protocol),
+        ("upstream", e.upstream),
+        ("timeout", e.timeout),
+    ] {
+        let _ = writeln!(out, "muxql_client_errors_total{{kind=\"{kind}\"}} {n}");
+    }
     out.push_str("# HELP muxql_clients_logging_in Clients not yet authenticated.\n");
     out.push_str("# TYPE muxql_clients_logging_in gauge\n");
     let _ = writeln!(out, "muxql_clients_logging_in {}", stats.clients_logging_in);
@@ -289,16 +324,21 @@ mod tests {
 
     #[test]
     fn renders_every_field_with_help_and_type() {
-        let rs = RouteStats {
+        let mut rs = RouteStats {
             clients: 500,
             peak_upstreams: 8,
             wait_ms: 1500,
             ..RouteStats::default()
         };
-        let stats = Stats {
+        for ms in [0, 3, 3, 7000] {
+            rs.record_wait(ms);
+        }
+        let mut stats = Stats {
             routes: vec![rs],
             clients_logging_in: 2,
+            ..Stats::default()
         };
+        stats.errors.auth = 4;
         let label = RouteLabel {
             database: "my\"db".into(),
             user: Some("app".into()),
@@ -318,6 +358,14 @@ mod tests {
         assert!(text.contains(&format!("muxql_peak_upstreams{{{l}}} 8\n")));
         assert!(text.contains(&format!("muxql_wait_seconds_total{{{l}}} 1.5\n")));
         assert!(text.contains("muxql_clients_logging_in 2\n"));
+        assert!(text.contains("muxql_client_errors_total{kind=\"auth\"} 4\n"));
+        assert!(text.contains("muxql_client_errors_total{kind=\"timeout\"} 0\n"));
+        let b = "muxql_wait_seconds_bucket";
+        assert!(text.contains(&format!("{b}{{{l},le=\"0.001\"}} 1\n")));
+        assert!(text.contains(&format!("{b}{{{l},le=\"0.005\"}} 3\n")));
+        assert!(text.contains(&format!("{b}{{{l},le=\"5\"}} 3\n")));
+        assert!(text.contains(&format!("{b}{{{l},le=\"+Inf\"}} 4\n")));
+        assert!(text.contains(&format!("muxql_wait_seconds_count{{{l}}} 4\n")));
         for fam in &FAMILIES {
             assert!(text.contains(&format!("# HELP {} ", fam.name)));
             assert!(text.contains(&format!("# TYPE {} {}\n", fam.name, fam.kind)));

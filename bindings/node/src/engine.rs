@@ -117,6 +117,22 @@ pub struct RouteStats {
     pub pipelined_retries: f64,
     /// Distinct prepared statements the route's clients hold.
     pub statements: f64,
+    /// Waits for an upstream by duration: counts per bucket of `waitBucketsMs`, the last
+    /// entry for longer waits.
+    pub wait_histogram: Vec<f64>,
+}
+
+/// Client sessions ended with an error, by kind.
+#[napi(object)]
+pub struct ErrorCounts {
+    /// Refused logins.
+    pub auth: f64,
+    /// Bad input.
+    pub protocol: f64,
+    /// A failed upstream.
+    pub upstream: f64,
+    /// Login or wait timeouts.
+    pub timeout: f64,
 }
 
 /// Counters of every route, in route order.
@@ -126,6 +142,10 @@ pub struct Stats {
     pub clients_logging_in: f64,
     /// One entry per route.
     pub routes: Vec<RouteStats>,
+    /// Sessions ended with an error, by kind.
+    pub errors: ErrorCounts,
+    /// Upper bounds (ms) of the wait histogram's buckets.
+    pub wait_buckets_ms: Vec<f64>,
 }
 
 /// The multiplexer state machine: feed it what sockets read, carry out what `poll` returns.
@@ -293,6 +313,13 @@ impl Engine {
         Ok(Stats {
             clients_logging_in: s.clients_logging_in as f64,
             routes,
+            errors: ErrorCounts {
+                auth: s.errors.auth as f64,
+                protocol: s.errors.protocol as f64,
+                upstream: s.errors.upstream as f64,
+                timeout: s.errors.timeout as f64,
+            },
+            wait_buckets_ms: mux::WAIT_BUCKETS_MS.iter().map(|&b| b as f64).collect(),
         })
     }
 
@@ -476,5 +503,6 @@ fn route_stats(r: &mux::RouteStats, route: &mux::Route) -> RouteStats {
         pipelined: r.pipelined as f64,
         pipelined_retries: r.pipelined_retries as f64,
         statements: r.statements as f64,
+        wait_histogram: r.wait_histogram.iter().map(|&n| n as f64).collect(),
     }
 }

@@ -11,6 +11,7 @@ use super::statements::ClientStmt;
 use super::upstream::CLIENT_CAPS;
 use crate::mux::config::{ClientTls, MysqlAuth, Protocol, User};
 use crate::mux::engine::Engine;
+use crate::mux::error::ErrorKind;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::listener::LoginSettings;
 use crate::mux::session::{unpin_read_buffer, ClientCore};
@@ -528,6 +529,12 @@ impl Engine {
 
     /// Sends an ERR packet and closes the client.
     pub(crate) fn my_fail_client(&mut self, id: ClientId, code: ErrorCode, message: &str) {
+        self.count_error(ErrorKind::of_mysql(code));
+        self.my_end_with_error(id, code, message);
+    }
+
+    /// Sends an ERR packet and closes the client (counted by the caller).
+    pub(crate) fn my_end_with_error(&mut self, id: ClientId, code: ErrorCode, message: &str) {
         let seq = self.my_error_seq(id);
         self.send_client(id, err_packet(code, message, seq));
         self.close_client(id);

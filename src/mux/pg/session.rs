@@ -10,6 +10,7 @@ use super::params::{parse_options, ParamDiff, Value};
 use super::statements::Names;
 use crate::mux::config::{ClientAuth, ClientTls, Protocol, User};
 use crate::mux::engine::Engine;
+use crate::mux::error::ErrorKind;
 use crate::mux::ids::{ClientId, UpstreamId};
 use crate::mux::listener::LoginSettings;
 use crate::mux::rng::Rng;
@@ -645,6 +646,12 @@ impl Engine {
 
     /// Sends a FATAL error and closes the client.
     pub(crate) fn pg_fail_client(&mut self, id: ClientId, sqlstate: &str, message: &str) {
+        self.count_error(ErrorKind::of_sqlstate(sqlstate));
+        self.pg_end_with_error(id, sqlstate, message);
+    }
+
+    /// Sends a FATAL error and closes the client (counted by the caller).
+    pub(crate) fn pg_end_with_error(&mut self, id: ClientId, sqlstate: &str, message: &str) {
         let mut out = BytesMut::new();
         if encode_error_response(&mut out, "FATAL", sqlstate, message).is_ok() {
             self.send_client(id, out.freeze());
