@@ -67,7 +67,7 @@ start_muxql() {
 
 # start_pgbouncer DIR PORT PG_PORT USER PASSWORD DB POOL_SIZE: transaction-mode PgBouncer as the
 # postgres OS user (it refuses root), SCRAM client auth; sets PGBOUNCER_PID. PGBOUNCER names
-# the binary (default: pgbouncer on PATH).
+# the binary (default: pgbouncer on PATH); PGBOUNCER_EXTRA holds extra ini lines for one run.
 start_pgbouncer() {
   local dir=$1 port=$2 pgport=$3 user=$4 pw=$5 db=$6 pool=$7 bin=${PGBOUNCER:-pgbouncer}
   mkdir -p "$dir"
@@ -95,6 +95,10 @@ log_disconnections = 0
 ; The test PostgreSQL offers TLS; every peer in a comparison connects to it in plaintext.
 server_tls_sslmode = disable
 INI
+  # Extra settings for one run (TLS, another auth_type): later lines override earlier ones.
+  if [[ -n ${PGBOUNCER_EXTRA:-} ]]; then
+    printf '%s\n' "$PGBOUNCER_EXTRA" >>"$dir/pgbouncer.ini"
+  fi
   if "$bin" --version 2>/dev/null | grep -qE 'PgBouncer 1\.(2[1-9]|[3-9][0-9])'; then
     # 1.21 and later pool prepared statements in transaction mode.
     echo 'max_prepared_statements = 200' >>"$dir/pgbouncer.ini"
