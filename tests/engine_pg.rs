@@ -458,6 +458,31 @@ fn autocommit_queries_queue_behind_a_busy_upstream_and_get_their_own_answers() {
     assert_eq!(stats.transactions, 3);
 }
 
+/// A client that stops reading its answer blocks the host's write queue to it: nobody may
+/// queue behind its upstream any more, or their answers would wait behind its unread result
+/// (found by the Node binding's suite: neighbours stalled 4 s while 3 upstreams were idle).
+#[test]
+fn nobody_queues_behind_a_client_that_stopped_reading() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.engine.send_blocked(Peer::Client(c[0]), sim.now);
+    sim.drain();
+    let out = sim.client_send(c[1], &[q("SELECT 2")]);
+    assert!(
+        out.upstream_msgs(u).is_empty(),
+        "not behind the stalled answer"
+    );
+    assert_eq!(sim.engine.stats().routes[0].clients_waiting, 1);
+    sim.engine.send_drained(Peer::Client(c[0]), sim.now);
+    sim.drain();
+    let out = sim.upstream_send(u, &select_answer("1"));
+    assert_eq!(out.client_msgs(c[0]), select_answer("1"));
+    assert_eq!(
+        out.upstream_msgs(u),
+        vec![q("SELECT 2")],
+        "served when the upstream frees"
+    );
+}
+
 #[test]
 fn only_autocommit_units_queue_and_the_wait_queue_stays_in_order() {
     let (mut sim, c, u) = one_busy_upstream(3);

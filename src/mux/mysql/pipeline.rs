@@ -112,6 +112,7 @@ impl Engine {
             .filter(|(id, u)| {
                 u.pipeline_ok
                     && now.saturating_sub(u.busy_since) <= FRESH_MS
+                    && u.core.paused == 0
                     && matches!(u.core.phase, UpPhase::Attached(_))
                     && u.followers.len() < depth
                     && !u.tx_pending

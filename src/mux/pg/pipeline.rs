@@ -102,7 +102,7 @@ pub(crate) fn is_autocommit_unit(
 impl Engine {
     /// The busy upstream of `route` with the fewest followers that can take waiting client
     /// `cid`'s request: one autocommit unit, from an unpinned client whose session parameters
-    /// equal the upstream's.
+    /// equal the upstream's, on an upstream whose client reads its answer (not paused).
     pub(crate) fn pg_pipeline_target(
         &mut self,
         route: usize,
@@ -129,6 +129,7 @@ impl Engine {
             .filter(|(_, u)| {
                 u.pipeline_ok
                     && now.saturating_sub(u.busy_since) <= FRESH_MS
+                    && u.core.paused == 0
                     && matches!(u.core.phase, UpPhase::Attached(_))
                     && u.followers.len() < depth
                     && u.params == *params
