@@ -14,6 +14,15 @@ function withCode(err, code) {
   return err;
 }
 
+/** N-API reads an optional object's fields off any value: refuse what is not an object. */
+function checkObject(value) {
+  if (value !== undefined && value !== null && typeof value !== 'object') {
+    throw Object.assign(new TypeError(`muxql: listener settings must be an object, not ${typeof value}`), {
+      code: 'MUXQL_INVALID_ARGUMENT',
+    });
+  }
+}
+
 function call(f) {
   try {
     return f();
@@ -43,7 +52,17 @@ class Engine {
   }
 
   clientOpen(protocol, nowMs, listener) {
-    return call(() => this.#engine.clientOpen(protocol, nowMs, listener));
+    return call(() => {
+      checkObject(listener);
+      return this.#engine.clientOpen(protocol, nowMs, listener);
+    });
+  }
+
+  checkListener(protocol, listener) {
+    return call(() => {
+      checkObject(listener);
+      return this.#engine.checkListener(protocol, listener ?? {});
+    });
   }
 
   clientData(id, data, nowMs) {

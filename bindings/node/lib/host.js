@@ -393,7 +393,14 @@ function serveSocket(host, socket, protocol, listener) {
     if (linger) clearTimeout(linger);
     host.clientGone(id);
   });
-  id = host.openClient(endpoint, protocol, listener);
+  try {
+    id = host.openClient(endpoint, protocol, listener);
+  } catch {
+    // Settings are checked when the listener starts; a client must never take the process
+    // down with it.
+    socket.destroy();
+    return 0;
+  }
   return id;
 }
 

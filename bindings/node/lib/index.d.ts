@@ -15,6 +15,8 @@ export {
   UserOptions,
   Stats,
   RouteStats,
+  ErrorCounts,
+  ListenerOptions,
 } from '../native';
 
 /** The wire protocol of a listener or an in-process stream. */

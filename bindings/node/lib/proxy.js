@@ -7,6 +7,7 @@ const http = require('node:http');
 const https = require('node:https');
 const { WebSocketServer } = require('ws');
 const { Host, serveSocket } = require('./host.js');
+const { withCode } = require('./engine.js');
 const { webSocketStream } = require('./websocket.js');
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 30000;
@@ -43,22 +44,38 @@ function createProxy(options) {
   const servers = [];
   let closing = null;
 
-  function listen(listenOptions) {
-    if (closing) return Promise.reject(new Error('muxql: the proxy is closing'));
-    const { protocol, host: address = '127.0.0.1', port = 0, path, websocket, tls: tlsOptions } = listenOptions;
+  /** Checks a listener's options; its settings for the Engine. */
+  function listenerSettings(listenOptions) {
+    if (listenOptions === null || typeof listenOptions !== 'object') {
+      throw Object.assign(new TypeError('muxql: listen options must be an object'), { code: 'MUXQL_INVALID_ARGUMENT' });
+    }
+    const { protocol, tls: tlsOptions, clientTls = 'off' } = listenOptions;
     checkProtocol(protocol);
-    const { clientTls = 'off' } = listenOptions;
     if (clientTls !== 'off' && !(clientTls === 'require' && tlsOptions)) {
-      const err = new Error("muxql: a listener's clientTls is 'off', or 'require' with `tls` (the Node host terminates TLS itself)");
-      return Promise.reject(Object.assign(err, { code: 'MUXQL_INVALID_ARGUMENT' }));
+      throw Object.assign(
+        new Error("muxql: a listener's clientTls is 'off', or 'require' with `tls` (the Node host terminates TLS itself)"),
+        { code: 'MUXQL_INVALID_ARGUMENT' },
+      );
     }
     // TLS terminated here counts as TLS for the Engine (`clientTls: 'require'` is met).
     const listener = {
       secure: Boolean(tlsOptions),
       auth: listenOptions.auth,
       mysqlAuth: listenOptions.mysqlAuth,
-      clientTls: listenOptions.clientTls,
+      clientTls,
     };
+    try {
+      host.engine.checkListener(protocol, listener);
+    } catch (err) {
+      throw withCode(err, 'MUXQL_INVALID_ARGUMENT');
+    }
+    return listener;
+  }
+
+  async function listen(listenOptions) {
+    if (closing) throw Object.assign(new Error('muxql: the proxy is closing'), { code: 'MUXQL_WRONG_STATE' });
+    const listener = listenerSettings(listenOptions);
+    const { protocol, host: address = '127.0.0.1', port = 0, path, websocket, tls: tlsOptions } = listenOptions;
     let server;
     if (websocket) {
       const http1 = tlsOptions ? https.createServer(tlsOptions) : http.createServer();
@@ -101,7 +118,9 @@ function createProxy(options) {
   async function close() {
     if (!closing) {
       closing = (async () => {
-        await Promise.all(servers.map((s) => new Promise((resolve) => s.close(() => resolve()))));
+        // A server's close callback waits for its last connection: stop accepting now, wait
+        // for the clients below, and for the callbacks once everything is closed.
+        const closed = servers.map((s) => new Promise((resolve) => s.close(() => resolve())));
         let timer;
         const timeout = new Promise((resolve) => {
           timer = setTimeout(resolve, closeTimeoutMs);
@@ -110,6 +129,7 @@ function createProxy(options) {
         clearTimeout(timer);
         for (const s of servers) s.closeAll();
         host.destroy();
+        await Promise.all(closed);
       })();
     }
     return closing;

@@ -323,10 +323,25 @@ impl Engine {
         })
     }
 
-    /// Whether no client or upstream is left.
+    /// Whether no client holds an upstream: nothing would be cut short by stopping now.
     #[napi(catch_unwind)]
     pub fn is_idle(&mut self) -> Result<bool> {
         Ok(self.engine()?.is_idle())
+    }
+
+    /// Checks a listener's settings (the protocol and names a later `clientOpen` would
+    /// refuse) without opening a client.
+    #[napi(catch_unwind)]
+    pub fn check_listener(
+        &self,
+        #[napi(ts_arg_type = "'postgres' | 'mysql'")] protocol: String,
+        listener: ListenerOptions,
+    ) -> Result<()> {
+        let protocol = protocol_named(&protocol).map_err(|e| error(INVALID_ARGUMENT, e.reason))?;
+        listener
+            .into_listener(protocol)
+            .map(|_| ())
+            .map_err(|e| error(INVALID_ARGUMENT, e.reason))
     }
 
     /// Drops the Engine's state; later calls throw `MUXQL_WRONG_STATE`. Closing twice is
@@ -403,7 +418,7 @@ fn js_time(ms: u64) -> i64 {
 fn copy(data: JsBuffer) -> Result<BytesMut> {
     let value = data
         .into_value()
-        .map_err(|e| error(INVALID_ARGUMENT, e.reason))?;
+        .map_err(|_| error(INVALID_ARGUMENT, "data must be a Buffer"))?;
     Ok(BytesMut::from(&value[..]))
 }
 

@@ -29,7 +29,7 @@ pub struct RouteOptions {
     /// Only this client user may use the route (default: every configured user).
     pub client_user: Option<String>,
     /// Most upstream connections (default 10).
-    pub pool_size: Option<u32>,
+    pub pool_size: Option<i64>,
     /// Pool mode (default transaction).
     #[napi(ts_type = "'transaction' | 'session'")]
     pub pool_mode: Option<String>,
@@ -123,15 +123,15 @@ pub struct EngineOptions {
     /// Longest a client may take to log in.
     pub client_login_timeout_ms: Option<i64>,
     /// Most server-side prepared statements per upstream connection.
-    pub statement_cache_size: Option<u32>,
+    pub statement_cache_size: Option<i64>,
     /// Most clients queued behind another's request on one busy upstream (0: off).
-    pub pipeline_depth: Option<u32>,
+    pub pipeline_depth: Option<i64>,
     /// Largest accepted message, in bytes.
-    pub max_message: Option<u32>,
+    pub max_message: Option<i64>,
     /// Bytes a client may send ahead before the host is told to stop reading from it.
-    pub client_backlog_limit: Option<u32>,
+    pub client_backlog_limit: Option<i64>,
     /// PBKDF2 iterations of the SCRAM secrets derived from configured passwords.
-    pub scram_iterations: Option<u32>,
+    pub scram_iterations: Option<i64>,
     /// 64 hex digits seeding the Engine's random numbers (deterministic tests only).
     pub rng_seed: Option<String>,
 }
@@ -146,6 +146,18 @@ fn millis(what: &str, value: Option<i64>, into: &mut u64) -> Result<()> {
     if let Some(v) = value {
         *into = u64::try_from(v)
             .map_err(|_| error(INVALID_CONFIG, format!("{what} must not be negative")))?;
+    }
+    Ok(())
+}
+
+/// A count from JavaScript: a whole number from 0 to `max` (N-API would wrap a negative or
+/// oversized one silently).
+fn count<T: TryFrom<i64>>(what: &str, value: Option<i64>, into: &mut T) -> Result<()> {
+    if let Some(v) = value {
+        *into = T::try_from(v)
+            .ok()
+            .filter(|_| v >= 0)
+            .ok_or_else(|| error(INVALID_CONFIG, format!("{what} {v} is out of range")))?;
     }
     Ok(())
 }
@@ -190,9 +202,7 @@ impl EngineOptions {
                 route.upstream_database = d;
             }
             route.client_user = r.client_user;
-            if let Some(n) = r.pool_size {
-                route.pool_size = n as usize;
-            }
+            count("poolSize", r.pool_size, &mut route.pool_size)?;
             if let Some(m) = named("pool mode", r.pool_mode.as_deref(), PoolMode::from_name)? {
                 route.pool_mode = m;
             }
@@ -253,21 +263,23 @@ impl EngineOptions {
             self.client_login_timeout_ms,
             &mut c.client_login_timeout_ms,
         )?;
-        if let Some(n) = self.statement_cache_size {
-            c.statement_cache_size = n as usize;
-        }
-        if let Some(n) = self.pipeline_depth {
-            c.pipeline_depth = n as usize;
-        }
-        if let Some(n) = self.max_message {
-            c.max_message = n as usize;
-        }
-        if let Some(n) = self.client_backlog_limit {
-            c.client_backlog_limit = n as usize;
-        }
-        if let Some(n) = self.scram_iterations {
-            c.scram_iterations = n;
-        }
+        count(
+            "statementCacheSize",
+            self.statement_cache_size,
+            &mut c.statement_cache_size,
+        )?;
+        count("pipelineDepth", self.pipeline_depth, &mut c.pipeline_depth)?;
+        count("maxMessage", self.max_message, &mut c.max_message)?;
+        count(
+            "clientBacklogLimit",
+            self.client_backlog_limit,
+            &mut c.client_backlog_limit,
+        )?;
+        count(
+            "scramIterations",
+            self.scram_iterations,
+            &mut c.scram_iterations,
+        )?;
         if let Some(hex) = self.rng_seed {
             c.rng_seed =
                 Some(seed(&hex).ok_or_else(|| error(INVALID_CONFIG, "rngSeed: 64 hex digits"))?);
