@@ -222,6 +222,28 @@ fn autocommit_queries_of_waiting_clients_run_behind_a_busy_upstream() {
     );
 }
 
+/// A client that stops reading its answer: nobody queues behind its upstream any more.
+#[test]
+fn nobody_queues_behind_a_client_that_stopped_reading() {
+    let mut cfg = config(1);
+    cfg.pipeline_depth = 4;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let b = sim.ready_client();
+    let out = sim.client_send(a, query("SELECT 1"));
+    let (u, _) = out.to_upstreams[0];
+    sim.engine.send_blocked(Peer::Client(a), sim.now);
+    sim.drain();
+    let out = sim.client_send(b, query("SELECT 2"));
+    assert!(out.to_upstreams.is_empty(), "not behind the unread answer");
+    sim.engine.send_drained(Peer::Client(a), sim.now);
+    sim.drain();
+    let one = ok(StatusFlags::SERVER_STATUS_AUTOCOMMIT, caps());
+    let out = sim.upstream_send(u, frame(&one, 1));
+    assert_eq!(out.packets_to_client(a).len(), 1);
+    assert_eq!(&out.packets_to_upstream(u)[0][..], b"\x03SELECT 2");
+}
+
 #[test]
 fn nobody_queues_behind_a_statement_that_changes_the_session() {
     let mut cfg = config(1);
