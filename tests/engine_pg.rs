@@ -962,16 +962,7 @@ fn a_pipelined_cleartext_password_under_scram_gets_a_clear_error() {
     let mut sim = Sim::new(cfg);
     sim.ready_client();
     let a = sim.engine.client_open(Protocol::Postgres, sim.now);
-    let mut wire = BytesMut::new();
-    StartupRequest::Startup(Startup {
-        version: ProtocolVersion(PROTOCOL_3_0),
-        params: vec![
-            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
-            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-        ],
-    })
-    .encode(&mut wire)
-    .unwrap();
+    let mut wire = startup_packet(&[]);
     muxql::pg::frontend::encode_password_message(&mut wire, b"pw").unwrap();
     wire.extend_from_slice(&enc_front(&[q("SELECT 1")]));
     let out = sim.client_send_raw(a, wire);
@@ -999,17 +990,7 @@ fn errors_are_counted_by_kind_and_waits_in_the_histogram() {
     let mut sim = Sim::new(cfg);
     let login = |sim: &mut Sim, password: &[u8]| {
         let id = sim.engine.client_open(Protocol::Postgres, sim.now);
-        let mut wire = BytesMut::new();
-        StartupRequest::Startup(Startup {
-            version: ProtocolVersion(PROTOCOL_3_0),
-            params: vec![
-                (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
-                (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-            ],
-        })
-        .encode(&mut wire)
-        .unwrap();
-        sim.client_send_raw(id, wire);
+        sim.client_send_raw(id, startup_packet(&[]));
         let mut wire = BytesMut::new();
         muxql::pg::frontend::encode_password_message(&mut wire, password).unwrap();
         let out = sim.client_send_raw(id, wire);

@@ -12,20 +12,6 @@ fn ssl_request() -> BytesMut {
     b
 }
 
-fn startup() -> BytesMut {
-    let mut b = BytesMut::new();
-    StartupRequest::Startup(Startup {
-        version: ProtocolVersion(PROTOCOL_3_0),
-        params: vec![
-            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
-            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-        ],
-    })
-    .encode(&mut b)
-    .unwrap();
-    b
-}
-
 fn with_tls(tls: ClientTls) -> Sim {
     let mut cfg = config(1, PoolMode::Transaction);
     cfg.client_tls = tls;
@@ -58,7 +44,7 @@ fn an_ssl_request_is_answered_s_and_the_host_told_to_switch() {
         }]
     );
     // What follows is the plaintext the host decrypted: the login goes on as usual.
-    let out = sim.client_send_raw(a, startup());
+    let out = sim.client_send_raw(a, startup_packet(&[]));
     let u = out.connects[0];
     let out = sim.login_upstream(u, 7);
     assert!(is_ready(&out.client_msgs(a)));
@@ -71,7 +57,7 @@ fn bytes_behind_an_ssl_request_are_refused() {
     let mut sim = with_tls(ClientTls::Offer);
     let a = sim.engine.client_open(Protocol::Postgres, sim.now);
     let mut both = ssl_request();
-    both.extend_from_slice(&startup());
+    both.extend_from_slice(&startup_packet(&[]));
     let out = sim.client_send_raw(a, both);
     assert!(out.flow.is_empty(), "no switch: {:?}", out.flow);
     assert_eq!(out.closed_clients, vec![a]);
@@ -97,7 +83,7 @@ fn scram_plus_is_offered_over_tls() {
         if tls {
             sim.client_send_raw(a, ssl_request());
         }
-        let out = sim.client_send_raw(a, startup());
+        let out = sim.client_send_raw(a, startup_packet(&[]));
         for u in out.connects.clone() {
             sim.login_upstream(u, 9);
         }
@@ -122,7 +108,7 @@ fn scram_plus_is_offered_over_tls() {
 fn required_tls_refuses_a_plaintext_login_and_a_second_ssl_request() {
     let mut sim = with_tls(ClientTls::Require);
     let a = sim.engine.client_open(Protocol::Postgres, sim.now);
-    let out = sim.client_send_raw(a, startup());
+    let out = sim.client_send_raw(a, startup_packet(&[]));
     assert_eq!(out.closed_clients, vec![a]);
     match &out.client_msgs(a)[..] {
         [BackendMessage::ErrorResponse(f)] => {
@@ -152,7 +138,7 @@ fn direct_tls_hands_the_first_bytes_to_tls() {
             records: hello
         }]
     );
-    let out = sim.client_send_raw(a, startup());
+    let out = sim.client_send_raw(a, startup_packet(&[]));
     assert_eq!(out.connects.len(), 1, "logged in over TLS: {out:?}");
 }
 
@@ -170,7 +156,7 @@ fn listener(secure: bool, auth: Option<ClientAuth>) -> Listener {
 fn a_client_the_host_encrypts_meets_the_tls_requirement() {
     let mut sim = with_tls(ClientTls::Require);
     let a = sim.engine.client_open_on(&listener(true, None), sim.now);
-    let out = sim.client_send_raw(a, startup());
+    let out = sim.client_send_raw(a, startup_packet(&[]));
     assert!(out.closed_clients.is_empty(), "{out:?}");
     assert_eq!(out.connects.len(), 1);
     // No TLS inside TLS: an SSLRequest there is answered N.
@@ -189,7 +175,7 @@ fn a_listener_overrides_the_authentication_method() {
     let mut sim = Sim::new(cfg);
     let first_request = |sim: &mut Sim, l: Listener| {
         let a = sim.engine.client_open_on(&l, sim.now);
-        let out = sim.client_send_raw(a, startup());
+        let out = sim.client_send_raw(a, startup_packet(&[]));
         for u in out.connects.clone() {
             sim.login_upstream(u, 9);
         }

@@ -2,6 +2,7 @@
 //! SSLRequest, MySQL's CLIENT_SSL) and tells the host when to switch; the modes decide what a
 //! server without TLS gets; bytes a server sends before the handshake are never trusted.
 
+mod mysql_sim;
 mod pg_sim;
 
 use muxql::mux::UpstreamTls;
@@ -26,17 +27,7 @@ fn pg_engine(tls: UpstreamTls) -> (Engine, UpstreamId) {
     cfg.routes[0].upstream_tls_ca = ca_for(tls);
     let mut engine = Engine::new(cfg).unwrap();
     let client = engine.client_open(Protocol::Postgres, 1);
-    let mut startup = BytesMut::new();
-    StartupRequest::Startup(Startup {
-        version: ProtocolVersion(PROTOCOL_3_0),
-        params: vec![
-            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
-            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-        ],
-    })
-    .encode(&mut startup)
-    .unwrap();
-    engine.client_data(client, startup, 1);
+    engine.client_data(client, startup_packet(&[]), 1);
     let up = actions(&mut engine)
         .into_iter()
         .find_map(|a| match a {
@@ -168,18 +159,6 @@ fn pg_after_the_switch_the_login_goes_on_over_tls() {
     assert!(engine.check_counters().is_ok());
 }
 
-fn my_caps() -> CapabilityFlags {
-    CapabilityFlags::CLIENT_LONG_PASSWORD
-        | CapabilityFlags::CLIENT_PROTOCOL_41
-        | CapabilityFlags::CLIENT_SECURE_CONNECTION
-        | CapabilityFlags::CLIENT_TRANSACTIONS
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-        | CapabilityFlags::CLIENT_MULTI_RESULTS
-        | CapabilityFlags::CLIENT_SESSION_TRACK
-        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
-}
-
 /// A MySQL engine whose pool opened an upstream, and the greeting bytes of a server that
 /// offers TLS or not.
 fn my_engine(tls: UpstreamTls) -> (Engine, UpstreamId) {
@@ -205,7 +184,7 @@ fn my_engine(tls: UpstreamTls) -> (Engine, UpstreamId) {
 }
 
 fn greeting(offers_tls: bool) -> BytesMut {
-    let mut caps = my_caps();
+    let mut caps = mysql_sim::caps();
     if offers_tls {
         caps |= CapabilityFlags::CLIENT_SSL;
     }

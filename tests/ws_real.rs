@@ -54,7 +54,8 @@ fn pg_until_ready(buf: &mut BytesMut) -> Option<Vec<BackendMessage>> {
     None
 }
 
-fn pg_login_and_query<S: Read + Write>(ws: &mut WebSocket<S>, one_byte_frames: bool) -> String {
+/// The StartupMessage of the test's SCRAM user for its database.
+fn pg_startup() -> BytesMut {
     let pg = common::pg();
     let mut startup = BytesMut::new();
     StartupRequest::Startup(Startup {
@@ -69,6 +70,11 @@ fn pg_login_and_query<S: Read + Write>(ws: &mut WebSocket<S>, one_byte_frames: b
     })
     .encode(&mut startup)
     .expect("startup");
+    startup
+}
+
+fn pg_login_and_query<S: Read + Write>(ws: &mut WebSocket<S>, one_byte_frames: bool) -> String {
+    let startup = pg_startup();
     if one_byte_frames {
         for b in startup.iter() {
             ws.send(Message::binary(vec![*b])).expect("send a byte");
@@ -300,19 +306,7 @@ fn a_wss_listener_takes_pipelined_cleartext_logins_while_tcp_keeps_scram() {
         "warn",
     ]);
     let mut ws = wss_client(port, &ca);
-    let mut first = BytesMut::new();
-    StartupRequest::Startup(Startup {
-        version: ProtocolVersion(PROTOCOL_3_0),
-        params: vec![
-            (
-                Bytes::from_static(b"user"),
-                Bytes::from(pg.scram_user.clone()),
-            ),
-            (Bytes::from_static(b"database"), Bytes::from(pg.db.clone())),
-        ],
-    })
-    .encode(&mut first)
-    .expect("startup");
+    let mut first = pg_startup();
     muxql::pg::frontend::encode_password_message(&mut first, pg.password.as_bytes())
         .expect("password");
     FrontendMessage::Query(Bytes::from_static(b"SELECT 40 + 2"))
@@ -342,19 +336,7 @@ fn a_wss_listener_takes_pipelined_cleartext_logins_while_tcp_keeps_scram() {
     );
     // The plain TCP listener still asks for SCRAM (AuthenticationSASL, code 10).
     let mut tcp = TcpStream::connect(("127.0.0.1", m.port)).expect("connect");
-    let mut startup = BytesMut::new();
-    StartupRequest::Startup(Startup {
-        version: ProtocolVersion(PROTOCOL_3_0),
-        params: vec![
-            (
-                Bytes::from_static(b"user"),
-                Bytes::from(pg.scram_user.clone()),
-            ),
-            (Bytes::from_static(b"database"), Bytes::from(pg.db.clone())),
-        ],
-    })
-    .encode(&mut startup)
-    .expect("startup");
+    let startup = pg_startup();
     tcp.write_all(&startup).expect("send");
     let mut head = [0u8; 9];
     tcp.read_exact(&mut head)

@@ -1,6 +1,7 @@
 //! A scripted MySQL world for deterministic Engine tests: clients and a fake MariaDB upstream
 //! driven step by step, no sockets. Pool counters are checked after every step.
-#![allow(dead_code)]
+// Each test file uses its own part of it.
+#![allow(dead_code, unused_imports)]
 
 pub use bytes::{Bytes, BytesMut};
 pub use muxql::mux::{

@@ -16,6 +16,28 @@ pub use muxql::pg::startup::{
 };
 pub use muxql::wire::Limits;
 
+/// The StartupMessage of user alice asking for database db, with more `params`.
+pub fn startup_packet(params: &[(&str, &str)]) -> BytesMut {
+    let mut p = vec![
+        (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
+        (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
+    ];
+    for (k, v) in params {
+        p.push((
+            Bytes::copy_from_slice(k.as_bytes()),
+            Bytes::copy_from_slice(v.as_bytes()),
+        ));
+    }
+    let mut buf = BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params: p,
+    })
+    .encode(&mut buf)
+    .unwrap();
+    buf
+}
+
 /// Everything the Engine asked for, split by connection.
 #[derive(Default, Debug)]
 pub struct Out {
@@ -181,23 +203,7 @@ impl Sim {
     /// Opens a client and completes its startup; returns the client and what happened.
     pub fn open_client(&mut self, params: &[(&str, &str)]) -> (ClientId, Out) {
         let id = self.engine.client_open(Protocol::Postgres, self.now);
-        let mut p = vec![
-            (Bytes::from_static(b"user"), Bytes::from_static(b"alice")),
-            (Bytes::from_static(b"database"), Bytes::from_static(b"db")),
-        ];
-        for (k, v) in params {
-            p.push((
-                Bytes::copy_from_slice(k.as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            ));
-        }
-        let mut buf = BytesMut::new();
-        StartupRequest::Startup(Startup {
-            version: ProtocolVersion(PROTOCOL_3_0),
-            params: p,
-        })
-        .encode(&mut buf)
-        .unwrap();
+        let buf = startup_packet(params);
         self.engine.client_data(id, buf, self.now);
         (id, self.drain())
     }
