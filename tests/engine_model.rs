@@ -298,6 +298,8 @@ struct ModelClient {
     prepared: [bool; NAMED],
     in_tx: bool,
     left: bool,
+    /// Its request got the error of a lost upstream (08006); its ReadyForQuery comes next.
+    lost: bool,
     outstanding: Option<Expected>,
     received: BytesMut,
 }
@@ -601,7 +603,8 @@ impl World {
         self.check_clients();
     }
 
-    /// Upstream `index` (mod count) dies: its clients must be told and closed.
+    /// Upstream `index` (mod count) dies: its clients must be told (an error for their request,
+    /// or an error and the end of their session when it lived on that server).
     fn kill(&mut self, index: usize) {
         if self.server_order.is_empty() {
             return;
@@ -644,12 +647,20 @@ impl World {
                         let want = exp.want.as_deref().expect("no result expected");
                         assert_eq!(&tag[..], want.as_bytes(), "someone else's answer");
                     }
+                    // The upstream running the request died: the request fails, the session
+                    // goes on, and whatever it was about to start did not happen.
+                    BackendMessage::ErrorResponse(f)
+                        if f.code().map(|c| &c[..]) == Some(&b"08006"[..]) =>
+                    {
+                        c.lost = true;
+                    }
                     BackendMessage::ErrorResponse(_) => assert!(exp.fails, "unexpected error"),
                     BackendMessage::ParseComplete
                     | BackendMessage::BindComplete
                     | BackendMessage::CloseComplete => {}
                     BackendMessage::ReadyForQuery(status) => {
                         match exp.toggle {
+                            _ if std::mem::take(&mut c.lost) => c.in_tx = false,
                             Some("BEGIN") => c.in_tx = true,
                             Some(_) => c.in_tx = false,
                             None => {}

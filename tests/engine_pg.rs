@@ -585,24 +585,135 @@ fn the_running_client_leaving_does_not_cost_the_queued_ones_their_answers() {
     assert_eq!(stats.clients_active, 0);
 }
 
+/// The error and ReadyForQuery a request gets when its upstream is lost.
+fn lost_answer(msgs: &[BackendMessage]) -> bool {
+    matches!(msgs, [BackendMessage::ErrorResponse(f), BackendMessage::ReadyForQuery(TransactionStatus::Idle)]
+        if f.code().map(|c| &c[..]) == Some(&b"08006"[..]))
+}
+
+/// An upstream lost under autocommit requests costs each client with a request on it (the
+/// one running, the ones pipelined behind) an error for that request, not its connection; the
+/// next request is served once the pool refilled, with the session's settings.
 #[test]
-fn a_lost_upstream_fails_every_client_queued_on_it() {
+fn a_lost_upstream_costs_its_clients_one_error_not_their_connection() {
     let (mut sim, c, u) = one_busy_upstream(3);
     sim.client_send(c[1], &[q("SELECT 2")]);
     sim.engine.upstream_closed(u, sim.now);
     let out = sim.drain();
+    assert!(out.closed_clients.is_empty(), "{out:?}");
     for id in &c[..2] {
-        assert!(out.closed_clients.contains(id));
-        assert!(matches!(
-            out.client_msgs(*id).last(),
-            Some(BackendMessage::ErrorResponse(_))
-        ));
+        assert!(
+            lost_answer(&out.client_msgs(*id)),
+            "{:?}",
+            out.client_msgs(*id)
+        );
     }
     assert!(
-        !out.closed_clients.contains(&c[2]),
+        out.client_msgs(c[2]).is_empty(),
         "an idle client is untouched"
     );
-    assert_eq!(sim.engine.stats().routes[0].clients_active, 0);
+    let stats = sim.engine.stats().routes[0];
+    assert_eq!(
+        (stats.clients_active, stats.clients, stats.upstreams),
+        (0, 3, 0)
+    );
+    // The next request waits for a new upstream and is answered on it.
+    let out = sim.client_send(c[0], &[q("SELECT 3")]);
+    let v = out.connects[0];
+    let out = sim.login_upstream(v, 8);
+    assert_eq!(out.upstream_msgs(v), vec![q("SELECT 3")], "{out:?}");
+    let out = sim.upstream_send(v, &select_answer("3"));
+    assert_eq!(out.client_msgs(c[0]), select_answer("3"));
+}
+
+/// Requests a client had sent upstream each get the error; what it sent behind them that was
+/// not sent anywhere yet (held while it was pipelined behind another client) runs on the next
+/// upstream.
+#[test]
+fn requests_not_sent_yet_wait_for_the_pool_to_refill() {
+    let (mut sim, c, u) = one_busy_upstream(2);
+    sim.client_send(c[1], &[q("SELECT 2")]);
+    let out = sim.client_send(c[1], &[q("SELECT 3")]);
+    assert!(
+        out.upstream_msgs(u).is_empty(),
+        "held behind its pipelined request"
+    );
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    let errors = |id| {
+        out.client_msgs(id)
+            .iter()
+            .filter(|m| matches!(m, BackendMessage::ErrorResponse(_)))
+            .count()
+    };
+    assert_eq!((errors(c[0]), errors(c[1])), (1, 1), "{out:?}");
+    let v = out.connects[0];
+    let out = sim.login_upstream(v, 8);
+    assert_eq!(out.upstream_msgs(v), vec![q("SELECT 3")]);
+}
+
+/// An extended-protocol unit gets one error and the ReadyForQuery of its Sync.
+#[test]
+fn a_lost_extended_unit_gets_one_error_and_its_ready_for_query() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("", "SELECT 1"),
+            bind_msg(""),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, &[BackendMessage::ParseComplete]);
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.client_msgs(a).len(), 2, "{:?}", out.client_msgs(a));
+    assert!(lost_answer(&out.client_msgs(a)));
+    assert!(out.closed_clients.is_empty());
+}
+
+/// Where the session lived on the server (a transaction, session state that pins), or with
+/// `close_on_upstream_loss`, the client is told and closed, as a direct connection would be.
+#[test]
+fn a_lost_transaction_or_pinned_session_ends_the_connection() {
+    let (mut sim, c, u) = one_busy_upstream(1);
+    sim.upstream_send(u, &select_answer("1"));
+    let out = sim.client_send(c[0], &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.client_send(c[0], &[q("SELECT 2")]);
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![c[0]]);
+
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("LISTEN things")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, &[complete("LISTEN"), rfq(TransactionStatus::Idle)]);
+    sim.client_send(a, &[q("SELECT 2")]);
+    sim.engine.upstream_closed(u, sim.now);
+    assert_eq!(sim.drain().closed_clients, vec![a], "its LISTEN is gone");
+
+    let mut cfg = config(1, PoolMode::Transaction);
+    cfg.close_on_upstream_loss = true;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("SELECT 1")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![a]);
+    assert!(matches!(
+        out.client_msgs(a).last(),
+        Some(BackendMessage::ErrorResponse(f)) if f.severity().map(|s| &s[..]) == Some(&b"FATAL"[..])
+    ));
 }
 
 #[test]

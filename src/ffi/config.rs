@@ -199,7 +199,9 @@ pub unsafe extern "C" fn muxql_config_from_toml(
 /// TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 /// `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
 /// `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
-/// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`; `rng_seed` is
+/// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`,
+/// `close_on_upstream_loss` (`true`: a client whose upstream fails under its request is closed
+/// instead of getting an error for it); `rng_seed` is
 /// 64 hex digits (deterministic tests only). Values are checked when the engine is created.
 ///
 /// # Safety
@@ -259,6 +261,15 @@ fn set_route(r: &mut Route, key: &str, value: &str) -> Option<()> {
     Some(())
 }
 
+/// `true` or `false`.
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
 fn set(c: &mut muxql_config, key: &str, value: &str) -> Option<()> {
     let number = || value.parse::<u64>().ok();
     let cfg = &mut c.config;
@@ -275,6 +286,7 @@ fn set(c: &mut muxql_config, key: &str, value: &str) -> Option<()> {
         "client_login_timeout_ms" => cfg.client_login_timeout_ms = number()?,
         "statement_cache_size" => cfg.statement_cache_size = usize::try_from(number()?).ok()?,
         "pipeline_depth" => cfg.pipeline_depth = usize::try_from(number()?).ok()?,
+        "close_on_upstream_loss" => cfg.close_on_upstream_loss = flag(value)?,
         "max_message" => cfg.max_message = usize::try_from(number()?).ok()?,
         "client_backlog_limit" => cfg.client_backlog_limit = usize::try_from(number()?).ok()?,
         "scram_iterations" => cfg.scram_iterations = u32::try_from(number()?).ok()?,

@@ -261,6 +261,9 @@ pub struct Config {
     /// Seed for the Engine's random numbers (salts, nonces, cancel keys); `None` seeds from
     /// the operating system. Fixed seeds exist for deterministic tests.
     pub rng_seed: Option<[u8; 32]>,
+    /// When an upstream fails under a client's request, close that client (as PgBouncer
+    /// does) instead of answering the request with an error and keeping its session.
+    pub close_on_upstream_loss: bool,
 }
 
 impl Default for Config {
@@ -284,6 +287,7 @@ impl Default for Config {
             client_backlog_limit: 256 * 1024,
             scram_iterations: 4096,
             rng_seed: None,
+            close_on_upstream_loss: false,
         }
     }
 }

@@ -250,14 +250,24 @@ impl Engine {
             return;
         }
         let logging_in = u.is_connecting();
+        let answered = !logging_in && self.answer_lost(uid, reason);
+        let Some(u) = self.upstreams.core_mut(uid) else {
+            return;
+        };
         if let Some(cid) = u.client() {
             u.phase = UpPhase::Resetting;
             self.pools[route].detach(true);
             self.note_upstream_lost(cid, uid);
+            let mut more = false;
             if let Some(c) = self.clients.core_mut(cid) {
                 c.upstream = None;
+                more = !c.buf.is_empty();
             }
-            self.fail_client(cid, SessionError::UpstreamLost(reason.into()));
+            if !answered {
+                self.fail_client(cid, SessionError::UpstreamLost(reason.into()));
+            } else if more {
+                self.ready.push_back(cid);
+            }
         }
         if logging_in {
             self.pools[route].last_error = Some(reason.to_string());

@@ -166,6 +166,15 @@ impl Engine {
         }
     }
 
+    /// Upstream `uid` is lost: answers the requests it was running (each client keeps its
+    /// session) when the protocol can; false when the clients must be closed instead.
+    pub(crate) fn answer_lost(&mut self, uid: UpstreamId, reason: &str) -> bool {
+        match self.upstreams.get(uid.0) {
+            Some(Upstream::Pg(_)) => self.pg_answer_lost(uid, reason),
+            _ => false,
+        }
+    }
+
     /// Upstream `uid` is lost while serving client `cid`: notes where in its answer the
     /// client is, for the error it gets next.
     pub(crate) fn note_upstream_lost(&mut self, cid: ClientId, uid: UpstreamId) {

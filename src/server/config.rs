@@ -353,6 +353,9 @@ pub struct FileConfig {
     pub statement_cache_size: Option<usize>,
     /// Cross-client pipelining depth (0: off).
     pub pipeline_depth: Option<usize>,
+    /// Close a client whose upstream fails under its request, instead of answering the
+    /// request with an error and keeping its session.
+    pub close_on_upstream_loss: Option<bool>,
     /// Largest accepted protocol message in bytes.
     pub max_message: Option<usize>,
     /// SCRAM iteration count for client authentication.
@@ -630,6 +633,9 @@ impl ServerConfig {
         }
         if let Some(v) = file.statement_cache_size {
             engine.statement_cache_size = v;
+        }
+        if let Some(v) = file.close_on_upstream_loss {
+            engine.close_on_upstream_loss = v;
         }
         if let Some(v) = args.pipeline_depth.or(file.pipeline_depth) {
             engine.pipeline_depth = v;

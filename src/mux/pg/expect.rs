@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::statements::Statement;
 
@@ -215,6 +215,48 @@ impl ExpectQueue {
         }
     }
 
+    /// What the client side is owed when the server is lost, one entry per unit (a simple
+    /// Query, or extended messages up to their Sync), in order: local answers queued before
+    /// the unit failed, then `error` (as if the server had failed the unit) and `ready`.
+    /// `None` when the queue cannot be answered that way: a copy-in runs (the client goes on
+    /// sending data), or the last unit has no Sync yet (the client's next messages would have
+    /// to be discarded up to it).
+    pub(crate) fn lost_units(&self, error: &[u8], ready: &[u8]) -> Option<Vec<BytesMut>> {
+        if self.copy_in || self.skipping {
+            return None;
+        }
+        let mut units = Vec::new();
+        let mut unit = BytesMut::new();
+        let mut failed = false;
+        let mut open = false;
+        for item in &self.items {
+            match item {
+                Item::Synthetic(b) if !failed => {
+                    unit.extend_from_slice(b);
+                    open = true;
+                }
+                Item::Synthetic(_) => {}
+                Item::Response(p) if p.swallow || p.kind == Kind::CopyEnd => {}
+                Item::Response(p) if matches!(p.kind, Kind::Query | Kind::Sync) => {
+                    if !failed {
+                        unit.extend_from_slice(error);
+                    }
+                    unit.extend_from_slice(ready);
+                    units.push(std::mem::take(&mut unit));
+                    (failed, open) = (false, false);
+                }
+                Item::Response(_) => {
+                    if !failed {
+                        unit.extend_from_slice(error);
+                        failed = true;
+                    }
+                    open = true;
+                }
+            }
+        }
+        (!open).then_some(units)
+    }
+
     /// Drops queued requests up to the next Sync; the server will not answer them.
     fn discard_until_sync(&mut self) -> Vec<Pending> {
         let mut dropped = Vec::new();
@@ -234,6 +276,31 @@ impl ExpectQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_units_fail_each_unit_once_and_end_it() {
+        let mut q = ExpectQueue::default();
+        q.push(pending(Kind::Query));
+        q.push_synthetic(Bytes::from_static(b"1"));
+        q.push(pending(Kind::Bind));
+        q.push(pending(Kind::Execute));
+        q.push(pending(Kind::Sync));
+        let units = q.lost_units(b"E", b"Z").expect("answerable");
+        assert_eq!(
+            units,
+            vec![BytesMut::from(&b"EZ"[..]), BytesMut::from(&b"1EZ"[..])]
+        );
+        // A unit without its Sync yet cannot be answered: the client's next messages would
+        // have to be discarded.
+        q.push(pending(Kind::Parse));
+        assert_eq!(q.lost_units(b"E", b"Z"), None);
+        // muxql's own requests get nothing.
+        let mut q = ExpectQueue::default();
+        let mut own = pending(Kind::Query);
+        own.swallow = true;
+        q.push(own);
+        assert_eq!(q.lost_units(b"E", b"Z"), Some(vec![]));
+    }
 
     fn pending(kind: Kind) -> Pending {
         Pending {

@@ -2,6 +2,7 @@
 //! traffic in between.
 
 mod expect;
+mod failover;
 pub(crate) mod params;
 mod peek;
 mod pipeline;

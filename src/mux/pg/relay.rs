@@ -487,6 +487,16 @@ impl Engine {
                 }
             }
             let body = &buf[run + HEADER_LEN..run + header.frame_len];
+            // FATAL or PANIC: the server ends this connection (a restart, pg_terminate_backend).
+            // It is about the connection, not the client's session: the upstream is lost, and the
+            // client gets the lost-upstream answer (see failover.rs) instead of this error.
+            if tag == b'E' && server_ends_connection(body) {
+                let message = peek::error_field(body, b'M')
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .unwrap_or_else(|| "the server ended the connection".into());
+                self.flush_to_client(cid, &mut buf, &mut run);
+                return self.upstream_lost(uid, &message);
+            }
             let status = body.first().copied().unwrap_or(b'I');
             let rolled_back = tag == b'C' && body.starts_with(b"ROLLBACK");
             let plan_changed = tag == b'E' && plan_changed(body);
@@ -760,4 +770,11 @@ fn forget_unprepared(prepared: &mut super::statements::Prepared, p: &Pending) {
             prepared.remove(stmt.server_id());
         }
     }
+}
+
+/// Whether an ErrorResponse ends the connection (severity FATAL or PANIC; `V` is the
+/// untranslated severity, PostgreSQL 9.6 and later, `S` the fallback).
+fn server_ends_connection(body: &[u8]) -> bool {
+    let severity = peek::error_field(body, b'V').or_else(|| peek::error_field(body, b'S'));
+    matches!(severity, Some(b"FATAL" | b"PANIC"))
 }

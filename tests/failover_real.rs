@@ -1,0 +1,119 @@
+//! A server connection that dies under a client's request, for real: the backend running it is
+//! terminated (`pg_terminate_backend`, what a restart does to every backend). The client gets
+//! an error for that request and keeps its connection, settings and prepared statements
+//! (`close_on_upstream_loss = false`, the default); with the option set, it is closed instead.
+
+mod common;
+mod proc;
+
+use std::time::Duration;
+
+use proc::Muxql;
+
+fn start(extra_toml: &str) -> (Muxql, std::path::PathBuf) {
+    let pg = common::pg();
+    let dir = std::env::temp_dir().join(common::unique_name("muxql_failover"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("muxql.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams = [{:?}]\npool_size = 2\n{extra_toml}\n",
+            pg.url(&pg.scram_user)
+        ),
+    )
+    .expect("write config");
+    let m = Muxql::start(&[
+        "--config",
+        config.to_str().expect("path"),
+        "--log-level",
+        "warn",
+    ]);
+    (m, dir)
+}
+
+async fn client(m: &Muxql, app: &str) -> tokio_postgres::Client {
+    let mut via = common::pg().clone();
+    via.port = m.port;
+    let mut cfg = via.config(&via.scram_user);
+    cfg.application_name(app);
+    common::pg_connect(&cfg)
+        .await
+        .expect("connect through muxql")
+}
+
+/// Terminates the backend running `pg_sleep` for the client named `app`, directly.
+async fn terminate_backend_of(app: &str) {
+    let pg = common::pg();
+    let admin = common::pg_connect(&pg.config(&pg.superuser))
+        .await
+        .expect("direct superuser connection");
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND query LIKE '%pg_sleep%' AND state = 'active'",
+                &[&app],
+            )
+            .await
+            .expect("terminate")
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no backend of {app} ran pg_sleep");
+}
+
+#[tokio::test]
+async fn a_terminated_backend_costs_the_client_one_error_not_its_session() {
+    let (m, dir) = start("");
+    let app = common::unique_name("failover");
+    let c = client(&m, &app).await;
+    c.batch_execute("SET statement_timeout = '45s'")
+        .await
+        .expect("set");
+    let stmt = c.prepare("SELECT $1::int + 1").await.expect("prepare");
+    let (sleep, ()) = tokio::join!(
+        c.simple_query("SELECT pg_sleep(30)"),
+        terminate_backend_of(&app)
+    );
+    let err = sleep.expect_err("the sleep's backend was terminated");
+    let db = err
+        .as_db_error()
+        .expect("an ErrorResponse, not a closed connection");
+    assert_eq!(db.code().code(), "08006", "{db:?}");
+    assert!(db.message().contains("terminating connection"), "{db:?}");
+    // Same connection, same session: its setting and its prepared statement on a new backend.
+    let row = c
+        .query_one(&stmt, &[&41i32])
+        .await
+        .expect("prepared statement");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let timeout: String = c
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "45s");
+    assert!(!c.is_closed());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn with_close_on_upstream_loss_the_client_is_closed() {
+    let (m, dir) = start("close_on_upstream_loss = true");
+    let app = common::unique_name("failover_close");
+    let c = client(&m, &app).await;
+    let (sleep, ()) = tokio::join!(
+        c.simple_query("SELECT pg_sleep(30)"),
+        terminate_backend_of(&app)
+    );
+    assert!(sleep.is_err());
+    let next = tokio::time::timeout(Duration::from_secs(5), c.simple_query("SELECT 1"))
+        .await
+        .expect("an answer, not a hang");
+    assert!(next.is_err(), "the connection is closed");
+    std::fs::remove_dir_all(&dir).ok();
+}
