@@ -195,6 +195,8 @@ struct ModelClient {
     waiting: Option<Option<String>>,
     in_tx: bool,
     zone: Option<String>,
+    /// The zone before the outstanding `SET time_zone`, back in force if it fails.
+    zone_before: Option<Option<String>>,
     tags: u32,
     left: bool,
 }
@@ -339,6 +341,21 @@ impl World {
                 continue;
             };
             let answer = c.received.split_to(scan.consumed);
+            // The upstream running the command died: the command failed, the session goes on
+            // without whatever it was about to change.
+            let lost = end.error
+                && answer
+                    .windows(28)
+                    .any(|w| w == b"#70100server connection lost");
+            let zone_before = c.zone_before.take();
+            if lost {
+                if let Some(zone) = zone_before {
+                    c.zone = zone;
+                }
+                c.waiting = None;
+                assert!(c.received.is_empty(), "more than one answer");
+                continue;
+            }
             match expected {
                 Some(text) => {
                     let found = answer.windows(text.len()).any(|w| w == text.as_bytes());
@@ -372,6 +389,7 @@ impl World {
             Req::Toggle if c.in_tx => ("COMMIT".into(), None),
             Req::Toggle => ("BEGIN".into(), None),
             Req::SetZone(k) => {
+                c.zone_before = Some(c.zone.clone());
                 c.zone = Some(format!("+0{k}:00"));
                 (format!("SET time_zone = '+0{k}:00'"), None)
             }

@@ -67,8 +67,12 @@ fn a_transaction_keeps_its_upstream_and_waiters_follow_in_order() {
     assert_eq!(sim.engine.stats().routes[0].upstreams_idle, 1);
 }
 
+/// An upstream dying under an autocommit command costs its client an ERR for that command
+/// (1317, as after KILL QUERY), not its connection; the next command runs on a new upstream
+/// with the session's variables. Inside a transaction, or with `close_on_upstream_loss`, the
+/// client is closed (1927).
 #[test]
-fn an_upstream_dying_mid_query_fails_only_its_client() {
+fn an_upstream_dying_mid_query_fails_only_that_command() {
     let mut sim = Sim::new(config(2));
     let a = sim.ready_client();
     let b = sim.ready_client();
@@ -77,15 +81,46 @@ fn an_upstream_dying_mid_query_fails_only_its_client() {
     sim.engine.upstream_closed(u, sim.now);
     let out = sim.drain();
     let err = ErrPacket::parse(&out.packets_to_client(a)[0], caps()).unwrap();
-    assert_eq!(err.code, 1927);
-    assert_eq!(out.closed_clients, vec![a]);
+    assert_eq!(err.code, 1317);
+    assert!(out.closed_clients.is_empty());
     assert!(
         out.closed_upstreams.is_empty(),
         "no CloseUpstream for a dead id"
     );
+    let out = sim.client_send(a, query("SELECT 2"));
+    assert!(out.closed_clients.is_empty());
+    let v = out
+        .connects
+        .first()
+        .copied()
+        .or(out.to_upstreams.first().map(|(u, _)| *u));
+    assert!(v.is_some(), "served again: {out:?}");
     let out = sim.client_send(b, query("SELECT 1"));
     assert!(out.closed_clients.is_empty());
-    assert!(!out.connects.is_empty() || !out.to_upstreams.is_empty());
+
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("BEGIN"));
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, frame(&ok(in_trans(), caps()), 1));
+    sim.client_send(a, query("SELECT 1"));
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    let err = ErrPacket::parse(&out.packets_to_client(a)[0], caps()).unwrap();
+    assert_eq!(
+        (err.code, out.closed_clients),
+        (1927, vec![a]),
+        "its transaction is gone"
+    );
+
+    let mut cfg = config(1);
+    cfg.close_on_upstream_loss = true;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("SELECT 1"));
+    let (u, _) = out.to_upstreams[0];
+    sim.engine.upstream_closed(u, sim.now);
+    assert_eq!(sim.drain().closed_clients, vec![a]);
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! A server connection that dies under a client's request, for real: the backend running it is
-//! terminated (`pg_terminate_backend`, what a restart does to every backend). The client gets
-//! an error for that request and keeps its connection, settings and prepared statements
-//! (`close_on_upstream_loss = false`, the default); with the option set, it is closed instead.
+//! terminated (`pg_terminate_backend`, what a restart does to every backend; MariaDB's
+//! `KILL CONNECTION`). The client gets an error for that request and keeps its connection,
+//! settings and prepared statements (`close_on_upstream_loss = false`, the default); with the
+//! option set, it is closed instead.
 
 mod common;
 mod proc;
 
 use std::time::Duration;
 
+use mysql_async::prelude::Queryable;
 use proc::Muxql;
 
 fn start(extra_toml: &str) -> (Muxql, std::path::PathBuf) {
@@ -115,5 +117,76 @@ async fn with_close_on_upstream_loss_the_client_is_closed() {
         .await
         .expect("an answer, not a hang");
     assert!(next.is_err(), "the connection is closed");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_killed_mariadb_connection_costs_the_client_one_error_not_its_session() {
+    let my = common::mariadb();
+    let dir = std::env::temp_dir().join(common::unique_name("muxql_failover_my"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("muxql.toml");
+    let port = common::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams = [{:?}]\npool_size = 2\nlisten_mysql = [\"127.0.0.1:{port}\"]\n",
+            my.url(&my.user)
+        ),
+    )
+    .expect("write config");
+    let _m = Muxql::start(&[
+        "--config",
+        config.to_str().expect("path"),
+        "--log-level",
+        "warn",
+    ]);
+    let opts = mysql_async::OptsBuilder::from_opts(my.opts(&my.user)).tcp_port(port);
+    let mut c = mysql_async::Conn::new(opts)
+        .await
+        .expect("connect through muxql");
+    c.query_drop("SET time_zone = '+03:00'").await.expect("set");
+    let stmt = c.prep("SELECT ? + 1").await.expect("prepare");
+    let marker = common::unique_name("killme");
+    let sleep = format!("SELECT SLEEP(30) AS {marker}");
+    let kill = async {
+        let mut admin = mysql_async::Conn::new(my.opts(&my.root_user))
+            .await
+            .expect("root");
+        for _ in 0..100 {
+            let id: Option<u64> = admin
+                .exec_first(
+                    "SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%'",
+                    (format!("%{marker}%"),),
+                )
+                .await
+                .expect("processlist");
+            if let Some(id) = id {
+                admin
+                    .query_drop(format!("KILL CONNECTION {id}"))
+                    .await
+                    .expect("kill");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the sleep never showed");
+    };
+    let (slept, ()) = tokio::join!(c.query_drop(sleep), kill);
+    assert!(slept.is_err(), "the sleep's connection was killed");
+    // Same connection, same session: its time zone and its prepared statement, on a new one.
+    let zone: String = c
+        .query_first("SELECT @@session.time_zone")
+        .await
+        .expect("query after the loss")
+        .expect("a row");
+    assert_eq!(zone, "+03:00");
+    let two: i64 = c
+        .exec_first(&stmt, (1,))
+        .await
+        .expect("execute")
+        .expect("a row");
+    assert_eq!(two, 2);
+    c.disconnect().await.expect("disconnect");
     std::fs::remove_dir_all(&dir).ok();
 }

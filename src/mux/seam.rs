@@ -171,7 +171,8 @@ impl Engine {
     pub(crate) fn answer_lost(&mut self, uid: UpstreamId, reason: &str) -> bool {
         match self.upstreams.get(uid.0) {
             Some(Upstream::Pg(_)) => self.pg_answer_lost(uid, reason),
-            _ => false,
+            Some(Upstream::My(_)) => self.my_answer_lost(uid, reason),
+            None => false,
         }
     }
 

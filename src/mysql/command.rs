@@ -263,7 +263,12 @@ impl StmtExecute {
         let mut count = usize::from(num_params);
         if num_params > 0 || (attrs && self.flags & PARAMETER_COUNT_AVAILABLE != 0) {
             if attrs {
-                count = c.lenenc_len()?;
+                // A count, not a length: NULL parameters take no bytes, so it may exceed
+                // what follows. A statement has at most 65,535 parameters.
+                count = usize::try_from(c.lenenc()?)
+                    .ok()
+                    .filter(|&n| n <= usize::from(u16::MAX))
+                    .ok_or(Error::InvalidValue("parameter_count"))?;
             }
             if count > 0 {
                 let p = read_params(&mut c, count, attrs, previous)?;
@@ -623,6 +628,25 @@ mod tests {
                 ),
             (0x20u8..0xFA, b(30)).prop_map(|(code, payload)| Command::Other { code, payload }),
         ]
+    }
+
+    /// Found by `execute_round_trip`: with CLIENT_QUERY_ATTRIBUTES, all-NULL parameters whose
+    /// types are not resent take fewer bytes than their count, which was read as a length.
+    #[test]
+    fn null_parameters_without_types_outnumber_their_bytes() {
+        let caps = CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
+        let null = BoundParam {
+            param_type: 6,
+            unsigned: false,
+            name: Bytes::new(),
+            value: crate::mysql::binary::Value::Null,
+        };
+        let params = vec![null.clone(), null.clone(), null];
+        let e = StmtExecute::new(0, 0, &params, caps, false);
+        assert_eq!(&e.params[..], b"\x03\x07\x00");
+        let previous = vec![(6, false); 3];
+        let decoded = e.params(3, caps, Some(&previous)).expect("decodes");
+        assert_eq!(decoded.params, params);
     }
 
     proptest! {

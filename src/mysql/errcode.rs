@@ -46,5 +46,8 @@ pub const ER_NO_SUCH_THREAD: ErrorCode = err(1094, b"HY000");
 pub const ER_MALFORMED_PACKET: ErrorCode = err(1835, b"HY000");
 /// Insecure transport refused (`require_secure_transport`; muxql's `--client-tls require`).
 pub const ER_SECURE_TRANSPORT_REQUIRED: ErrorCode = err(3159, b"08004");
+/// Query execution was interrupted (a statement whose upstream connection was lost; the
+/// client's session goes on, as after KILL QUERY).
+pub const ER_QUERY_INTERRUPTED: ErrorCode = err(1317, b"70100");
 /// Connection was killed (the upstream connection serving the client was lost).
 pub const ER_CONNECTION_KILLED: ErrorCode = err(1927, b"70100");

@@ -206,6 +206,13 @@ impl ResponseReader {
         self.next_seq
     }
 
+    /// Whether an ERR packet may come next, as a server sends when a command fails before its
+    /// result or between rows (a killed query): not in the middle of column or parameter
+    /// definitions, nor of a logical packet split over several physical ones.
+    pub fn may_end_with_error(&self) -> bool {
+        !self.continued && matches!(self.state, State::First | State::Rows)
+    }
+
     /// Continues after [`Step::LocalInfile`] or [`Step::AuthData`]: the client's packets were
     /// sent and the server's next packet will carry `next_seq`.
     pub fn resume(&mut self, next_seq: u8) -> Result<(), Error> {
@@ -956,6 +963,37 @@ mod tests {
         assert!(r.scan(&[1, 0, 0, 1, 0xFE]).is_err());
         let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
         assert!(r.scan(&[2, 0, 0, 1, 0x00, 0x00]).is_err());
+    }
+
+    #[test]
+    fn an_error_may_stand_before_a_result_and_between_rows_only() {
+        let mut r = ResponseReader::new(Expect::Query, base(), Limits::default());
+        assert!(r.may_end_with_error());
+        // A column count, then one of its two column definitions.
+        let mut wire = BytesMut::new();
+        let mut seq = 1;
+        let def = |name: &'static [u8]| {
+            let mut p = BytesMut::new();
+            column(name, MYSQL_TYPE_LONG)
+                .encode(&mut p, base())
+                .unwrap();
+            p
+        };
+        write_packet(&mut wire, &mut seq, &[2]).unwrap();
+        write_packet(&mut wire, &mut seq, &def(b"a")).unwrap();
+        r.scan(&wire).unwrap();
+        assert!(!r.may_end_with_error(), "inside the column definitions");
+        let mut wire = BytesMut::new();
+        write_packet(&mut wire, &mut seq, &def(b"b")).unwrap();
+        let mut eof = BytesMut::new();
+        EofPacket {
+            warnings: 0,
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        }
+        .encode(&mut eof, base());
+        write_packet(&mut wire, &mut seq, &eof).unwrap();
+        r.scan(&wire).unwrap();
+        assert!(r.may_end_with_error(), "between rows");
     }
 
     #[test]

@@ -36,8 +36,20 @@ pub struct Muxql {
 
 impl Muxql {
     /// Starts `muxql --listen-pg 127.0.0.1:<free> --metrics 127.0.0.1:<free> <args>` and waits
-    /// until it accepts connections.
+    /// until it accepts connections. A port found free can be taken by another test before
+    /// muxql binds it: an early exit is retried on new ports, twice.
     pub fn start(args: &[&str]) -> Muxql {
+        let mut status = None;
+        for _ in 0..3 {
+            match Muxql::try_start(args) {
+                Ok(m) => return m,
+                Err(s) => status = Some(s),
+            }
+        }
+        panic!("muxql exited early: {status:?}");
+    }
+
+    fn try_start(args: &[&str]) -> Result<Muxql, ExitStatus> {
         let port = free_port();
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_muxql"))
@@ -57,12 +69,13 @@ impl Muxql {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", metrics_port)).is_err() {
             if let Some(status) = m.child_mut().try_wait().expect("try_wait") {
-                panic!("muxql exited early: {status}");
+                m.child = None;
+                return Err(status);
             }
             assert!(Instant::now() < deadline, "muxql did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        m
+        Ok(m)
     }
 
     fn child_mut(&mut self) -> &mut Child {

@@ -6,6 +6,7 @@ pub(crate) mod client;
 mod commands;
 mod control;
 mod diagnostics;
+mod failover;
 mod pipeline;
 pub(crate) mod pool;
 mod prepared;
