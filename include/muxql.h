@@ -203,7 +203,9 @@ muxql_result muxql_config_from_toml(const char *toml,
 // TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 // `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
 // `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
-// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`; `rng_seed` is
+// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`,
+// `close_on_upstream_loss` (`true`: a client whose upstream fails under its request is closed
+// instead of getting an error for it); `rng_seed` is
 // 64 hex digits (deterministic tests only). Values are checked when the engine is created.
 //
 // # Safety
