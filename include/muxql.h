@@ -202,7 +202,8 @@ muxql_result muxql_config_from_toml(const char *toml,
 // `mysql_auth`, `pin_policy`, `client_tls` (off, offer, require: the host then terminates
 // TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 // `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
-// `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
+// `client_login_timeout_ms` (0: no limit), and the numbers `max_clients`, `max_logins`
+// (0: no limit), `statement_cache_size`,
 // `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`,
 // `close_on_upstream_loss` (`true`: a client whose upstream fails under its request is closed
 // instead of getting an error for it); `rng_seed` is

@@ -455,3 +455,28 @@ fn mysql_clients_the_host_encrypts_meet_the_tls_requirement() {
     let ok = &out.packets_to_client(a)[0];
     assert_eq!(ok[0], 0x00, "logged in: {ok:?}");
 }
+
+#[test]
+fn a_client_beyond_max_clients_gets_err_1040_instead_of_the_greeting() {
+    let mut cfg = config(1);
+    cfg.max_clients = 1;
+    let mut sim = Sim::new(cfg);
+    let a = sim.ready_client();
+    let refused = sim.engine.client_open(Protocol::Mysql, sim.now);
+    let out = sim.drain();
+    assert_eq!(out.closed_clients, vec![refused]);
+    let sent = bytes_of(&out, refused);
+    assert_eq!(sent[3], 0, "sequence id 0: in place of the greeting");
+    let err = ErrPacket::parse(&sent.slice(4..), caps()).expect("ERR");
+    assert_eq!(err.code, 1040);
+    assert!(sim.engine.has_client(a));
+}
+
+/// Everything sent to client `id`, joined.
+fn bytes_of(out: &Out, id: ClientId) -> Bytes {
+    let mut all = BytesMut::new();
+    for (_, b) in out.to_clients.iter().filter(|(c, _)| *c == id) {
+        all.extend_from_slice(b);
+    }
+    all.freeze()
+}

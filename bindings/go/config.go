@@ -89,8 +89,9 @@ func (c *Config) AddUser(name, password string) error {
 // Set sets one setting by its TOML name (docs/configuration.md): "auth" (scram, md5,
 // cleartext, trust), "mysql_auth", "pin_policy", "pool_mode", the millisecond timeouts
 // "wait_timeout_ms", "idle_timeout_ms", "server_lifetime_ms", "connect_timeout_ms",
-// "client_login_timeout_ms", and the numbers "statement_cache_size", "pipeline_depth",
-// "max_message", "scram_iterations", "client_backlog_limit". Unknown keys and malformed values
+// "client_login_timeout_ms", the numbers "max_clients", "max_logins" (0: no limit),
+// "statement_cache_size", "pipeline_depth", "max_message", "scram_iterations",
+// "client_backlog_limit", and "close_on_upstream_loss" (true/false). Unknown keys and malformed values
 // are refused here (ErrInvalidArgument); the whole is checked when the engine is created.
 // "client_tls" is accepted for Engine hosts that terminate TLS; NewProxy refuses anything but
 // "off", since Proxy does not.

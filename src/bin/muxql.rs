@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use muxql::server::{Args, Error, Server, ServerConfig};
+use muxql::server::{raise_fd_limit, Args, Error, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for a bad flag or configuration (the same as clap's usage errors).
@@ -36,6 +36,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Thousands of clients need thousands of descriptors: take what the hard limit allows.
+    match raise_fd_limit() {
+        Ok(limit) => tracing::debug!("file descriptor limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let serve = Server::bind(config).and_then(|mut server| {
         // SIGHUP reads the config file and flags again; listeners and metrics stay as bound.
         server.reload_on_hangup(move || ServerConfig::from_args(&args).map_err(|e| e.to_string()));

@@ -198,7 +198,8 @@ pub unsafe extern "C" fn muxql_config_from_toml(
 /// `mysql_auth`, `pin_policy`, `client_tls` (off, offer, require: the host then terminates
 /// TLS on `MUXQL_ACTION_START_TLS`), `pool_mode` (every route), the millisecond timeouts
 /// `wait_timeout_ms`, `idle_timeout_ms`, `server_lifetime_ms`, `connect_timeout_ms`,
-/// `client_login_timeout_ms` (0: no limit), and the numbers `statement_cache_size`,
+/// `client_login_timeout_ms` (0: no limit), and the numbers `max_clients`, `max_logins`
+/// (0: no limit), `statement_cache_size`,
 /// `pipeline_depth`, `max_message`, `scram_iterations`, `client_backlog_limit`,
 /// `close_on_upstream_loss` (`true`: a client whose upstream fails under its request is closed
 /// instead of getting an error for it); `rng_seed` is
@@ -284,6 +285,8 @@ fn set(c: &mut muxql_config, key: &str, value: &str) -> Option<()> {
         "server_lifetime_ms" => cfg.server_lifetime_ms = number()?,
         "connect_timeout_ms" => cfg.connect_timeout_ms = number()?,
         "client_login_timeout_ms" => cfg.client_login_timeout_ms = number()?,
+        "max_clients" => cfg.max_clients = usize::try_from(number()?).ok()?,
+        "max_logins" => cfg.max_logins = usize::try_from(number()?).ok()?,
         "statement_cache_size" => cfg.statement_cache_size = usize::try_from(number()?).ok()?,
         "pipeline_depth" => cfg.pipeline_depth = usize::try_from(number()?).ok()?,
         "close_on_upstream_loss" => cfg.close_on_upstream_loss = flag(value)?,

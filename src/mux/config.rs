@@ -246,6 +246,13 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// Longest an unauthenticated client may take to log in, in milliseconds (0: no limit).
     pub client_login_timeout_ms: u64,
+    /// Most clients connected at once (0: no limit); beyond it a new client is refused with
+    /// PostgreSQL's 53300 or MySQL's 1040 "too many connections", as the servers do.
+    pub max_clients: usize,
+    /// Most clients logging in at once (0: no limit). At the limit a new connection closes
+    /// the one that has been logging in the longest: connections that never finish their
+    /// login cannot lock real clients out, which log in within milliseconds.
+    pub max_logins: usize,
     /// Most server-side prepared statements muxql keeps per upstream connection.
     pub statement_cache_size: usize,
     /// Most clients whose autocommit requests may queue behind another client's on one busy
@@ -281,6 +288,8 @@ impl Default for Config {
             server_lifetime_ms: 3_600_000,
             connect_timeout_ms: 15_000,
             client_login_timeout_ms: 60_000,
+            max_clients: 0,
+            max_logins: 1000,
             statement_cache_size: 256,
             pipeline_depth: 4,
             max_message: DEFAULT_MAX_MESSAGE,

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::action::Action;
 use super::config::{Config, ConfigError, Protocol};
-use super::error::ErrorKind;
+use super::error::{ErrorKind, SessionError};
 use super::ids::{ClientId, Slots, UpstreamId};
 use super::listener::Listener;
 use super::mysql::client::MyUserSecret;
@@ -35,6 +35,8 @@ pub struct Engine {
     pub(crate) login_deadlines: VecDeque<(u64, ClientId)>,
     /// Clients logging in.
     pub(crate) logging_in: u64,
+    /// Clients in the order they connected, for `max_logins` (stale entries skipped).
+    pub(crate) logins: VecDeque<ClientId>,
     /// Clients whose buffered input must be looked at again.
     pub(crate) ready: VecDeque<ClientId>,
     /// Clients paused because their held input is over the backlog limit.
@@ -95,6 +97,7 @@ impl Engine {
             upstreams: Slots::default(),
             login_deadlines: VecDeque::new(),
             logging_in: 0,
+            logins: VecDeque::new(),
             ready: VecDeque::new(),
             backlogged: Vec::new(),
             retired_routes: Vec::new(),
@@ -133,9 +136,43 @@ impl Engine {
         if deadline != u64::MAX {
             self.login_deadlines.push_back((deadline, id));
         }
+        let max_clients = self.config.max_clients;
+        if max_clients != 0 && self.clients.len() > max_clients {
+            self.fail_client(id, SessionError::TooManyClients);
+            return id;
+        }
+        self.logins.push_back(id);
+        self.limit_logins();
         self.client_opened(id);
         self.run_ready();
         id
+    }
+
+    /// Holds `max_logins`: closes the clients logging in the longest, beyond the limit.
+    fn limit_logins(&mut self) {
+        let max = self.config.max_logins as u64;
+        if max == 0 {
+            self.logins.clear();
+            return;
+        }
+        while self.logging_in > max {
+            let Some(oldest) = self.logins.pop_front() else {
+                break;
+            };
+            if self
+                .clients
+                .get(oldest.0)
+                .is_some_and(|c| c.is_logging_in())
+            {
+                self.fail_client(oldest, SessionError::TooManyLogins);
+            }
+        }
+        // Entries of clients that logged in or left: dropped in bulk once they dominate.
+        if self.logins.len() as u64 > 2 * self.logging_in + 64 {
+            let clients = &self.clients;
+            self.logins
+                .retain(|c| clients.get(c.0).is_some_and(|c| c.is_logging_in()));
+        }
     }
 
     /// Bytes arrived from a client.

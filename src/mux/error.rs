@@ -65,6 +65,10 @@ pub(crate) enum SessionError {
     LoginTimeout,
     /// No upstream became free within `wait_timeout_ms`.
     WaitTimeout,
+    /// `max_clients` clients are connected.
+    TooManyClients,
+    /// `max_logins` newer clients are logging in.
+    TooManyLogins,
     /// The upstream running the client's request failed or closed.
     UpstreamLost(String),
     /// No upstream of the client's route can log in.
@@ -78,6 +82,10 @@ impl fmt::Display for SessionError {
             SessionError::WaitTimeout => {
                 f.write_str("no upstream connection became free within wait_timeout")
             }
+            SessionError::TooManyClients => f.write_str("sorry, too many clients already"),
+            SessionError::TooManyLogins => f.write_str(
+                "too many clients logging in: this connection, the longest logging in, was closed",
+            ),
             SessionError::UpstreamLost(reason) => write!(f, "server connection lost: {reason}"),
             SessionError::Unservable(reason) => {
                 write!(f, "could not connect to upstream server: {reason}")
@@ -90,7 +98,10 @@ impl SessionError {
     /// Its kind.
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            SessionError::LoginTimeout | SessionError::WaitTimeout => ErrorKind::Timeout,
+            SessionError::LoginTimeout
+            | SessionError::WaitTimeout
+            | SessionError::TooManyClients
+            | SessionError::TooManyLogins => ErrorKind::Timeout,
             SessionError::UpstreamLost(_) | SessionError::Unservable(_) => ErrorKind::Upstream,
         }
     }

@@ -30,6 +30,7 @@ pub enum Peer {
 pub(crate) struct Slots<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl<T> Default for Slots<T> {
         Slots {
             entries: Vec::new(),
             free: Vec::new(),
+            len: 0,
         }
     }
 }
@@ -50,6 +52,7 @@ impl<T> Default for Slots<T> {
 impl<T> Slots<T> {
     /// Stores `value` and returns its id.
     pub(crate) fn insert(&mut self, value: T) -> u64 {
+        self.len += 1;
         if let Some(index) = self.free.pop() {
             let entry = &mut self.entries[index as usize];
             entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
@@ -91,7 +94,13 @@ impl<T> Slots<T> {
             .filter(|e| e.generation == generation)?;
         let value = entry.value.take()?;
         self.free.push(index);
+        self.len -= 1;
         Some(value)
+    }
+
+    /// How many values are stored.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Ids and values of every stored entry.

@@ -195,7 +195,9 @@ impl Engine {
             Some(Client::Pg(_)) => {
                 let code = match error {
                     SessionError::LoginTimeout => sqlstate::PROTOCOL_VIOLATION,
-                    SessionError::WaitTimeout => sqlstate::TOO_MANY_CONNECTIONS,
+                    SessionError::WaitTimeout
+                    | SessionError::TooManyClients
+                    | SessionError::TooManyLogins => sqlstate::TOO_MANY_CONNECTIONS,
                     SessionError::UpstreamLost(_) | SessionError::Unservable(_) => {
                         sqlstate::CONNECTION_FAILURE
                     }
@@ -205,7 +207,9 @@ impl Engine {
             Some(Client::My(_)) => {
                 let code = match error {
                     SessionError::LoginTimeout => errcode::ER_NET_READ_INTERRUPTED,
-                    SessionError::WaitTimeout => errcode::ER_CON_COUNT_ERROR,
+                    SessionError::WaitTimeout
+                    | SessionError::TooManyClients
+                    | SessionError::TooManyLogins => errcode::ER_CON_COUNT_ERROR,
                     SessionError::UpstreamLost(_) | SessionError::Unservable(_) => {
                         errcode::ER_CONNECTION_KILLED
                     }

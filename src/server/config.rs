@@ -253,6 +253,17 @@ pub struct Args {
     /// 0 turns cross-client pipelining off [default: 4].
     #[arg(long = "pipeline-depth", value_name = "N")]
     pub pipeline_depth: Option<usize>,
+    /// Most clients connected at once; more are refused with "too many clients" [default:
+    /// what the file-descriptor limit allows].
+    #[arg(long = "max-clients", value_name = "N")]
+    pub max_clients: Option<usize>,
+    /// Most clients logging in at once; a new one closes the one logging in the longest
+    /// [default: 1000; 0: no limit].
+    #[arg(long = "max-logins", value_name = "N")]
+    pub max_logins: Option<usize>,
+    /// Time a client has to log in, e.g. 10s (0: no limit) [default: 60s].
+    #[arg(long = "client-login-timeout", value_name = "DURATION")]
+    pub client_login_timeout: Option<String>,
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -349,6 +360,10 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     /// Client login timeout.
     pub client_login_timeout: Option<String>,
+    /// Most clients connected at once.
+    pub max_clients: Option<usize>,
+    /// Most clients logging in at once.
+    pub max_logins: Option<usize>,
     /// Prepared statements cached per pool.
     pub statement_cache_size: Option<usize>,
     /// Cross-client pipelining depth (0: off).
@@ -628,8 +643,14 @@ impl ServerConfig {
         if let Some(v) = &file.server_lifetime {
             engine.server_lifetime_ms = duration_ms("server lifetime", v)?;
         }
-        if let Some(v) = &file.client_login_timeout {
-            engine.client_login_timeout_ms = duration_ms("client login timeout", v)?;
+        if let Some(v) = pick(&args.client_login_timeout, &file.client_login_timeout) {
+            engine.client_login_timeout_ms = duration_ms("client login timeout", &v)?;
+        }
+        if let Some(v) = args.max_clients.or(file.max_clients) {
+            engine.max_clients = v;
+        }
+        if let Some(v) = args.max_logins.or(file.max_logins) {
+            engine.max_logins = v;
         }
         if let Some(v) = file.statement_cache_size {
             engine.statement_cache_size = v;

@@ -160,7 +160,8 @@ impl Driver {
     /// The engine's statistics.
     /// Applies a new engine configuration to the running engine (see `Engine::reload`).
     /// The routes' TLS files are read first, so that a bad one changes nothing.
-    pub(crate) fn reload(self: &Rc<Self>, config: crate::mux::Config) -> Result<(), String> {
+    pub(crate) fn reload(self: &Rc<Self>, mut config: crate::mux::Config) -> Result<(), String> {
+        super::fd_limit::default_max_clients(&mut config);
         for route in &config.routes {
             route_tls(route)?;
         }

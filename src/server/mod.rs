@@ -17,6 +17,7 @@
 mod config;
 mod conn;
 mod driver;
+mod fd_limit;
 mod listen_spec;
 mod listener;
 mod metrics;
@@ -40,6 +41,7 @@ pub use config::{
     ListenAddr, ServerConfig, TlsFiles, WsListen, DEFAULT_POOL_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use driver::Driver;
+pub use fd_limit::raise_fd_limit;
 pub use listen_spec::{FileListener, ListenerSpec};
 use listener::{Listener, Transport};
 pub use upstream_url::UpstreamUrl;
@@ -141,7 +143,9 @@ impl Server {
             .map(upstream_tls::route_tls)
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::Tls)?;
-        let engine = crate::mux::Engine::new(config.engine).map_err(ConfigError::from)?;
+        let mut engine_config = config.engine;
+        fd_limit::default_max_clients(&mut engine_config);
+        let engine = crate::mux::Engine::new(engine_config).map_err(ConfigError::from)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -39,9 +39,14 @@ impl Muxql {
     /// until it accepts connections. A port found free can be taken by another test before
     /// muxql binds it: an early exit is retried on new ports, twice.
     pub fn start(args: &[&str]) -> Muxql {
+        Muxql::start_with_fd_limit(args, None)
+    }
+
+    /// [`Muxql::start`] under an open-file limit of `fd_limit` (soft and hard), when given.
+    pub fn start_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Muxql {
         let mut status = None;
         for _ in 0..3 {
-            match Muxql::try_start(args) {
+            match Muxql::try_start(args, fd_limit) {
                 Ok(m) => return m,
                 Err(s) => status = Some(s),
             }
@@ -49,18 +54,34 @@ impl Muxql {
         panic!("muxql exited early: {status:?}");
     }
 
-    fn try_start(args: &[&str]) -> Result<Muxql, ExitStatus> {
+    fn try_start(args: &[&str], fd_limit: Option<u64>) -> Result<Muxql, ExitStatus> {
+        use std::os::unix::process::CommandExt;
         let port = free_port();
         let metrics_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_muxql"))
-            .arg("--listen-pg")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_muxql"));
+        cmd.arg("--listen-pg")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--metrics")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn muxql");
+            .stdin(Stdio::null());
+        if let Some(n) = fd_limit {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` lives across the call.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn muxql");
         let mut m = Muxql {
             child: Some(child),
             port,
@@ -116,14 +137,31 @@ impl Muxql {
 
     /// The largest resident set of the process so far, in KiB (Linux `VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The resident set of the process now, in KiB (Linux `VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// How many file descriptors the process has open.
+    pub fn open_fds(&self) -> usize {
+        let child = self.child.as_ref().expect("child present");
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let child = self.child.as_ref().expect("child present");
         let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
             .expect("read /proc/PID/status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
+            .expect("a kB field of /proc/PID/status")
     }
 
     /// Whether the process is still running.
