@@ -280,6 +280,11 @@ impl FakeServer {
     }
 }
 
+/// Whether `msgs` close a statement (answered even in an aborted transaction block).
+fn closes(msgs: &[FrontendMessage]) -> bool {
+    matches!(msgs.first(), Some(FrontendMessage::Close(_)))
+}
+
 /// What a model client expects next.
 #[derive(Debug, Clone)]
 struct Expected {
@@ -300,6 +305,9 @@ struct ModelClient {
     left: bool,
     /// Its request got the error of a lost upstream (08006); its ReadyForQuery comes next.
     lost: bool,
+    /// Its transaction was lost with its upstream: until it ends it, every command fails
+    /// (25P02) and its COMMIT answers ROLLBACK, as in an aborted transaction block.
+    aborted: bool,
     outstanding: Option<Expected>,
     received: BytesMut,
 }
@@ -536,10 +544,11 @@ impl World {
             ),
             Req::Toggle => {
                 let sql = if c.in_tx { "COMMIT" } else { "BEGIN" };
+                let tag = if c.aborted { "ROLLBACK" } else { sql };
                 (
                     vec![query(sql.to_string())],
                     Expected {
-                        want: Some(sql.to_string()),
+                        want: Some(tag.to_string()),
                         fails: false,
                         toggle: Some(sql),
                     },
@@ -569,7 +578,7 @@ impl World {
                     _ => return,
                 };
                 match op {
-                    NamedOp::Prepare => c.prepared[k] = true,
+                    NamedOp::Prepare => c.prepared[k] = !c.aborted,
                     NamedOp::Close => c.prepared[k] = false,
                     NamedOp::Execute => {}
                 }
@@ -585,6 +594,15 @@ impl World {
             }
         };
         self.next_n += 1;
+        let expected = match expected {
+            // In a lost transaction everything but its end (and Close) fails.
+            e if c.aborted && e.toggle.is_none() && !closes(&msgs) => Expected {
+                want: None,
+                fails: true,
+                toggle: None,
+            },
+            e => e,
+        };
         c.outstanding = Some(expected);
         let mut buf = BytesMut::new();
         for m in &msgs {
@@ -593,6 +611,8 @@ impl World {
         let id = *id;
         self.engine.client_data(id, buf, self.now);
         self.route();
+        // Some answers come from muxql itself (a lost transaction's), without any server.
+        self.check_clients();
     }
 
     /// Time passes; whatever is due expires.
@@ -660,9 +680,13 @@ impl World {
                     | BackendMessage::CloseComplete => {}
                     BackendMessage::ReadyForQuery(status) => {
                         match exp.toggle {
-                            _ if std::mem::take(&mut c.lost) => c.in_tx = false,
+                            // Lost inside a transaction: it is aborted until the client ends it.
+                            _ if std::mem::take(&mut c.lost) => {
+                                c.aborted = status == TransactionStatus::Failed;
+                                c.in_tx = c.aborted;
+                            }
                             Some("BEGIN") => c.in_tx = true,
-                            Some(_) => c.in_tx = false,
+                            Some(_) => (c.in_tx, c.aborted) = (false, false),
                             None => {}
                         }
                         let want = if c.in_tx {

@@ -215,8 +215,10 @@ fn a_cancelled_upstream_is_not_reused_until_the_cancel_is_done() {
     }
 }
 
+/// A client idle inside a transaction hears of its lost server connection at its next
+/// command (a COMMIT fails with it); the other clients notice nothing.
 #[test]
-fn an_upstream_dying_mid_request_fails_only_its_client() {
+fn an_upstream_dying_under_an_idle_transaction_fails_its_next_command_only() {
     let mut sim = Sim::new(config(2, PoolMode::Transaction));
     let a = sim.ready_client();
     let b = sim.ready_client();
@@ -231,16 +233,22 @@ fn an_upstream_dying_mid_request_fails_only_its_client() {
     sim.login_upstream(ub, 5);
     sim.engine.upstream_closed(ua, sim.now);
     let out = sim.drain();
-    assert_eq!(out.closed_clients, vec![a]);
+    assert!(out.closed_clients.is_empty());
     assert!(
         out.closed_upstreams.is_empty(),
         "the host reported it closed: no CloseUpstream for a dead id"
     );
-    assert!(
-        matches!(&out.client_msgs(a)[..], [BackendMessage::ErrorResponse(f)] if f.code().map(|c| &c[..]) == Some(&b"08006"[..]))
-    );
+    assert!(out.client_msgs(a).is_empty(), "told at its next command");
     let out = sim.upstream_send(ub, &[complete("SELECT 1"), rfq(TransactionStatus::Idle)]);
     assert!(is_ready(&out.client_msgs(b)), "b carries on");
+    let out = sim.client_send(a, &[q("COMMIT")]);
+    assert!(
+        matches!(&out.client_msgs(a)[..], [BackendMessage::ErrorResponse(f), BackendMessage::ReadyForQuery(TransactionStatus::Idle)]
+            if f.code().map(|c| &c[..]) == Some(&b"08006"[..])),
+        "{:?}",
+        out.client_msgs(a)
+    );
+    assert!(out.to_upstreams.is_empty(), "the COMMIT reached no server");
 }
 
 #[test]
@@ -675,23 +683,11 @@ fn a_lost_extended_unit_gets_one_error_and_its_ready_for_query() {
     assert!(out.closed_clients.is_empty());
 }
 
-/// Where the session lived on the server (a transaction, session state that pins), or with
+/// Where session state lived on the server (a pinned client), or with
 /// `close_on_upstream_loss`, the client is told and closed, as a direct connection would be.
+/// (A lost transaction: tests/engine_pg_lost_tx.rs.)
 #[test]
-fn a_lost_transaction_or_pinned_session_ends_the_connection() {
-    let (mut sim, c, u) = one_busy_upstream(1);
-    sim.upstream_send(u, &select_answer("1"));
-    let out = sim.client_send(c[0], &[q("BEGIN")]);
-    let (u, _) = out.to_upstreams[0];
-    sim.upstream_send(
-        u,
-        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
-    );
-    sim.client_send(c[0], &[q("SELECT 2")]);
-    sim.engine.upstream_closed(u, sim.now);
-    let out = sim.drain();
-    assert_eq!(out.closed_clients, vec![c[0]]);
-
+fn a_lost_pinned_session_ends_the_connection() {
     let mut sim = Sim::new(config(1, PoolMode::Transaction));
     let a = sim.ready_client();
     let out = sim.client_send(a, &[q("LISTEN things")]);

@@ -103,6 +103,85 @@ async fn a_terminated_backend_costs_the_client_one_error_not_its_session() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The SQLSTATE of a tokio-postgres error from an ErrorResponse.
+fn code_of(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("not an ErrorResponse: {e:?}"))
+}
+
+#[tokio::test]
+async fn a_transaction_lost_with_its_backend_is_aborted_and_the_session_goes_on() {
+    let (m, dir) = start("");
+    let app = common::unique_name("failover_tx");
+    let c = client(&m, &app).await;
+    c.batch_execute("SET statement_timeout = '44s'")
+        .await
+        .expect("set");
+    c.batch_execute("BEGIN; SET LOCAL work_mem = '7MB'; SET statement_timeout = '43s'")
+        .await
+        .expect("begin");
+    let (sleep, ()) = tokio::join!(
+        c.simple_query("SELECT pg_sleep(30)"),
+        terminate_backend_of(&app)
+    );
+    assert_eq!(code_of(&sleep.expect_err("terminated")), "08006");
+    // As in an aborted transaction: commands fail until it ends; COMMIT rolls back.
+    let err = c.simple_query("SELECT 1").await.expect_err("aborted");
+    assert_eq!(code_of(&err), "25P02");
+    let done = c
+        .simple_query("COMMIT")
+        .await
+        .expect("COMMIT ends the block");
+    assert!(
+        done.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))),
+        "{done:?}"
+    );
+    // The session is as before the transaction, on a new backend.
+    let timeout: String = c
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "44s", "the transaction's SET was rolled back");
+    assert!(!c.is_closed());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_transaction_lost_while_idle_fails_its_next_command() {
+    let (m, dir) = start("");
+    let app = common::unique_name("failover_idle_tx");
+    let c = client(&m, &app).await;
+    c.batch_execute("BEGIN").await.expect("begin");
+    let pg = common::pg();
+    let admin = common::pg_connect(&pg.config(&pg.superuser))
+        .await
+        .expect("direct superuser connection");
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND state = 'idle in transaction'",
+            &[&app],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert_eq!(n, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its COMMIT fails with the loss (nothing was committed), and the session goes on.
+    let err = c.simple_query("COMMIT").await.expect_err("the loss");
+    assert_eq!(code_of(&err), "08006");
+    let one: i32 = c
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("the session goes on")
+        .get(0);
+    assert_eq!(one, 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[tokio::test]
 async fn with_close_on_upstream_loss_the_client_is_closed() {
     let (m, dir) = start("close_on_upstream_loss = true");

@@ -153,6 +153,37 @@ pub fn deallocated_name(sql: &[u8]) -> Option<Vec<u8>> {
     (ends && lexer.next_token().is_none()).then_some(name)
 }
 
+/// Whether `sql` is exactly one statement that ends a transaction block and opens none:
+/// `COMMIT`, `END`, `ROLLBACK` or `ABORT`, with an optional `WORK` or `TRANSACTION` and an
+/// optional `AND NO CHAIN`: what PostgreSQL accepts in an aborted transaction block, answering
+/// `ROLLBACK`. `ROLLBACK TO SAVEPOINT`, `... AND CHAIN` and the two-phase forms are not.
+pub fn is_transaction_end(sql: &[u8]) -> bool {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let mut statement = Statement::new(&mut lexer);
+    let Some(first) = statement.next() else {
+        return false;
+    };
+    if ![b"commit".as_slice(), b"end", b"rollback", b"abort"]
+        .iter()
+        .any(|k| statement.is(first, k))
+    {
+        return false;
+    }
+    let mut token = statement.next();
+    if token.is_some_and(|t| statement.is(t, b"work") || statement.is(t, b"transaction")) {
+        token = statement.next();
+    }
+    if token.is_some_and(|t| statement.is(t, b"and")) {
+        let no = statement.next().is_some_and(|t| statement.is(t, b"no"));
+        let chain = statement.next().is_some_and(|t| statement.is(t, b"chain"));
+        if !(no && chain) {
+            return false;
+        }
+        token = statement.next();
+    }
+    token.is_none() && lexer.next_token().is_none()
+}
+
 /// Convenience: collect into a Vec.
 pub fn effects(sql: &[u8]) -> Vec<Effect> {
     let mut out = Vec::new();
@@ -1640,6 +1671,37 @@ mod tests {
             "TABLE t",
         ] {
             assert!(is_autocommit_statement(sql.as_bytes()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn transaction_ends_are_recognised_as_postgres_accepts_them_when_aborted() {
+        for sql in [
+            "COMMIT",
+            "commit;",
+            "END",
+            "ROLLBACK",
+            " rollback work ; ",
+            "ABORT TRANSACTION",
+            "COMMIT AND NO CHAIN",
+            "/* c */ Rollback -- bye\n",
+        ] {
+            assert!(is_transaction_end(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "",
+            "BEGIN",
+            "ROLLBACK TO SAVEPOINT a",
+            "ROLLBACK TO a",
+            "COMMIT AND CHAIN",
+            "ROLLBACK PREPARED 'x'",
+            "COMMIT PREPARED 'x'",
+            "COMMIT; SELECT 1",
+            "SELECT 1; COMMIT",
+            "\"commit\"",
+            "'rollback'",
+        ] {
+            assert!(!is_transaction_end(sql.as_bytes()), "{sql}");
         }
     }
 

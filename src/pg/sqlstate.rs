@@ -22,3 +22,6 @@ pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// Class 53: too_many_connections.
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// Class 25: in_failed_sql_transaction, a command other than a transaction end in an aborted
+/// transaction block.
+pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";

@@ -1,9 +1,10 @@
-//! An upstream lost under autocommit requests: each client with a request on it gets an
-//! ErrorResponse and a ReadyForQuery for that request, as if the server had failed it, and
-//! keeps its connection and session (settings, prepared statements); its next request waits
-//! for the pool to refill. A client that cannot be answered that way (a transaction or
-//! session-scoped state lived on the server, a copy or a large message was half way) is closed
-//! as before; so is everyone with `close_on_upstream_loss`.
+//! An upstream lost under requests: each client with a request on it gets an ErrorResponse and
+//! a ReadyForQuery for that request, as if the server had failed it, and keeps its connection
+//! and session (settings, prepared statements); its next request waits for the pool to refill.
+//! A client inside a transaction gets `ReadyForQuery 'E'` and is answered as in an aborted
+//! transaction block until it ends it (`lost_tx`). A client that cannot be answered that way
+//! (session-scoped state lived on the server, a copy or a large message was half way) is
+//! closed as before; so is everyone with `close_on_upstream_loss`.
 
 use bytes::BytesMut;
 
@@ -25,27 +26,43 @@ impl Engine {
             return false;
         };
         let route = &self.config.routes[u.core.route];
-        if route.pool_mode != PoolMode::Transaction
-            || u.tx_status != b'I'
-            || u.passthrough.is_some()
-        {
+        if route.pool_mode != PoolMode::Transaction || u.passthrough.is_some() {
             return false;
         }
+        // Inside a transaction the server rolled it back: the client is answered as in an
+        // aborted transaction block until it ends it (see `lost_tx`).
+        let in_tx = u.tx_status != b'I';
+        if in_tx && !u.followers.is_empty() {
+            return false;
+        }
+        let (message, status) = if in_tx {
+            (
+                format!(
+                    "server connection lost: {reason}; the transaction was rolled back, end it \
+                     with ROLLBACK and the session goes on"
+                ),
+                TransactionStatus::Failed,
+            )
+        } else {
+            (
+                format!(
+                    "server connection lost: {reason}; this request failed, the session goes on"
+                ),
+                TransactionStatus::Idle,
+            )
+        };
         let mut error = BytesMut::new();
-        let message =
-            format!("server connection lost: {reason}; this request failed, the session goes on");
         let mut ready = BytesMut::new();
         let encoded =
             encode_error_response(&mut error, "ERROR", sqlstate::CONNECTION_FAILURE, &message)
-                .and_then(|()| {
-                    BackendMessage::ReadyForQuery(TransactionStatus::Idle).encode(&mut ready)
-                });
+                .and_then(|()| BackendMessage::ReadyForQuery(status).encode(&mut ready));
         if encoded.is_err() {
             return false;
         }
         let Some(units) = u.expect.lost_units(&error, &ready) else {
             return false;
         };
+        let units_empty = units.is_empty();
         let leader = u.core.client();
         let followers: Vec<Option<ClientId>> = u.followers.iter().copied().collect();
         // Without followers every unit is the attached client's; with them, one unit each.
@@ -78,6 +95,18 @@ impl Engine {
         }
         if let Some(u) = self.upstreams.pg_mut(uid) {
             u.followers.clear();
+        }
+        if in_tx {
+            // Without a request on the server, the client hears of the loss at its next one.
+            let told = !units_empty;
+            if let Some(c) = leader.and_then(|cid| self.clients.pg_mut(cid)) {
+                c.lost_tx = Some(if told {
+                    super::lost_tx::LostTx::default()
+                } else {
+                    super::lost_tx::LostTx::unannounced(message)
+                });
+                c.pending.clear();
+            }
         }
         for cid in followers.into_iter().flatten() {
             let Some(c) = self.clients.pg_mut(cid) else {

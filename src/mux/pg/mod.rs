@@ -3,6 +3,7 @@
 
 mod expect;
 mod failover;
+mod lost_tx;
 pub(crate) mod params;
 mod peek;
 mod pipeline;

@@ -66,6 +66,10 @@ impl Engine {
             return;
         }
         let Some(uid) = c.core.upstream else {
+            if c.lost_tx.is_some() {
+                self.pg_answer_lost_tx(cid);
+                return;
+            }
             // Large messages stream once an upstream is there (see `pg_forward`).
             match peek_header(&c.core.buf, Direction::Frontend, &STREAMING) {
                 Err(e) => self.pg_fail_client(cid, PROTOCOL_VIOLATION, &e.to_string()),

@@ -145,6 +145,9 @@ pub(crate) struct PgClient {
     /// Answers held back while another client's cancel may still hit this client's pipelined
     /// unit (see [`super::pipeline`]); `None`: answers go straight to the client.
     pub(crate) held: Option<BytesMut>,
+    /// Its transaction was lost with its server connection and it has not ended it yet:
+    /// muxql answers it as a server in an aborted transaction block (see `lost_tx`).
+    pub(crate) lost_tx: Option<super::lost_tx::LostTx>,
     /// A large message being streamed to the upstream as it arrives: bytes still to come, and
     /// whether they go on (`false`: muxql answered it in its place, they are dropped).
     pub(crate) passthrough: Option<(usize, bool)>,
@@ -171,6 +174,7 @@ impl PgClient {
             unnamed: None,
             unit: None,
             held: None,
+            lost_tx: None,
             passthrough: None,
             tls: settings.secure,
             settings,
