@@ -198,3 +198,60 @@ fn terminate_inside_the_lost_transaction_closes_the_client() {
     assert_eq!(out.closed_clients, vec![a]);
     assert_eq!(sim.engine.stats().routes[0].clients, 0);
 }
+
+#[test]
+fn a_commit_lost_in_flight_leaves_no_transaction_behind() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.client_send(a, &[q("COMMIT")]);
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    let msgs = out.client_msgs(a);
+    // Whether it committed is unknown (as with any dropped connection); the block is over.
+    assert!(
+        matches!(&msgs[..], [e, BackendMessage::ReadyForQuery(TransactionStatus::Idle)] if is_error(e, "08006")),
+        "{msgs:?}"
+    );
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    assert_eq!(out.connects.len(), 1, "the next BEGIN goes to a server");
+}
+
+/// A Close sent after an unannounced loss (a driver dropping a statement) is answered as
+/// ever; the loss is told with the next command, not swallowed by the Close.
+#[test]
+fn the_loss_is_told_with_the_next_command_not_a_close() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(
+        u,
+        &[complete("BEGIN"), rfq(TransactionStatus::InTransaction)],
+    );
+    sim.engine.upstream_closed(u, sim.now);
+    assert!(sim.drain().client_msgs(a).is_empty());
+    let close = FrontendMessage::Close(Close {
+        kind: TargetKind::Statement,
+        name: Bytes::from_static(b"s9"),
+    });
+    let out = sim.client_send(a, &[close, FrontendMessage::Sync]);
+    assert_eq!(
+        out.client_msgs(a),
+        vec![
+            BackendMessage::CloseComplete,
+            rfq(TransactionStatus::Failed)
+        ]
+    );
+    let out = sim.client_send(a, &[q("INSERT INTO t VALUES (1)")]);
+    let msgs = out.client_msgs(a);
+    assert!(
+        matches!(&msgs[..], [e, BackendMessage::ReadyForQuery(TransactionStatus::Failed)] if is_error(e, "08006")),
+        "{msgs:?}"
+    );
+}

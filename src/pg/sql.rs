@@ -184,6 +184,28 @@ pub fn is_transaction_end(sql: &[u8]) -> bool {
     token.is_none() && lexer.next_token().is_none()
 }
 
+/// Whether one of the statements in `sql` ends the transaction block it runs in: `COMMIT`,
+/// `END`, `ABORT`, `ROLLBACK` (not `ROLLBACK TO`) or `PREPARE TRANSACTION`. A request carrying
+/// one that is cut short by a lost connection leaves no transaction behind, whatever happened.
+pub fn ends_transaction(sql: &[u8]) -> bool {
+    let mut lexer = Lexer { sql, pos: 0 };
+    let mut ends = false;
+    while lexer.pos < sql.len() {
+        let mut statement = Statement::new(&mut lexer);
+        if let Some(first) = statement.next() {
+            let second = statement.peek();
+            let followed_by = |word: &[u8]| second.is_some_and(|t| statement.is(t, word));
+            ends |= [b"commit".as_slice(), b"end", b"abort"]
+                .iter()
+                .any(|k| statement.is(first, k))
+                || (statement.is(first, b"rollback") && !followed_by(b"to"))
+                || (statement.is(first, b"prepare") && followed_by(b"transaction"));
+        }
+        statement.finish(&mut |_| {});
+    }
+    ends
+}
+
 /// Convenience: collect into a Vec.
 pub fn effects(sql: &[u8]) -> Vec<Effect> {
     let mut out = Vec::new();
@@ -1671,6 +1693,30 @@ mod tests {
             "TABLE t",
         ] {
             assert!(is_autocommit_statement(sql.as_bytes()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn requests_that_end_their_transaction_are_recognised() {
+        for sql in [
+            "COMMIT",
+            "INSERT INTO t VALUES (1); COMMIT",
+            "end",
+            "ROLLBACK",
+            "abort work",
+            "PREPARE TRANSACTION 'x'",
+        ] {
+            assert!(ends_transaction(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "",
+            "SELECT 'commit'",
+            "ROLLBACK TO SAVEPOINT a",
+            "PREPARE s AS SELECT 1",
+            "BEGIN",
+            "SELECT 1 -- commit",
+        ] {
+            assert!(!ends_transaction(sql.as_bytes()), "{sql}");
         }
     }
 

@@ -31,7 +31,13 @@ impl Engine {
         }
         // Inside a transaction the server rolled it back: the client is answered as in an
         // aborted transaction block until it ends it (see `lost_tx`).
-        let in_tx = u.tx_status != b'I';
+        let ending = u
+            .core
+            .client()
+            .and_then(|cid| self.clients.pg(cid))
+            .is_some_and(|c| c.ending_tx);
+        // A request ending the transaction leaves none behind, whatever happened to it.
+        let in_tx = u.tx_status != b'I' && !ending;
         if in_tx && !u.followers.is_empty() {
             return false;
         }
@@ -88,6 +94,9 @@ impl Engine {
             let Some(cid) = owner else {
                 continue;
             };
+            if let Some(c) = self.clients.pg_mut(cid) {
+                c.ending_tx = false;
+            }
             if let Some(held) = self.clients.pg_mut(cid).and_then(|c| c.held.take()) {
                 self.send_client(cid, held.freeze());
             }

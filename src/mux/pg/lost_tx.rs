@@ -183,7 +183,9 @@ fn answer(
         _ if skip => return Step::Go,
         _ => {}
     }
-    if let Some(message) = state.announce.take() {
+    // A Close is answered as ever; the loss is told with the next command.
+    let closes = matches!(msg, FrontendMessage::Close(_));
+    if let Some(message) = state.announce.take_if(|_| !closes) {
         let _ = encode_error_response(out, "ERROR", CONNECTION_FAILURE, &message);
         return match msg {
             // A transaction end fails with the loss, and the block is over.

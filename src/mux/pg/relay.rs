@@ -26,7 +26,7 @@ use crate::mux::Action;
 use crate::pg::backend::BackendMessage;
 use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
 use crate::pg::frontend::{Describe, FrontendMessage, Parse, TargetKind};
-use crate::pg::sql::{for_each_effect, Effect, PinReason};
+use crate::pg::sql::{ends_transaction, for_each_effect, Effect, PinReason};
 use crate::pg::sqlstate::{self, PROTOCOL_VIOLATION};
 
 /// Which session effects of a statement [`Engine::note_effects`] records.
@@ -189,6 +189,11 @@ impl Engine {
                     c.unnamed = None;
                 }
                 let sql = peek::first_cstr(body).unwrap_or(body);
+                if ends_transaction(sql) {
+                    if let Some(c) = self.clients.pg_mut(cid) {
+                        c.ending_tx = true;
+                    }
+                }
                 if self.note_effects(cid, uid, sql, Record::All) || self.deallocates_own(cid, sql) {
                     Step::Rewrite
                 } else {
@@ -215,10 +220,16 @@ impl Engine {
             },
             // Another client's unnamed statement is closed first, so that the server reports
             // it missing (26000) instead of running it.
-            b'B' => match peek::bind_statement(body) {
-                Some(b"") if unnamed_is_own(self) => Step::Forward(Some(Kind::Bind)),
-                _ => Step::Rewrite,
-            },
+            b'B' => {
+                let name = peek::bind_statement(body);
+                if let Some(c) = self.clients.pg_mut(cid) {
+                    c.ending_tx |= name.is_some_and(|n| binds_transaction_end(c, n));
+                }
+                match name {
+                    Some(b"") if unnamed_is_own(self) => Step::Forward(Some(Kind::Bind)),
+                    _ => Step::Rewrite,
+                }
+            }
             b'D' => match peek::target(body) {
                 Some((b'S', b"")) if unnamed_is_own(self) => {
                     Step::Forward(Some(Kind::DescribeStatement))
@@ -672,6 +683,9 @@ impl Engine {
 
     /// A ReadyForQuery reached the client: commit or void the transaction's session effects.
     fn transaction_boundary(&mut self, uid: UpstreamId, cid: ClientId, status: u8) {
+        if let Some(c) = self.clients.pg_mut(cid) {
+            c.ending_tx = false;
+        }
         if status != b'I' {
             return;
         }
@@ -752,6 +766,21 @@ impl Engine {
 }
 
 /// Cuts the first `run` bytes (whole frames passed on unchanged) off `buf`, zero-copy.
+/// Whether statement `name` of client `c` (the unnamed one as last parsed) ends a
+/// transaction.
+fn binds_transaction_end(c: &super::session::PgClient, name: &[u8]) -> bool {
+    if name.is_empty() {
+        return c.unnamed.as_ref().is_some_and(|body| {
+            peek::cstr(body)
+                .and_then(|(_, rest)| peek::first_cstr(rest))
+                .is_some_and(ends_transaction)
+        });
+    }
+    c.stmts
+        .get(name)
+        .is_some_and(|n| ends_transaction(&n.stmt.query))
+}
+
 fn take_run(buf: &mut BytesMut, run: &mut usize) -> Option<Bytes> {
     let len = std::mem::take(run);
     (len > 0).then(|| buf.split_to(len).freeze())

@@ -148,6 +148,9 @@ pub(crate) struct PgClient {
     /// Its transaction was lost with its server connection and it has not ended it yet:
     /// muxql answers it as a server in an aborted transaction block (see `lost_tx`).
     pub(crate) lost_tx: Option<super::lost_tx::LostTx>,
+    /// A request on its upstream ends its transaction (COMMIT, ROLLBACK...): lost before its
+    /// ReadyForQuery, it leaves no transaction behind.
+    pub(crate) ending_tx: bool,
     /// A large message being streamed to the upstream as it arrives: bytes still to come, and
     /// whether they go on (`false`: muxql answered it in its place, they are dropped).
     pub(crate) passthrough: Option<(usize, bool)>,
@@ -175,6 +178,7 @@ impl PgClient {
             unit: None,
             held: None,
             lost_tx: None,
+            ending_tx: false,
             passthrough: None,
             tls: settings.secure,
             settings,
