@@ -344,14 +344,19 @@ impl World {
             // The upstream running the command died: the command failed, the session goes on
             // without whatever it was about to change.
             let lost = end.error
-                && answer
-                    .windows(28)
-                    .any(|w| w == b"#70100server connection lost");
+                && [
+                    &b"#70100server connection lost"[..],
+                    b"#40001server connection lost",
+                ]
+                .iter()
+                .any(|m| answer.windows(m.len()).any(|w| w == *m));
             let zone_before = c.zone_before.take();
             if lost {
                 if let Some(zone) = zone_before {
                     c.zone = zone;
                 }
+                // Inside a transaction (40001) the server rolled it back.
+                c.in_tx = false;
                 c.waiting = None;
                 assert!(c.received.is_empty(), "more than one answer");
                 continue;

@@ -69,8 +69,7 @@ fn a_transaction_keeps_its_upstream_and_waiters_follow_in_order() {
 
 /// An upstream dying under an autocommit command costs its client an ERR for that command
 /// (1317, as after KILL QUERY), not its connection; the next command runs on a new upstream
-/// with the session's variables. Inside a transaction, or with `close_on_upstream_loss`, the
-/// client is closed (1927).
+/// with the session's variables. With `close_on_upstream_loss` the client is closed (1927).
 #[test]
 fn an_upstream_dying_mid_query_fails_only_that_command() {
     let mut sim = Sim::new(config(2));
@@ -97,21 +96,6 @@ fn an_upstream_dying_mid_query_fails_only_that_command() {
     assert!(v.is_some(), "served again: {out:?}");
     let out = sim.client_send(b, query("SELECT 1"));
     assert!(out.closed_clients.is_empty());
-
-    let mut sim = Sim::new(config(1));
-    let a = sim.ready_client();
-    let out = sim.client_send(a, query("BEGIN"));
-    let (u, _) = out.to_upstreams[0];
-    sim.upstream_send(u, frame(&ok(in_trans(), caps()), 1));
-    sim.client_send(a, query("SELECT 1"));
-    sim.engine.upstream_closed(u, sim.now);
-    let out = sim.drain();
-    let err = ErrPacket::parse(&out.packets_to_client(a)[0], caps()).unwrap();
-    assert_eq!(
-        (err.code, out.closed_clients),
-        (1927, vec![a]),
-        "its transaction is gone"
-    );
 
     let mut cfg = config(1);
     cfg.close_on_upstream_loss = true;
@@ -479,4 +463,44 @@ fn bytes_of(out: &Out, id: ClientId) -> Bytes {
         all.extend_from_slice(b);
     }
     all.freeze()
+}
+
+/// Inside a transaction, which the server rolled back, the command fails as after a deadlock
+/// (1213, 40001: restart the transaction) and the session goes on outside it; a client idle in
+/// its transaction gets that error for its next statement, which reaches no server.
+#[test]
+fn a_transaction_lost_with_its_upstream_fails_as_after_a_deadlock() {
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("BEGIN"));
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, frame(&ok(in_trans(), caps()), 1));
+    sim.client_send(a, query("SELECT 1"));
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    assert!(out.closed_clients.is_empty());
+    let err = ErrPacket::parse(&out.packets_to_client(a)[0], caps()).unwrap();
+    assert_eq!((err.code, err.sql_state), (1213, Some(*b"40001")));
+    let out = sim.client_send(a, query("SELECT 2"));
+    assert_eq!(
+        out.connects.len(),
+        1,
+        "the next statement runs anew: {out:?}"
+    );
+
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("BEGIN"));
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, frame(&ok(in_trans(), caps()), 1));
+    sim.engine.upstream_closed(u, sim.now);
+    let out = sim.drain();
+    assert!(out.closed_clients.is_empty() && out.packets_to_client(a).is_empty());
+    let out = sim.client_send(a, query("COMMIT"));
+    let answer = out.packets_to_client(a);
+    let err = ErrPacket::parse(&answer[0], caps()).unwrap();
+    assert_eq!(err.code, 1213, "the COMMIT fails: nothing was committed");
+    assert!(out.connects.is_empty() && out.to_upstreams.is_empty());
+    let out = sim.client_send(a, query("SELECT 3"));
+    assert_eq!(out.connects.len(), 1, "then the session goes on");
 }

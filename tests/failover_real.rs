@@ -199,8 +199,9 @@ async fn with_close_on_upstream_loss_the_client_is_closed() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[tokio::test]
-async fn a_killed_mariadb_connection_costs_the_client_one_error_not_its_session() {
+/// muxql in front of the test MariaDB; returns it, a client connection through it and the
+/// scratch directory.
+async fn start_mysql() -> (Muxql, mysql_async::Conn, std::path::PathBuf) {
     let my = common::mariadb();
     let dir = std::env::temp_dir().join(common::unique_name("muxql_failover_my"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -214,44 +215,54 @@ async fn a_killed_mariadb_connection_costs_the_client_one_error_not_its_session(
         ),
     )
     .expect("write config");
-    let _m = Muxql::start(&[
+    let m = Muxql::start(&[
         "--config",
         config.to_str().expect("path"),
         "--log-level",
         "warn",
     ]);
     let opts = mysql_async::OptsBuilder::from_opts(my.opts(&my.user)).tcp_port(port);
-    let mut c = mysql_async::Conn::new(opts)
+    let c = mysql_async::Conn::new(opts)
         .await
         .expect("connect through muxql");
+    (m, c, dir)
+}
+
+/// Kills (KILL CONNECTION, directly) the MariaDB connection running a statement that
+/// contains `marker`.
+async fn kill_connection_running(marker: &str) {
+    let my = common::mariadb();
+    let mut admin = mysql_async::Conn::new(my.opts(&my.root_user))
+        .await
+        .expect("root");
+    for _ in 0..100 {
+        let id: Option<u64> = admin
+            .exec_first(
+                "SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%'",
+                (format!("%{marker}%"),),
+            )
+            .await
+            .expect("processlist");
+        if let Some(id) = id {
+            admin
+                .query_drop(format!("KILL CONNECTION {id}"))
+                .await
+                .expect("kill");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the statement never showed");
+}
+
+#[tokio::test]
+async fn a_killed_mariadb_connection_costs_the_client_one_error_not_its_session() {
+    let (_m, mut c, dir) = start_mysql().await;
     c.query_drop("SET time_zone = '+03:00'").await.expect("set");
     let stmt = c.prep("SELECT ? + 1").await.expect("prepare");
     let marker = common::unique_name("killme");
     let sleep = format!("SELECT SLEEP(30) AS {marker}");
-    let kill = async {
-        let mut admin = mysql_async::Conn::new(my.opts(&my.root_user))
-            .await
-            .expect("root");
-        for _ in 0..100 {
-            let id: Option<u64> = admin
-                .exec_first(
-                    "SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%'",
-                    (format!("%{marker}%"),),
-                )
-                .await
-                .expect("processlist");
-            if let Some(id) = id {
-                admin
-                    .query_drop(format!("KILL CONNECTION {id}"))
-                    .await
-                    .expect("kill");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the sleep never showed");
-    };
-    let (slept, ()) = tokio::join!(c.query_drop(sleep), kill);
+    let (slept, ()) = tokio::join!(c.query_drop(sleep), kill_connection_running(&marker));
     assert!(slept.is_err(), "the sleep's connection was killed");
     // Same connection, same session: its time zone and its prepared statement, on a new one.
     let zone: String = c
@@ -266,6 +277,39 @@ async fn a_killed_mariadb_connection_costs_the_client_one_error_not_its_session(
         .expect("execute")
         .expect("a row");
     assert_eq!(two, 2);
+    c.disconnect().await.expect("disconnect");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_mariadb_transaction_lost_with_its_connection_fails_as_after_a_deadlock() {
+    let (_m, mut c, dir) = start_mysql().await;
+    let table = common::unique_name("lost_tx");
+    c.query_drop(format!("CREATE TABLE {table} (k INT) ENGINE=InnoDB"))
+        .await
+        .expect("create");
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop(format!("INSERT INTO {table} VALUES (1)"))
+        .await
+        .expect("insert");
+    let marker = common::unique_name("killme");
+    let sleep = format!("SELECT SLEEP(30) AS {marker}");
+    let (slept, ()) = tokio::join!(c.query_drop(sleep), kill_connection_running(&marker));
+    match slept {
+        Err(mysql_async::Error::Server(e)) => {
+            assert_eq!((e.code, e.state.as_str()), (1213, "40001"), "{e:?}")
+        }
+        other => panic!("expected ERR 1213: {other:?}"),
+    }
+    // The transaction is gone (its INSERT with it); the session goes on outside it.
+    let rows: Option<i64> = c
+        .query_first(format!("SELECT COUNT(*) FROM {table}"))
+        .await
+        .expect("the session goes on");
+    assert_eq!(rows, Some(0), "the lost transaction's row is not there");
+    c.query_drop(format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
     c.disconnect().await.expect("disconnect");
     std::fs::remove_dir_all(&dir).ok();
 }

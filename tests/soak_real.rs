@@ -192,7 +192,7 @@ async fn my_worker(
                 Err(e) => {
                     tally.errors.fetch_add(1, Ordering::Relaxed);
                     let fault = match &e {
-                        mysql_async::Error::Server(s) => [1317, 1927, 2013].contains(&s.code),
+                        mysql_async::Error::Server(s) => [1213, 1317, 1927, 2013].contains(&s.code),
                         _ => true,
                     };
                     assert!(fault, "client {me}: an error no fault explains: {e:?}");

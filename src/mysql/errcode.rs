@@ -49,5 +49,9 @@ pub const ER_SECURE_TRANSPORT_REQUIRED: ErrorCode = err(3159, b"08004");
 /// Query execution was interrupted (a statement whose upstream connection was lost; the
 /// client's session goes on, as after KILL QUERY).
 pub const ER_QUERY_INTERRUPTED: ErrorCode = err(1317, b"70100");
+/// Deadlock found; try restarting transaction. InnoDB rolls the whole transaction back and the
+/// session goes on outside it: what muxql answers when a transaction was lost with its
+/// upstream connection (SQLSTATE 40001, which drivers treat as "retry the transaction").
+pub const ER_LOCK_DEADLOCK: ErrorCode = err(1213, b"40001");
 /// Connection was killed (the upstream connection serving the client was lost).
 pub const ER_CONNECTION_KILLED: ErrorCode = err(1927, b"70100");

@@ -117,6 +117,9 @@ pub(crate) struct MyClient {
     pub(crate) held: bool,
     /// That preparation failed: the command gets this ERR packet (payload) instead.
     pub(crate) failed_prepare: Option<Bytes>,
+    /// Its transaction was lost with its upstream while it had no command there: its next
+    /// statement command fails with this message (ER_LOCK_DEADLOCK), as after a rollback.
+    pub(crate) lost_tx: Option<String>,
     /// The collation it logged in with (restored by COM_RESET_CONNECTION).
     pub(crate) login_collation: u8,
     /// The busy upstream its command was pipelined onto, behind another client's.
@@ -150,6 +153,7 @@ impl MyClient {
             uploading: false,
             held: false,
             failed_prepare: None,
+            lost_tx: None,
             login_collation: 0,
             queued_on: None,
             tls: settings.secure,

@@ -4,7 +4,7 @@
 //! A command is one logical packet with sequence id 0 (Protocol Basics, "Command Phase");
 //! commands that pass unchanged go upstream as a zero-copy slice of the read buffer.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::client::{err_packet, ok_packet, packet};
 use super::prepared::stmt_id;
@@ -108,6 +108,15 @@ fn needs_upstream(code: u8) -> bool {
     )
 }
 
+/// Whether command `code` would have run inside the client's transaction and answers (the one
+/// that is told its transaction was lost).
+fn runs_in_transaction(code: u8) -> bool {
+    matches!(
+        code,
+        COM_QUERY | COM_STMT_EXECUTE | COM_STMT_PREPARE | COM_STMT_FETCH | COM_INIT_DB
+    )
+}
+
 impl Engine {
     /// Handles a ready client's buffered commands, as far as its upstream allows.
     pub(crate) fn my_relay_client(&mut self, cid: ClientId) {
@@ -139,6 +148,12 @@ impl Engine {
                     return self.my_fail_client(cid, errcode::ER_MALFORMED_PACKET, &e.to_string())
                 }
             };
+            if c.lost_tx.is_some() && runs_in_transaction(frame.code) {
+                let message = c.lost_tx.take().unwrap_or_default();
+                c.core.buf.advance(frame.wire_len);
+                self.send_client(cid, err_packet(errcode::ER_LOCK_DEADLOCK, &message, 1));
+                continue;
+            }
             let upstream = c.core.upstream;
             if needs_upstream(frame.code) && upstream.is_none() && c.failed_prepare.is_none() {
                 return self.wait_for_upstream(cid);

@@ -1,14 +1,16 @@
-//! An upstream lost under autocommit commands: each client with a command on it gets an ERR
-//! packet for that command (1317, query interrupted, as after KILL QUERY) and keeps its
-//! connection and session (variables, schema, prepared statements); its next command waits for
-//! the pool to refill. A client whose session lived on the server (a transaction, pinned
-//! state, a LOCAL INFILE upload) is closed as before; so is everyone with
+//! An upstream lost under commands: each client with a command on it gets an ERR packet for
+//! that command and keeps its connection and session (variables, schema, prepared
+//! statements); its next command waits for the pool to refill. An autocommit command gets 1317
+//! (query interrupted, as after KILL QUERY); inside a transaction, which the server rolled back,
+//! 1213 (40001, as after a deadlock: restart the transaction), and a client idle in its
+//! transaction gets it for its next statement. A client whose session lived on the server
+//! (pinned state, a LOCAL INFILE upload) is closed as before; so is everyone with
 //! `close_on_upstream_loss`.
 
 use crate::mux::config::PoolMode;
 use crate::mux::engine::Engine;
 use crate::mux::ids::UpstreamId;
-use crate::mysql::errcode::ER_QUERY_INTERRUPTED;
+use crate::mysql::errcode::{ER_LOCK_DEADLOCK, ER_QUERY_INTERRUPTED};
 use crate::mysql::StatusFlags;
 
 use super::client::err_packet;
@@ -26,9 +28,14 @@ impl Engine {
             return false;
         };
         let route = &self.config.routes[u.core.route];
+        // Inside a transaction the server rolled it back: its command fails as after a
+        // deadlock (the whole transaction is gone, the session goes on outside it). Its
+        // characteristics (`SET TRANSACTION`) went with it; waiting for the next transaction,
+        // they live on the server.
+        let in_tx = u.status.contains(StatusFlags::SERVER_STATUS_IN_TRANS);
         if route.pool_mode != PoolMode::Transaction
-            || u.tx_pending
-            || u.status.contains(StatusFlags::SERVER_STATUS_IN_TRANS)
+            || (u.tx_pending && !in_tx)
+            || (in_tx && !u.followers.is_empty())
         {
             return false;
         }
@@ -53,21 +60,42 @@ impl Engine {
         if !answerable {
             return false;
         }
-        let message =
-            format!("server connection lost: {reason}; this statement failed, the session goes on");
+        let (code, message) = if in_tx {
+            (
+                ER_LOCK_DEADLOCK,
+                format!(
+                    "server connection lost: {reason}; the transaction was rolled back, try \
+                     restarting transaction"
+                ),
+            )
+        } else {
+            (
+                ER_QUERY_INTERRUPTED,
+                format!(
+                    "server connection lost: {reason}; this statement failed, the session goes on"
+                ),
+            )
+        };
+        let leader = u.core.client();
         let answers: Vec<_> = u
             .owed
             .iter()
             .filter_map(|owed| match owed {
-                Owed::Client { owner, reader, .. } => Some((
-                    *owner,
-                    err_packet(ER_QUERY_INTERRUPTED, &message, reader.next_seq()),
-                )),
+                Owed::Client { owner, reader, .. } => {
+                    Some((*owner, err_packet(code, &message, reader.next_seq())))
+                }
                 Owed::Local(owner, bytes) => Some((*owner, bytes.clone())),
                 Owed::Own { .. } | Owed::Capture { .. } => None,
             })
             .collect();
         let followers: Vec<_> = u.followers.iter().copied().collect();
+        // Without a command there, the client hears of it at its next one.
+        let told = answers.iter().any(|(owner, _)| Some(*owner) == leader);
+        if in_tx && !told {
+            if let Some(c) = leader.and_then(|cid| self.clients.my_mut(cid)) {
+                c.lost_tx = Some(message);
+            }
+        }
         for (owner, bytes) in answers {
             if self.clients.my(owner).is_some() {
                 self.send_client(owner, bytes);
