@@ -122,6 +122,14 @@ pub struct EngineOptions {
     pub connect_timeout_ms: Option<i64>,
     /// Longest a client may take to log in.
     pub client_login_timeout_ms: Option<i64>,
+    /// Most clients connected at once (0: no limit); more are refused as the servers do.
+    pub max_clients: Option<i64>,
+    /// Most clients logging in at once (0: no limit); a new one closes the one logging in
+    /// the longest.
+    pub max_logins: Option<i64>,
+    /// Close a client whose upstream fails under its request, instead of answering the
+    /// request with an error and keeping its session.
+    pub close_on_upstream_loss: Option<bool>,
     /// Most server-side prepared statements per upstream connection.
     pub statement_cache_size: Option<i64>,
     /// Most clients queued behind another's request on one busy upstream (0: off).
@@ -263,6 +271,11 @@ impl EngineOptions {
             self.client_login_timeout_ms,
             &mut c.client_login_timeout_ms,
         )?;
+        count("maxClients", self.max_clients, &mut c.max_clients)?;
+        count("maxLogins", self.max_logins, &mut c.max_logins)?;
+        if let Some(close) = self.close_on_upstream_loss {
+            c.close_on_upstream_loss = close;
+        }
         count(
             "statementCacheSize",
             self.statement_cache_size,

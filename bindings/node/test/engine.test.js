@@ -205,6 +205,33 @@ describe('Engine: PostgreSQL client with auth trust', () => {
     e.close();
   });
 
+  test('maxLogins: a new connection closes the one logging in the longest, with 53300', () => {
+    const e = pgEngine({ maxLogins: 1 });
+    const a = e.clientOpen('postgres', 10);
+    const b = e.clientOpen('postgres', 11);
+    const evicted = e.poll();
+    assert.deepEqual(kinds(evicted), [ActionKind.SendClient, ActionKind.CloseClient]);
+    assert.equal(evicted[0].id, a, 'the login waiting the longest');
+    assert.match(evicted[0].data.toString('latin1'), /C53300\0/);
+    assert.equal(e.stats().clientsLoggingIn, 1);
+    assert.notEqual(a, b);
+    e.close();
+  });
+
+  test('maxClients: a client beyond it is refused with 53300, the others stay', () => {
+    const e = pgEngine({ maxClients: 2, maxLogins: 0 });
+    e.clientOpen('postgres', 10);
+    e.clientOpen('postgres', 10);
+    assert.deepEqual(e.poll(), []);
+    const c = e.clientOpen('postgres', 10);
+    const refused = e.poll();
+    assert.deepEqual(kinds(refused), [ActionKind.SendClient, ActionKind.CloseClient]);
+    assert.equal(refused[0].id, c);
+    assert.match(refused[0].data.toString('latin1'), /sorry, too many clients already/);
+    assert.equal(e.stats().clientsLoggingIn, 2);
+    e.close();
+  });
+
   test('startup: AuthenticationOk at once, ConnectUpstream to route 0, ReadyForQuery once the upstream is ready', () => {
     const e = pgEngine();
     const id = e.clientOpen('postgres', 10);
