@@ -1,9 +1,11 @@
 //! Soak: PostgreSQL and MariaDB clients that connect, work and leave through the `muxql`
-//! binary for `MUXQL_SOAK_SECONDS` (default 20; `scripts/soak` runs an hour), while faults
-//! are injected in turn: every PostgreSQL backend terminated, every MariaDB connection
+//! binary for `MUXQL_SOAK_SECONDS` (default 20; `scripts/soak` runs an hour), next to pgbench
+//! (TPC-B-like, the three query modes in turn) and sysbench (`oltp_read_write`) runs, while
+//! faults are injected in turn: every PostgreSQL backend terminated, every MariaDB connection
 //! killed, PostgreSQL restarted. Each client checks its own data and session after every
 //! step: a wrong result fails the test at once; errors a fault causes are counted. At the end
-//! every client's rows are all there, and muxql's memory and descriptors are back to flat.
+//! every client's rows are all there, pgbench's balances agree (no transaction half applied)
+//! and sysbench's table has all its rows, and muxql's memory and descriptors are flat.
 
 mod common;
 mod proc;
@@ -242,6 +244,80 @@ async fn my_step(
     }
 }
 
+/// Rows of sysbench's table (oltp_read_write deletes and inserts one in each transaction).
+const SYSBENCH_ROWS: u64 = 1000;
+
+/// Runs pgbench (TPC-B-like, 4 clients, 5 s at a time, simple/extended/prepared in turn)
+/// through `port` against `schema` until `stop`; returns the transactions it completed and
+/// the runs a fault cut short (pgbench stops a client at its first error).
+fn pgbench_load(port: u16, schema: &str, stop: &AtomicBool) -> (u64, u64) {
+    let pg = common::pg();
+    let (mut done, mut cut) = (0, 0);
+    for mode in ["simple", "extended", "prepared"].iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let out = Command::new(pg.bin_path("pgbench"))
+            .args(["-n", "-M", mode, "-c", "4", "-j", "4", "-T", "5"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", &pg.scram_user, &pg.db])
+            .env("PGPASSWORD", &pg.password)
+            .env("PGSSLMODE", "disable")
+            .env("PGOPTIONS", format!("-c search_path={schema}"))
+            .output()
+            .expect("run pgbench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        done += stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("number of transactions actually processed:"))
+            .and_then(|v| v.trim().split('/').next()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        cut += u64::from(!out.status.success());
+    }
+    (done, cut)
+}
+
+/// sysbench oltp_read_write through `port`, 4 threads, 5 s at a time, until `stop`; lost
+/// statements (1317) and transactions (1213) are retried as sysbench retries deadlocks.
+/// Returns the transactions it completed and the runs that stopped on an error.
+fn sysbench_load(port: u16, stop: &AtomicBool) -> (u64, u64) {
+    let (mut done, mut cut) = (0, 0);
+    for ps in ["auto", "disable"].iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let ps = format!("--db-ps-mode={ps}");
+        let out = sysbench(port, &[&ps, "--threads=4", "--time=5", "run"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        done += text
+            .lines()
+            .find(|l| l.trim_start().starts_with("transactions:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        cut += u64::from(!out.status.success());
+    }
+    (done, cut)
+}
+
+/// Runs sysbench `oltp_read_write` with `args` on its one table, `sbtest1` (sysbench names its
+/// tables itself; the other test binary using it, mysql_mux_real, never runs at the same time).
+fn sysbench(port: u16, args: &[&str]) -> std::process::Output {
+    let my = common::mariadb();
+    Command::new("sysbench")
+        .arg("oltp_read_write")
+        .arg("--mysql-host=127.0.0.1")
+        .arg(format!("--mysql-port={port}"))
+        .arg(format!("--mysql-user={}", my.user))
+        .arg(format!("--mysql-password={}", my.password))
+        .arg(format!("--mysql-db={}", my.db))
+        .arg("--tables=1")
+        .arg(format!("--table-size={SYSBENCH_ROWS}"))
+        .arg("--mysql-ignore-errors=1213,1205,1020,1317")
+        .args(args)
+        .output()
+        .expect("run sysbench (scripts/setup installs it)")
+}
+
 /// Faults, in turn.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -355,8 +431,35 @@ async fn clients_come_and_go_under_faults_and_every_row_is_where_it_belongs() {
         .await
         .expect("create MariaDB table");
 
+    // pgbench's tables in a schema of their own, sysbench's table: set up directly.
+    let schema = common::unique_name("soak_pgbench");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    let init = Command::new(pg.bin_path("pgbench"))
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
+        .args(["-p", &pg.port.to_string(), "-U", &pg.scram_user, &pg.db])
+        .env("PGPASSWORD", &pg.password)
+        .env("PGSSLMODE", "disable")
+        .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .output()
+        .expect("pgbench -i");
+    assert!(init.status.success(), "pgbench -i: {init:?}");
+    let _ = sysbench(my.port, &["cleanup"]);
+    let prepared = sysbench(my.port, &["prepare"]);
+    assert!(prepared.status.success(), "sysbench prepare: {prepared:?}");
+
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
+    let pgbench = {
+        let (stop, schema, port) = (stop.clone(), schema.clone(), m.port);
+        tokio::task::spawn_blocking(move || pgbench_load(port, &schema, &stop))
+    };
+    let sysbench_run = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || sysbench_load(mysql_port, &stop))
+    };
     let mut pg_workers = Vec::new();
     let mut my_workers = Vec::new();
     for me in 0..CLIENTS {
@@ -402,6 +505,8 @@ async fn clients_come_and_go_under_faults_and_every_row_is_where_it_belongs() {
     for w in my_workers {
         my_ledgers.push(w.await.expect("a MySQL client found a wrong result"));
     }
+    let (pgbench_done, pgbench_cut) = pgbench.await.expect("pgbench load");
+    let (sysbench_done, sysbench_cut) = sysbench_run.await.expect("sysbench load");
 
     // Every client's rows are all there: nothing lost, nothing of another's.
     let admin = common::pg_connect(&pg.config(&pg.scram_user))
@@ -432,6 +537,39 @@ async fn clients_come_and_go_under_faults_and_every_row_is_where_it_belongs() {
         let n = n.expect("a count");
         assert!(ledger.admits(n), "my{me}: {n} rows, {ledger:?}");
     }
+    // No pgbench transaction was half applied: every balance agrees with the history.
+    let sums = admin
+        .query_one(
+            &format!(
+                "SELECT (SELECT sum(abalance) FROM {schema}.pgbench_accounts)::bigint, \
+                        (SELECT sum(bbalance) FROM {schema}.pgbench_branches)::bigint, \
+                        (SELECT sum(tbalance) FROM {schema}.pgbench_tellers)::bigint, \
+                        (SELECT coalesce(sum(delta), 0) FROM {schema}.pgbench_history)::bigint"
+            ),
+            &[],
+        )
+        .await
+        .expect("pgbench sums");
+    let sums: [i64; 4] = [sums.get(0), sums.get(1), sums.get(2), sums.get(3)];
+    assert!(
+        sums.iter().all(|&v| v == sums[0]),
+        "pgbench balances disagree: {sums:?}"
+    );
+    // sysbench deletes and inserts a row in each transaction: all rows are there.
+    let rows: Option<u64> = my_admin
+        .query_first("SELECT COUNT(*) FROM sbtest1")
+        .await
+        .expect("sysbench rows");
+    assert_eq!(
+        rows,
+        Some(SYSBENCH_ROWS),
+        "sysbench's table lost or gained rows"
+    );
+    let _ = sysbench(my.port, &["cleanup"]);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop schema");
     admin
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
@@ -455,11 +593,14 @@ async fn clients_come_and_go_under_faults_and_every_row_is_where_it_belongs() {
     eprintln!(
         "soak: {seconds} s, {injected} faults, {steps} checked steps, {rows} rows committed, \
          {} connections, {errors} errors from faults, 0 wrong results; \
+         pgbench {pgbench_done} transactions ({pgbench_cut} runs cut short), balances agree; \
+         sysbench {sysbench_done} transactions ({sysbench_cut} runs cut short), rows intact; \
          fds {fds_at_start} -> {fds_at_end}, RSS {} -> {rss_end} KiB",
         tally.reconnects.load(Ordering::Relaxed),
         rss_warm.unwrap_or(0),
     );
     assert!(steps > 0 && injected > 0, "the soak did something");
+    assert!(pgbench_done > 0 && sysbench_done > 0, "the benchmarks ran");
     assert!(
         fds_at_end <= fds_at_start + 2 * 8,
         "descriptors {fds_at_start} -> {fds_at_end}"
