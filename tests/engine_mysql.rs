@@ -3,7 +3,7 @@
 
 mod mysql_sim;
 
-use muxql::mysql::command::code::COM_QUIT;
+use muxql::mysql::command::code::{COM_QUIT, COM_RESET_CONNECTION};
 use muxql::mysql::response::SessionStateChange;
 use mysql_sim::*;
 
@@ -503,4 +503,26 @@ fn a_transaction_lost_with_its_upstream_fails_as_after_a_deadlock() {
     assert!(out.connects.is_empty() && out.to_upstreams.is_empty());
     let out = sim.client_send(a, query("SELECT 3"));
     assert_eq!(out.connects.len(), 1, "then the session goes on");
+}
+
+/// COM_RESET_CONNECTION ends the transaction anyway: a loss not told yet is not told after it.
+#[test]
+fn a_reset_after_a_lost_idle_transaction_starts_clean() {
+    let mut sim = Sim::new(config(1));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, query("BEGIN"));
+    let (u, _) = out.to_upstreams[0];
+    sim.upstream_send(u, frame(&ok(in_trans(), caps()), 1));
+    sim.engine.upstream_closed(u, sim.now);
+    sim.drain();
+    let out = sim.client_send(a, frame(&[COM_RESET_CONNECTION], 0));
+    let answer = out.packets_to_client(a);
+    assert_eq!(answer.first().map(|p| p[0]), Some(0x00), "OK: {answer:?}");
+    let out = sim.client_send(a, query("SELECT 2"));
+    assert!(
+        out.packets_to_client(a).is_empty(),
+        "no ERR 1213 after the reset: {:?}",
+        out.packets_to_client(a)
+    );
+    assert_eq!(out.connects.len(), 1, "the statement goes to a server");
 }

@@ -255,3 +255,45 @@ fn the_loss_is_told_with_the_next_command_not_a_close() {
         "{msgs:?}"
     );
 }
+
+/// As on the server, a Parse of the unnamed statement replaces it even in the aborted block:
+/// bound again after the block, it is the ROLLBACK parsed last, not the statement before.
+#[test]
+fn the_unnamed_statement_is_the_one_parsed_last_even_in_a_lost_transaction() {
+    let mut sim = Sim::new(config(1, PoolMode::Transaction));
+    let a = sim.ready_client();
+    let out = sim.client_send(a, &[q("BEGIN")]);
+    let (u, _) = out.to_upstreams[0];
+    let inside = rfq(TransactionStatus::InTransaction);
+    sim.upstream_send(u, &[complete("BEGIN"), inside.clone()]);
+    sim.client_send(a, &[parse_msg("", "SELECT 42"), FrontendMessage::Sync]);
+    sim.upstream_send(u, &[BackendMessage::ParseComplete, inside]);
+    sim.client_send(a, &[bind_msg(""), execute_msg(), FrontendMessage::Sync]);
+    sim.engine.upstream_closed(u, sim.now);
+    sim.drain();
+    let out = sim.client_send(
+        a,
+        &[
+            parse_msg("", "ROLLBACK"),
+            bind_msg(""),
+            execute_msg(),
+            FrontendMessage::Sync,
+        ],
+    );
+    assert_eq!(
+        out.client_msgs(a),
+        [
+            vec![BackendMessage::ParseComplete, BackendMessage::BindComplete],
+            rolled_back()
+        ]
+        .concat()
+    );
+    let out = sim.client_send(a, &[bind_msg(""), execute_msg(), FrontendMessage::Sync]);
+    let v = out.connects[0];
+    let out = sim.login_upstream(v, 9);
+    let sent = format!("{:?}", out.upstream_msgs(v));
+    assert!(
+        sent.contains("ROLLBACK") && !sent.contains("SELECT 42"),
+        "{sent}"
+    );
+}

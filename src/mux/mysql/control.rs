@@ -32,6 +32,8 @@ impl Engine {
         c.row_count = -1;
         c.warning_count = 0;
         c.warnings = None;
+        // A reset ends any transaction: one lost with its upstream needs no telling any more.
+        c.lost_tx = None;
         let pinned = std::mem::take(&mut c.core.pins) != 0;
         let stmts = std::mem::take(&mut c.stmts);
         let pool = &mut self.pools[route];

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::mux::engine::Engine;
 use crate::mux::ids::ClientId;
 use crate::pg::backend::{encode_error_response, BackendMessage, TransactionStatus};
-use crate::pg::frame::{peek_header, Direction, Frame};
+use crate::pg::frame::{peek_header, Direction, Frame, HEADER_LEN};
 use crate::pg::frontend::{FrontendMessage, TargetKind};
 use crate::pg::sql::is_transaction_end;
 use crate::pg::sqlstate::{CONNECTION_FAILURE, IN_FAILED_SQL_TRANSACTION, PROTOCOL_VIOLATION};
@@ -65,12 +65,25 @@ impl Engine {
                 Ok(_) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
             };
-            let frame = Frame::from_validated(c.core.buf.split_to(header.frame_len).freeze());
-            let msg = match FrontendMessage::from_frame(frame) {
+            let raw = c.core.buf.split_to(header.frame_len).freeze();
+            let body = raw.slice(HEADER_LEN..);
+            let msg = match FrontendMessage::from_frame(Frame::from_validated(raw)) {
                 Ok(m) => m,
                 Err(e) => break Err(e.to_string()),
             };
             let unnamed = c.unnamed.clone();
+            // As on the server: a simple Query, and a Parse of the unnamed statement, drop the
+            // unnamed statement; only a transaction end can be parsed again here.
+            if !state.skipping {
+                match &msg {
+                    FrontendMessage::Query(_) => c.unnamed = None,
+                    FrontendMessage::Parse(p) if p.name.is_empty() => {
+                        let ok = state.announce.is_none() && is_transaction_end(&p.query);
+                        c.unnamed = ok.then_some(body);
+                    }
+                    _ => {}
+                }
+            }
             let named_ends = |name: &Bytes| {
                 c.stmts
                     .get(name)
@@ -86,7 +99,9 @@ impl Engine {
                 }
                 Step::Close(kind, name) => self.pg_lost_tx_close(cid, kind, &name, &mut out),
                 Step::Terminate => {
-                    self.send_client(cid, out.freeze());
+                    if !out.is_empty() {
+                        self.send_client(cid, out.freeze());
+                    }
                     self.close_client(cid);
                     return;
                 }
