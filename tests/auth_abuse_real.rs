@@ -31,25 +31,6 @@ fn start() -> Muxql {
     ])
 }
 
-/// A startup packet for `user` with extra parameters.
-fn startup(user: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let pg = common::pg();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", pg.db.as_str())]
-        .iter()
-        .chain(extra)
-    {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut out = (body.len() as u32 + 4).to_be_bytes().to_vec();
-    out.extend_from_slice(&body);
-    out
-}
-
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
@@ -82,7 +63,9 @@ async fn wrong_scram_login(port: u16, user: &str, extra: &[(&str, &str)]) -> Str
     let mut c = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    c.write_all(&startup(user, extra)).await.expect("startup");
+    c.write_all(&common::pg_startup_packet(user, extra))
+        .await
+        .expect("startup");
     let (tag, body) = read_msg(&mut c).await;
     if tag == b'E' {
         return sqlstate(&body);

@@ -11,22 +11,6 @@ use proc::Muxql;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Raises this test process's open-file limit to its hard maximum: the tests hold thousands
-/// of sockets of their own.
-fn raise_own_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit for the calls.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
-    lim.rlim_cur
-}
-
 /// muxql in front of the test PostgreSQL with `extra` flags.
 fn start(extra: &[&str], fd_limit: Option<u64>) -> Muxql {
     let pg = common::pg();
@@ -101,7 +85,7 @@ fn sqlstate(bytes: &[u8]) -> Option<String> {
 
 #[tokio::test]
 async fn five_thousand_connections_that_never_log_in_lock_nobody_out() {
-    raise_own_fd_limit();
+    muxql::server::raise_fd_limit().expect("raise the descriptor limit");
     let m = start(
         &["--max-logins", "1000", "--client-login-timeout", "3s"],
         None,
@@ -138,30 +122,15 @@ async fn five_thousand_connections_that_never_log_in_lock_nobody_out() {
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
 }
 
-/// A raw client's startup packet (protocol 3.0) for the test user and database.
-fn startup_packet() -> Vec<u8> {
-    let pg = common::pg();
-    let mut params = Vec::new();
-    for (k, v) in [("user", pg.scram_user.as_str()), ("database", &pg.db)] {
-        params.extend_from_slice(k.as_bytes());
-        params.push(0);
-        params.extend_from_slice(v.as_bytes());
-        params.push(0);
-    }
-    params.push(0);
-    let mut packet = ((params.len() + 8) as u32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&196608u32.to_be_bytes());
-    packet.extend_from_slice(&params);
-    packet
-}
-
 /// Starts a raw client's login (trust) and reads up to ReadyForQuery; on a refusal, returns
 /// the ErrorResponse read to the connection's close.
 async fn raw_login(port: u16) -> Result<TcpStream, Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    s.write_all(&startup_packet()).await.expect("startup");
+    s.write_all(&common::pg_startup_packet(&common::pg().scram_user, &[]))
+        .await
+        .expect("startup");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -187,7 +156,7 @@ async fn raw_login(port: u16) -> Result<TcpStream, Vec<u8>> {
 
 #[tokio::test]
 async fn ten_thousand_idle_clients_cost_little_and_a_small_fd_limit_refuses_cleanly() {
-    let own = raise_own_fd_limit();
+    let own = muxql::server::raise_fd_limit().expect("raise the descriptor limit");
     assert!(
         own >= 11_000,
         "this test needs 11,000 descriptors, has {own}"

@@ -89,20 +89,6 @@ fn startup_lying(len: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A startup packet for the SCRAM user.
-fn startup() -> Vec<u8> {
-    let pg = common::pg();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (k, v) in [("user", pg.scram_user.as_str()), ("database", &pg.db)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    startup_lying(body.len() as u32 + 4, &body)
-}
-
 /// Reads whatever `s` sends until it closes; fails when it stays open past [`PATIENCE`].
 async fn until_closed(s: &mut TcpStream, case: &str) -> Vec<u8> {
     let mut got = Vec::new();
@@ -198,11 +184,15 @@ async fn pg_at(s: &Setup, phase: PgPhase) -> TcpStream {
     match phase {
         PgPhase::PreAuth => {}
         PgPhase::Auth => {
-            c.write_all(&startup()).await.expect("startup");
+            c.write_all(&common::pg_startup_packet(&common::pg().scram_user, &[]))
+                .await
+                .expect("startup");
             pg_until(&mut c, b'R').await;
         }
         _ => {
-            c.write_all(&startup()).await.expect("startup");
+            c.write_all(&common::pg_startup_packet(&common::pg().scram_user, &[]))
+                .await
+                .expect("startup");
             pg_until(&mut c, b'Z').await;
         }
     }
@@ -279,7 +269,7 @@ fn pg_startup_inputs() -> Vec<(&'static str, Vec<u8>)> {
         }),
         ("SSLRequest with bytes behind it", {
             let mut b = ssl_request();
-            b.extend_from_slice(&startup());
+            b.extend_from_slice(&common::pg_startup_packet(&common::pg().scram_user, &[]));
             b
         }),
         (

@@ -10,7 +10,7 @@
 mod common;
 mod proc;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -358,40 +358,11 @@ async fn inject(fault: Fault) {
             }
         }
         Fault::RestartPostgres => {
-            tokio::task::spawn_blocking(restart_postgres)
+            tokio::task::spawn_blocking(common::restart_postgres)
                 .await
                 .expect("restart");
         }
     }
-}
-
-/// Restarts the test PostgreSQL in fast mode (as the postgres OS user when run as root).
-fn restart_postgres() {
-    let pg = common::pg();
-    let dir = common::dbs().dir.join("pg");
-    let pg_ctl = pg.bin_path("pg_ctl");
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
-        .unwrap_or(false);
-    let mut cmd = if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        c
-    } else {
-        Command::new(&pg_ctl)
-    };
-    let status = cmd
-        .arg("-D")
-        .arg(dir.join("data"))
-        .arg("-l")
-        .arg(dir.join("postgres.log"))
-        .args(["-m", "fast", "-w", "-t", "30", "restart"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl restart: {status}");
 }
 
 #[tokio::test]

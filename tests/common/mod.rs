@@ -453,3 +453,60 @@ pub fn unique_name(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A StartupMessage (protocol 3.0) for `user` and the test database, with `extra` parameters,
+/// as muxql's own encoder writes it.
+pub fn pg_startup_packet(user: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    use bytes::Bytes;
+    use muxql::pg::startup::{ProtocolVersion, Startup, StartupRequest, PROTOCOL_3_0};
+    let db = pg().db.clone();
+    let params = [("user", user), ("database", db.as_str())]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| {
+            (
+                Bytes::copy_from_slice(k.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    StartupRequest::Startup(Startup {
+        version: ProtocolVersion(PROTOCOL_3_0),
+        params,
+    })
+    .encode(&mut buf)
+    .expect("encode a startup packet");
+    buf.to_vec()
+}
+
+/// Restarts the test PostgreSQL in fast mode, as the postgres OS user when run as root (as
+/// `scripts/dbs` starts it). The server inherits pg_ctl's stdio: with pipes, waiting for
+/// pg_ctl's output would wait for the server to exit, so its log goes where scripts/dbs put it.
+pub fn restart_postgres() {
+    let pg = pg();
+    let dir = dbs().dir.join("pg");
+    let pg_ctl = pg.bin_path("pg_ctl");
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let status = cmd
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("postgres.log"))
+        .args(["-m", "fast", "-w", "-t", "30", "restart"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl restart: {status}");
+}
